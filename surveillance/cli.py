@@ -7,6 +7,11 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hospital quality surveillance.")
 
 
+@app.callback()
+def main() -> None:
+    """Hospital quality surveillance: synthesise, validate, run, report, verify."""
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""
