@@ -1,0 +1,340 @@
+"""Case-mix risk models: one logistic model per diagnosis group (SHMI style).
+
+References
+----------
+NHS Digital, Summary Hospital-level Mortality Indicator (SHMI) methodology specification
+(covariates: age band, sex, admission method, comorbidity, month, year; palliative care coding is
+not adjusted for but reported as context). Bottle & Aylin, Health Serv Res 2008;43:10.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from surveillance.errors import SurveillanceError
+from surveillance.mortality.encode import (
+    EncodedSpells,
+    covariate_digits,
+    encode_spells,
+    level_counts,
+    month_label,
+    month_number,
+    pattern_digits,
+    pattern_index,
+)
+from surveillance.mortality.irls import c_statistic, calibration_slope, fit_logistic_patterns
+from surveillance.mortality.spec import COVARIATE_NAMES, RiskSpec, load_risk_spec
+from surveillance.periods import Quarter
+
+
+def resolve_end_month(end: Quarter | str | pd.Timestamp | None, fallback: int) -> int:
+    """Months since 1970-01 of the last month of a window given as quarter, date or None."""
+    if end is None:
+        return int(fallback)
+    if isinstance(end, Quarter):
+        return month_number(end.end)
+    if isinstance(end, str) and "Q" in end:
+        return month_number(Quarter.parse(end).end)
+    return month_number(pd.Timestamp(end))
+
+
+@dataclass
+class GroupModel:
+    """Fitted model of one diagnosis group."""
+
+    diagnosis_group: str
+    level: str
+    covariates: list[str]
+    coef: np.ndarray
+    std_error: np.ndarray
+    spells: int
+    deaths: int
+    iterations: int
+    converged: bool
+
+
+class RiskModel:
+    """Per-diagnosis-group logistic risk model fitted on aggregated covariate patterns.
+
+    Parameters
+    ----------
+    spec : RiskSpec, path to a YAML spec, or None for ``models/risk/default.yaml``.
+    outcome : overrides the spec's outcome column (``died_30d`` or ``died_in_hospital``).
+
+    Attributes after ``fit``: ``groups_`` (one row per group: level used, sizes, c-statistic,
+    O/E and calibration slope in the fitted data), ``end_month_`` (``YYYY-MM`` of the last fitted
+    month: year index 0 is the 12 months ending there), ``national_rate_``.
+    """
+
+    def __init__(self, spec: RiskSpec | str | Path | None = None, outcome: str | None = None):
+        self.spec = spec if isinstance(spec, RiskSpec) else load_risk_spec(spec)
+        if outcome is not None:
+            self.spec = self.spec.model_copy(update={"outcome": outcome})
+        self.outcome = self.spec.outcome
+
+    # ------------------------------------------------------------------ design
+    @property
+    def sizes_(self) -> np.ndarray:
+        return level_counts(self.spec)
+
+    def _level_names(self) -> list[list[str]]:
+        c = self.spec.covariates
+
+        def bands(edges: list[float]) -> list[str]:
+            e = [int(v) if float(v).is_integer() else v for v in edges]
+            out = [
+                f"{a}-{b - 1}" if isinstance(a, int) and isinstance(b, int) else f"{a}-{b}"
+                for a, b in zip(e, e[1:], strict=False)
+            ]
+            return out + [f"{e[-1]}+"]
+
+        dep = list(c.deprivation.levels) + (["missing"] if c.deprivation.missing_level else [])
+        if c.admission_month.encoding == "month":
+            months = [f"{m:02d}" for m in range(1, 13)]
+        else:
+            months = ["winter", "spring", "summer", "autumn"]
+        return [
+            bands(c.age_band.edges),
+            list(c.sex.levels),
+            list(c.admission_method.levels),
+            bands(c.comorbidity_band.edges),
+            dep,
+            months,
+            [str(i) for i in range(self.spec.n_years)],
+        ]
+
+    def _design(self, digits: np.ndarray, covariates: list[str]) -> np.ndarray:
+        """Intercept plus treatment-coded dummies (first level reference) for ``covariates``."""
+        sizes = self.sizes_
+        cols = [np.ones(len(digits))]
+        for name in covariates:
+            j = COVARIATE_NAMES.index(name)
+            for level in range(1, sizes[j]):
+                cols.append((digits[:, j] == level).astype(float))
+        return np.column_stack(cols)
+
+    def _terms(self, covariates: list[str]) -> list[str]:
+        names = self._level_names()
+        terms = ["intercept"]
+        for name in covariates:
+            j = COVARIATE_NAMES.index(name)
+            terms += [f"{name}[{lvl}]" for lvl in names[j][1:]]
+        return terms
+
+    # ------------------------------------------------------------------ fit
+    def encode(self, spells: pd.DataFrame) -> tuple[EncodedSpells, np.ndarray]:
+        """Encoded spells and their covariate pattern numbers (needs a fitted ``end_month_``)."""
+        enc = encode_spells(spells, self.outcome, self.spec.period_date)
+        digits = covariate_digits(spells, self.spec, self._end)
+        return enc, pattern_index(digits, self.sizes_)
+
+    def fit(
+        self, spells: pd.DataFrame, end: Quarter | str | pd.Timestamp | None = None
+    ) -> RiskModel:
+        """Fit every diagnosis group on the ``spec.fit_months`` months ending at ``end``.
+
+        ``end`` defaults to the last month present; spells outside the window are ignored.
+        """
+        enc = encode_spells(spells, self.outcome, self.spec.period_date)
+        if len(enc.died) == 0:
+            raise SurveillanceError("spells: no rows to fit the risk models on")
+        self._end = resolve_end_month(end, enc.period_month.max())
+        keep = (enc.period_month <= self._end) & (
+            enc.period_month > self._end - self.spec.fit_months
+        )
+        if not keep.any():
+            raise SurveillanceError(
+                f"spells: no spells in the {self.spec.fit_months} months to {month_label(self._end)}"
+            )
+        sub = spells if keep.all() else spells.loc[keep]
+        digits = covariate_digits(sub, self.spec, self._end)
+        pattern = pattern_index(digits, self.sizes_)
+        del digits
+        return self._fit_arrays(enc.group[keep], enc.groups, pattern, enc.died[keep])
+
+    def _fit_arrays(
+        self, group: np.ndarray, groups: np.ndarray, pattern: np.ndarray, died: np.ndarray
+    ) -> RiskModel:
+        n_pat = int(np.prod(self.sizes_))
+        key = group.astype(np.int64) * n_pat + pattern
+        n_all = np.bincount(key, minlength=len(groups) * n_pat)
+        d_all = np.bincount(key, weights=died, minlength=len(groups) * n_pat)
+        del key
+        self.national_rate_ = float(died.sum() / len(died))
+        self.models_: dict[str, GroupModel] = {}
+        rows = []
+        for g, name in enumerate(groups):
+            sl = slice(g * n_pat, (g + 1) * n_pat)
+            present = np.flatnonzero(n_all[sl])
+            n_g, d_g = n_all[sl][present].astype(float), d_all[sl][present]
+            gm = self._fit_group(str(name), present, d_g, n_g)
+            self.models_[gm.diagnosis_group] = gm
+            p = self._eta_patterns(gm, present)
+            p = expit(p) if gm.coef[0] > -np.inf else np.zeros_like(p)
+            rows.append(
+                {
+                    "diagnosis_group": gm.diagnosis_group,
+                    "level": gm.level,
+                    "n_terms": len(gm.coef),
+                    "spells": gm.spells,
+                    "deaths": gm.deaths,
+                    "crude_rate": gm.deaths / gm.spells,
+                    "c_statistic": c_statistic(p, d_g, n_g),
+                    "oe_ratio": float(d_g.sum() / (n_g @ p)) if n_g @ p > 0 else float("nan"),
+                    "calibration_slope": calibration_slope(p, d_g, n_g)
+                    if gm.covariates
+                    else float("nan"),
+                    "iterations": gm.iterations,
+                    "converged": gm.converged,
+                }
+            )
+        self.groups_ = pd.DataFrame(rows)
+        self.end_month_ = month_label(self._end)
+        self._build_table()
+        return self
+
+    def _fit_group(
+        self, name: str, present: np.ndarray, d: np.ndarray, n: np.ndarray
+    ) -> GroupModel:
+        spells, deaths = int(n.sum()), int(round(d.sum()))
+        for lvl in self.spec.levels:
+            if spells >= lvl.min_spells and deaths >= lvl.min_deaths:
+                break
+        if deaths == 0:
+            return GroupModel(
+                name, lvl.name, [], np.array([-np.inf]), np.array([np.nan]), spells, 0, 0, True
+            )
+        if deaths == spells:
+            return GroupModel(
+                name, lvl.name, [], np.array([np.inf]), np.array([np.nan]), spells, deaths, 0, True
+            )
+        covs = list(lvl.covariates)
+        digits = pattern_digits(present, self.sizes_)
+        X = self._design(digits, covs)
+        fit = fit_logistic_patterns(
+            X, d, n, ridge=self.spec.ridge, max_iter=self.spec.max_iter, tol=self.spec.tol
+        )
+        return GroupModel(
+            name,
+            lvl.name,
+            covs,
+            fit.coef,
+            fit.std_error,
+            spells,
+            deaths,
+            fit.iterations,
+            fit.converged,
+        )
+
+    def _eta_patterns(self, gm: GroupModel, patterns: np.ndarray) -> np.ndarray:
+        if not gm.covariates:
+            return np.full(len(patterns), gm.coef[0])
+        X = self._design(pattern_digits(patterns, self.sizes_), gm.covariates)
+        return X @ gm.coef
+
+    def _build_table(self) -> None:
+        """p for every (group, pattern): prediction is then one gather per spell."""
+        n_pat = int(np.prod(self.sizes_))
+        all_patterns = np.arange(n_pat, dtype=np.int64)
+        self.group_names_ = np.array(sorted(self.models_), dtype=object).astype(str)
+        table = np.empty((len(self.group_names_) + 1, n_pat))
+        for g, name in enumerate(self.group_names_):
+            table[g] = expit(self._eta_patterns(self.models_[name], all_patterns))
+        table[-1] = self.national_rate_  # unseen diagnosis groups: national crude rate
+        self._table = table
+
+    # ------------------------------------------------------------------ predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "_table"):
+            raise SurveillanceError("RiskModel is not fitted: call fit(spells) or RiskModel.load")
+
+    def group_index(self, groups: np.ndarray) -> np.ndarray:
+        """Row of the prediction table for each diagnosis group (unseen -> national rate row)."""
+        self._check_fitted()
+        idx = pd.Index(self.group_names_).get_indexer(np.asarray(groups).astype(str))
+        return np.where(idx < 0, len(self.group_names_), idx)
+
+    def predict_patterns(self, group_rows: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+        return self._table[group_rows, pattern]
+
+    def predict(self, spells: pd.DataFrame) -> np.ndarray:
+        """Predicted probability of the outcome for each spell (input order)."""
+        self._check_fitted()
+        enc, pattern = self.encode(spells)
+        return self.predict_patterns(self.group_index(enc.groups)[enc.group], pattern)
+
+    def predict_encoded(self, enc: EncodedSpells, pattern: np.ndarray) -> np.ndarray:
+        return self.predict_patterns(self.group_index(enc.groups)[enc.group], pattern)
+
+    def coefficients(self) -> pd.DataFrame:
+        """Long table: diagnosis_group, level, term, estimate, std_error, odds_ratio."""
+        self._check_fitted()
+        rows = []
+        for name in self.group_names_:
+            gm = self.models_[name]
+            for term, b, se in zip(self._terms(gm.covariates), gm.coef, gm.std_error, strict=True):
+                rows.append((name, gm.level, term, float(b), float(se)))
+        out = pd.DataFrame(
+            rows, columns=["diagnosis_group", "level", "term", "estimate", "std_error"]
+        )
+        out["odds_ratio"] = np.exp(out["estimate"])
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        return {
+            "spec": self.spec.model_dump(),
+            "end_month": self.end_month_,
+            "national_rate": self.national_rate_,
+            "groups": self.groups_.to_dict(orient="list"),
+            "models": {
+                name: {
+                    "level": gm.level,
+                    "covariates": gm.covariates,
+                    "coef": [float(v) for v in gm.coef],
+                    "std_error": [float(v) for v in gm.std_error],
+                    "spells": gm.spells,
+                    "deaths": gm.deaths,
+                    "iterations": gm.iterations,
+                    "converged": gm.converged,
+                }
+                for name, gm in self.models_.items()
+            },
+        }
+
+    def save(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), sort_keys=True, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> RiskModel:
+        body = json.loads(Path(path).read_text())
+        model = cls(RiskSpec.model_validate(body["spec"]))
+        model._end = month_number(body["end_month"])
+        model.end_month_ = body["end_month"]
+        model.national_rate_ = float(body["national_rate"])
+        model.groups_ = pd.DataFrame(body["groups"])
+        model.models_ = {
+            name: GroupModel(
+                name,
+                m["level"],
+                m["covariates"],
+                np.array(m["coef"], float),
+                np.array(m["std_error"], float),
+                m["spells"],
+                m["deaths"],
+                m["iterations"],
+                m["converged"],
+            )
+            for name, m in body["models"].items()
+        }
+        model._build_table()
+        return model

@@ -1,0 +1,133 @@
+"""Risk-model specifications as data (``models/risk/*.yaml``), validated with pydantic."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from surveillance.errors import ConfigError
+
+RISK_DIR = Path(__file__).resolve().parents[2] / "models" / "risk"
+DEFAULT_SPEC = RISK_DIR / "default.yaml"
+
+COVARIATE_NAMES = (
+    "age_band",
+    "sex",
+    "admission_method",
+    "comorbidity_band",
+    "deprivation",
+    "admission_month",
+    "year_index",
+)
+
+
+class BandedCovariate(BaseModel):
+    """A numeric column cut into bands at ``edges`` (left edges, first edge the minimum)."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str
+    edges: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> BandedCovariate:
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError(f"edges must increase strictly, got {self.edges}")
+        return self
+
+
+class LevelsCovariate(BaseModel):
+    """A categorical column with fixed levels (first level is the reference)."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str
+    levels: list[str] = Field(min_length=1)
+    missing_level: bool = False
+
+
+class MonthCovariate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = "admission_date"
+    encoding: Literal["month", "season"] = "month"
+
+
+class YearCovariate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = "admission_date"
+
+
+class Covariates(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    age_band: BandedCovariate
+    sex: LevelsCovariate
+    admission_method: LevelsCovariate
+    comorbidity_band: BandedCovariate
+    deprivation: LevelsCovariate
+    admission_month: MonthCovariate = MonthCovariate()
+    year_index: YearCovariate = YearCovariate()
+
+
+class ModelLevel(BaseModel):
+    """One rung of the fallback ladder: covariates used and the minimum sizes to use it."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    covariates: list[str]
+    min_spells: int = Field(ge=0)
+    min_deaths: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelLevel:
+        unknown = [c for c in self.covariates if c not in COVARIATE_NAMES]
+        if unknown:
+            raise ValueError(f"level {self.name!r}: unknown covariates {unknown}")
+        return self
+
+
+class RiskSpec(BaseModel):
+    """Validated risk-model specification (see ``models/risk/default.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    outcome: Literal["died_30d", "died_in_hospital"] = "died_30d"
+    fit_months: int = Field(36, ge=12)
+    monitor_months: int = Field(12, ge=1)
+    period_date: Literal["discharge_date", "admission_date"] = "discharge_date"
+    ridge: float = Field(0.01, ge=0)
+    max_iter: int = Field(50, ge=1)
+    tol: float = Field(1e-10, gt=0)
+    covariates: Covariates
+    levels: list[ModelLevel] = Field(min_length=1)
+    contextual: list[str] = []
+
+    @model_validator(mode="after")
+    def _ladder(self) -> RiskSpec:
+        if self.levels[-1].covariates:
+            raise ValueError("the last fallback level must have no covariates (crude rate)")
+        if self.levels[-1].min_spells > 1 or self.levels[-1].min_deaths > 0:
+            raise ValueError("the last fallback level must accept any group (min sizes 1 and 0)")
+        return self
+
+    @property
+    def n_years(self) -> int:
+        return -(-self.fit_months // 12)
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form (for manifests and MLflow params)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+def load_risk_spec(path: Path | str | None = None) -> RiskSpec:
+    """Read and validate a risk-model spec; raises :class:`ConfigError` naming the file."""
+    path = Path(path) if path is not None else DEFAULT_SPEC
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read risk-model spec: {exc}") from exc
+    try:
+        return RiskSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid risk-model spec:\n{exc}") from exc
