@@ -28,6 +28,7 @@ from surveillance.stats.overdispersion import (
     tau2_reml,
     truncate_shmi,
     winsorise,
+    z_adjusted_additive,
 )
 from surveillance.stats.transforms import (
     Transformed,
@@ -74,6 +75,7 @@ __all__ = [
     "truncate_shmi",
     "wilson_interval",
     "winsorise",
+    "z_adjusted_additive",
     "z_for_level",
 ]
 # --- end cross-sectional core ---

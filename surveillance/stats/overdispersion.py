@@ -297,6 +297,28 @@ def phi_chi2_test(phi: float | ArrayLike, n: int | ArrayLike) -> float | NDArray
     return float(p) if p.ndim == 0 else p
 
 
+def z_adjusted_additive(
+    Y: ArrayLike, s: ArrayLike, target: float | ArrayLike, tau2: float | ArrayLike
+) -> NDArray[np.float64]:
+    """Additive random-effects z-score (Y - target) / sqrt(s^2 + tau2).
+
+    ``tau2`` is a scalar or one value per row (broadcast over the last axis).
+
+    References
+    ----------
+    Spiegelhalter 2005 (QSHC), eq. for z_D.
+    """
+    y = np.asarray(Y, dtype=np.float64)
+    sd = np.asarray(s, dtype=np.float64)
+    t2 = np.asarray(tau2, dtype=np.float64)
+    if np.any(t2 < 0):
+        raise ValueError("tau2 must be >= 0")
+    if t2.ndim == 1 and y.ndim == 2:
+        t2 = t2[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (y - np.asarray(target, dtype=np.float64)) / np.sqrt(sd * sd + t2)
+
+
 @dataclass(frozen=True)
 class Adjustment:
     """Result of :func:`adjust`.
