@@ -29,6 +29,8 @@ PHE Fingertips technical guidance; PHEindicatormethods (R), R/Funnels.R and R/ut
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special, stats
@@ -36,10 +38,11 @@ from scipy import special, stats
 from surveillance.stats.transforms import Scale, back_transform
 
 
+@lru_cache(maxsize=64)
 def z_for_level(level: float) -> float:
     """Two-sided normal quantile: 1.959964 for 0.95, 3.090232 for 0.998."""
     _check_level(level)
-    return float(stats.norm.ppf(0.5 + level / 2.0))
+    return float(special.ndtri(0.5 + level / 2.0))
 
 
 def level_label(level: float) -> str:
@@ -222,7 +225,7 @@ def phe_proportion_limits(
     _check_level(level)
     n = _arr(population)
     p = average_proportion
-    z2 = stats.norm.ppf(0.5 + level / 2.0) ** 2
+    z2 = z_for_level(level) ** 2
     first = p * (n / z2 + 1)
     adj = np.sqrt(
         (-8 * p * (n / z2 + 1)) ** 2
@@ -240,7 +243,7 @@ def wilson_interval(
     """Wilson score confidence interval for x/n (PHE ``wilson_lower`` / ``wilson_upper``)."""
     _check_level(level)
     xx, nn = _arr(x), _arr(n)
-    z = stats.norm.ppf(0.5 + level / 2.0)
+    z = z_for_level(level)
     root = z * np.sqrt(z * z + 4 * xx * (1 - xx / nn))
     return (2 * xx + z * z - root) / 2 / (nn + z * z), (2 * xx + z * z + root) / 2 / (nn + z * z)
 
@@ -253,7 +256,7 @@ def byar_interval(observed: ArrayLike, level: float = 0.95) -> tuple[NDArray, ND
     """
     _check_level(level)
     o = _arr(observed)
-    z = stats.norm.ppf(0.5 + level / 2.0)
+    z = z_for_level(level)
     with np.errstate(invalid="ignore", divide="ignore"):
         lower = np.where(o > 0, o * (1 - 1 / (9 * o) - z / (3 * np.sqrt(o))) ** 3, 0.0)
     o1 = o + 1

@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import special, stats
 
 Trim = Literal["winsorise", "truncate"]
 Overdispersion = Literal["additive", "multiplicative"]
@@ -62,6 +62,24 @@ def _check_fraction(fraction: float) -> None:
         raise ValueError(f"trim fraction must be in [0, 0.5), got {fraction}")
 
 
+def _quantiles_sorted(srt: NDArray, n: NDArray, probs: tuple[float, ...]) -> list[NDArray]:
+    """R type 7 quantiles of each row of an already sorted 2-D array (NaN last, n valid)."""
+    out = []
+    rows = np.arange(srt.shape[0])
+    for prob in probs:
+        index = (np.maximum(n, 1) - 1) * prob
+        lo = np.floor(index).astype(np.int64)
+        hi = np.ceil(index).astype(np.int64)
+        h = index - lo
+        x_lo = srt[rows, lo]
+        x_hi = srt[rows, hi]
+        interpolate = (h > 0) & (x_hi != x_lo)
+        with np.errstate(invalid="ignore"):
+            q = np.where(interpolate, (1.0 - h) * x_lo + h * x_hi, x_lo)
+        out.append(np.where(n > 0, q, np.nan))
+    return out
+
+
 def quantile_type7(z: ArrayLike, prob: float) -> NDArray[np.float64]:
     """Quantile ``prob`` of each row ignoring NaN, R type 7 (numpy ``linear``).
 
@@ -71,16 +89,7 @@ def quantile_type7(z: ArrayLike, prob: float) -> NDArray[np.float64]:
     x, was_1d = _as_2d(z)
     srt = np.sort(x, axis=-1)  # NaN sorts last
     n = np.sum(~np.isnan(x), axis=-1)
-    index = (np.maximum(n, 1) - 1) * prob
-    lo = np.floor(index).astype(np.int64)
-    hi = np.ceil(index).astype(np.int64)
-    h = index - lo
-    x_lo = np.take_along_axis(srt, lo[:, None], axis=-1)[:, 0]
-    x_hi = np.take_along_axis(srt, hi[:, None], axis=-1)[:, 0]
-    interpolate = (h > 0) & (x_hi != x_lo)
-    with np.errstate(invalid="ignore"):
-        q = np.where(interpolate, (1.0 - h) * x_lo + h * x_hi, x_lo)
-    q = np.where(n > 0, q, np.nan)
+    (q,) = _quantiles_sorted(srt, n, (prob,))
     return q[0:1] if was_1d else q
 
 
@@ -104,12 +113,11 @@ def winsorise_detail(
     """
     _check_fraction(fraction)
     x, was_1d = _as_2d(z)
+    srt = np.sort(x, axis=-1)  # NaN sorts last
+    n = np.sum(~np.isnan(x), axis=-1)
     if method == "quantile":
-        lz = quantile_type7(x, fraction)
-        uz = quantile_type7(x, 1.0 - fraction)
+        lz, uz = _quantiles_sorted(srt, n, (fraction, 1.0 - fraction))
     elif method == "rank":
-        srt = np.sort(x, axis=-1)
-        n = np.sum(~np.isnan(x), axis=-1)
         k = np.floor(fraction * n).astype(np.int64)
         lo_idx = np.minimum(k, np.maximum(n - 1, 0))
         hi_idx = np.maximum(n - 1 - k, 0)
@@ -293,7 +301,7 @@ def phi_chi2_test(phi: float | ArrayLike, n: int | ArrayLike) -> float | NDArray
     ph = np.asarray(phi, dtype=np.float64)
     nn = np.asarray(n, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        p = np.where(nn >= 2, stats.chi2.sf(nn * ph, np.maximum(nn - 1, 1)), np.nan)
+        p = np.where(nn >= 2, special.chdtrc(np.maximum(nn - 1, 1), nn * ph), np.nan)
     return float(p) if p.ndim == 0 else p
 
 
