@@ -1,0 +1,183 @@
+"""Funnel-plot data for one indicator from a run's ``flags.csv`` rows.
+
+The limits come from :func:`surveillance.stats.limits.normal_limits` with the ``tau2`` (additive)
+or ``phi`` (multiplicative) the assessment itself recorded in ``flags.csv``, so a point outside the
+plotted 95% / 99.8% limits is exactly a point whose ``z_adjusted`` is beyond 1.96 / 3.09: the
+picture agrees with the flags.
+
+What is plotted per type (``observed``/``expected`` as the assessment wrote them):
+
+* ``ratio``: O/E against E; SHMI method on the log scale, CQC method on the square-root scale.
+* ``proportion``: r/n against n when ``flags.csv`` carries ``numerator`` and ``denominator``
+  columns; otherwise O/E against E on the log (Poisson) scale, labelled as such.
+* ``rate`` and ``count``: O/E against E on the log scale.
+* ``score``: value against precision 1/se^2, se recovered from ``(value - target) / z``.
+* ``external_band``, ``rule``, ``cusum_z``: no funnel (they are not assessed on one).
+
+References
+----------
+Spiegelhalter DJ. Funnel plots for comparing institutional performance. Stat Med 2005;24:1185.
+Spiegelhalter DJ. Handling over-dispersion of performance indicators. QSHC 2005;14:347.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from surveillance.reports.figures import FunnelLimits
+from surveillance.stats.limits import normal_limits
+
+FUNNEL_TYPES = ("ratio", "proportion", "rate", "count", "score")
+LEVELS = (0.95, 0.998)
+_GRID = 80
+
+
+@dataclass(frozen=True)
+class FunnelData:
+    """Everything :func:`surveillance.reports.figures.funnel_svg` needs for one indicator."""
+
+    indicator_id: str
+    trust_codes: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    flags: list[str]
+    target: float
+    limits: list[FunnelLimits]
+    xlabel: str
+    ylabel: str
+    note: str
+
+
+def _grid(xmax: float) -> np.ndarray:
+    # Denser near zero where the funnel bends.
+    return xmax * 1.04 * np.linspace(0.02, 1.0, _GRID) ** 2
+
+
+def _limits(
+    target: float,
+    s_of_x,
+    xgrid: np.ndarray,
+    scale: str,
+    tau2: float,
+    phi: float | None,
+    multiplicative: bool,
+) -> list[FunnelLimits]:
+    out = []
+    for level in LEVELS:
+        if multiplicative and phi is not None and np.isfinite(phi):
+            lo, hi = normal_limits(target, s_of_x(xgrid), level, scale, phi=phi)
+        else:
+            lo, hi = normal_limits(
+                target, s_of_x(xgrid), level, scale, tau2=tau2 if np.isfinite(tau2) else 0.0
+            )
+        out.append(FunnelLimits(level=level, x=xgrid, lower=np.asarray(lo), upper=np.asarray(hi)))
+    return out
+
+
+def _first_finite(series: pd.Series) -> float:
+    vals = pd.to_numeric(series, errors="coerce").dropna()
+    return float(vals.iloc[0]) if len(vals) else float("nan")
+
+
+def funnel_plot_data(
+    rows: pd.DataFrame,
+    indicator_type: str,
+    sr_method: str | None = None,
+    overdispersion: str | None = "additive",
+) -> FunnelData | None:
+    """Points and limits for one indicator's funnel, or ``None`` when the type has no funnel.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        The indicator's ``flags.csv`` rows (any order); ``not_applicable`` rows and rows without
+        finite observed/expected are left out.
+    indicator_type : str
+        The catalogue ``type``.
+    sr_method : {"SHMI", "CQC"}, optional
+        Ratio transform; defaults to the ``method`` recorded in the flags, else SHMI.
+    overdispersion : {"additive", "multiplicative", None}
+        How the assessment adjusted; the limits use the matching ``tau2`` or ``phi``.
+    """
+    if indicator_type not in FUNNEL_TYPES or rows.empty:
+        return None
+    rows = rows.sort_values("trust_code")
+    rows = rows[rows["flag"] != "not_applicable"]
+    obs = pd.to_numeric(rows["observed"], errors="coerce").to_numpy(float)
+    exp = pd.to_numeric(rows["expected"], errors="coerce").to_numpy(float)
+    keep = np.isfinite(obs) & np.isfinite(exp) & (exp > 0)
+    tau2 = _first_finite(rows["tau2"])
+    phi = _first_finite(rows["phi"])
+    multiplicative = overdispersion == "multiplicative"
+    note = ""
+    if indicator_type == "score":
+        z = pd.to_numeric(rows["z"], errors="coerce").to_numpy(float)
+        target = float(np.nanmedian(exp[keep])) if keep.any() else float("nan")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            se = np.abs((obs - target) / z)
+        keep &= np.isfinite(se) & (se > 0)
+        x = np.where(keep, 1.0 / se**2, np.nan)
+        y = obs
+        xgrid = _grid(float(np.nanmax(x[keep]))) if keep.any() else _grid(1.0)
+        limits = _limits(
+            target, lambda g: 1.0 / np.sqrt(g), xgrid, "identity", tau2, phi, multiplicative
+        )
+        xlabel, ylabel = "precision (1 / standard error squared)", "score"
+        note = "Scores against their precision; limits around the national mean."
+    elif indicator_type == "proportion" and {"numerator", "denominator"} <= set(rows.columns):
+        r = pd.to_numeric(rows["numerator"], errors="coerce").to_numpy(float)
+        n = pd.to_numeric(rows["denominator"], errors="coerce").to_numpy(float)
+        keep = np.isfinite(r) & np.isfinite(n) & (n > 0)
+        p0 = float(r[keep].sum() / n[keep].sum()) if keep.any() else float("nan")
+        x, y = np.where(keep, n, np.nan), np.where(keep, r / np.where(n > 0, n, np.nan), np.nan)
+        target_t = float(np.arcsin(np.sqrt(p0)))
+        xgrid = _grid(float(np.nanmax(x[keep]))) if keep.any() else _grid(1.0)
+        limits = _limits(
+            target_t, lambda g: 1.0 / (2.0 * np.sqrt(g)), xgrid, "asin", tau2, phi, multiplicative
+        )
+        target = p0
+        xlabel, ylabel = "denominator", "proportion"
+    else:
+        method = (sr_method or _method_of(rows) or "SHMI").upper()
+        x = np.where(keep, exp, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.where(keep, obs / exp, np.nan)
+        xgrid = _grid(float(np.nanmax(x[keep]))) if keep.any() else _grid(1.0)
+        if indicator_type == "ratio" and method == "CQC":
+            limits = _limits(
+                1.0, lambda g: 1.0 / (2.0 * np.sqrt(g)), xgrid, "sqrt", tau2, phi, multiplicative
+            )
+        else:
+            limits = _limits(
+                0.0, lambda g: 1.0 / np.sqrt(g), xgrid, "log", tau2, phi, multiplicative
+            )
+        target = 1.0
+        xlabel, ylabel = "expected", "observed / expected"
+        if indicator_type != "ratio":
+            note = (
+                "Shown as observed / expected against expected on the log scale; the flag itself "
+                f"comes from the {indicator_type} method recorded in flags.csv."
+            )
+    return FunnelData(
+        indicator_id=str(rows["indicator_id"].iloc[0]),
+        trust_codes=[str(c) for c in rows["trust_code"]],
+        x=np.where(keep, x, np.nan),
+        y=np.where(keep, y, np.nan),
+        flags=[str(f) for f in rows["flag"]],
+        target=target,
+        limits=limits,
+        xlabel=xlabel,
+        ylabel=ylabel,
+        note=note,
+    )
+
+
+def _method_of(rows: pd.DataFrame) -> str | None:
+    methods = rows["method"].dropna().astype(str)
+    for m in methods:
+        if m.upper() in ("SHMI", "CQC"):
+            return m.upper()
+    return None

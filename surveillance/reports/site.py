@@ -1,0 +1,1020 @@
+"""The static HTML site for one run: national summary, one page per trust, one QSG report per
+region and a national funnel plot per indicator (DESIGN.md sections 1 and 6).
+
+Every page is self-contained (inline CSS, JS and SVG; no network), rendered by Jinja2 with
+autoescaping on, and says what the bands are and are not. Counts of 1 to 4 patients are shown as
+"<5" (the analytic CSVs keep the true values). Output is deterministic: the same run gives
+byte-identical pages.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from surveillance.errors import SurveillanceError
+from surveillance.reports.figures import cusum_svg, funnel_svg, probability_svg, vlad_svg
+from surveillance.reports.funnels import FunnelData, funnel_plot_data
+from surveillance.reports.run import RunData, read_run
+
+DOMAINS = (
+    ("safe", "Safe"),
+    ("effective", "Effective"),
+    ("caring", "Caring"),
+    ("responsive", "Responsive"),
+    ("well_led", "Well-led"),
+)
+#: Indicator types whose ``observed`` is a count of patients (or cases) and so is suppressed 1-4.
+COUNT_TYPES = frozenset({"ratio", "proportion", "rate", "count", "rule"})
+FLAG_TEXT = {
+    "elevated_risk": "elevated risk",
+    "risk": "risk",
+    "no_evidence": "no evidence of risk",
+    "not_applicable": "not applicable",
+}
+BAND_REASON_TEXT = {
+    "score": "placed by its score",
+    "special_measures": "in special measures, so placed in band 1",
+    "recently_inspected": "inspected recently, so not banded this quarter",
+    "too_few_indicators": "too few applicable indicators to band",
+    "not_banded": "not banded",
+}
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+# --- small-number suppression and formatting ------------------------------------------------------
+
+
+def is_small_count(value: Any) -> bool:
+    """True for a count of 1 to 4 (suppressed as "<5" wherever it is published)."""
+    v = _float(value)
+    return v is not None and 1 <= v <= 4
+
+
+def suppress_count(value: Any) -> str:
+    """A published patient count: "<5" for 1 to 4, "" when missing, else the integer."""
+    v = _float(value)
+    if v is None:
+        return ""
+    if 1 <= v <= 4:
+        return "<5"
+    return f"{v:,.0f}"
+
+
+def _float(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    v = _float(value)
+    return "" if v is None else f"{v:,.{digits}f}"
+
+
+def _pct(value: Any) -> str:
+    v = _float(value)
+    return "" if v is None else f"{v:.0%}"
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v
+
+
+def _text(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return str(v)
+
+
+# --- names and links ------------------------------------------------------------------------------
+
+
+def slugify(text: str) -> str:
+    """A file-name-safe slug: lower case ASCII letters, digits and hyphens."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    return slug or "x"
+
+
+def _unique_names(keys: Sequence[str], make) -> dict[str, str]:
+    """Map each key to a unique file stem made by ``make`` (suffix -2, -3 on collisions)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for key in keys:
+        stem = make(key)
+        candidate, n = stem, 2
+        while candidate.lower() in used:
+            candidate = f"{stem}-{n}"
+            n += 1
+        used.add(candidate.lower())
+        out[key] = candidate
+    return out
+
+
+def _safe_stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", str(text)).strip("_") or "x"
+
+
+def band_order(band: Any) -> int:
+    """Sort key for bands: 1-6 first, then ``recently_inspected``, then ``not_banded``/other."""
+    text = _text(band)
+    if text.isdigit():
+        return int(text)
+    return 7 if text == "recently_inspected" else 8
+
+
+def band_class(band: Any) -> str:
+    text = _text(band)
+    return f"band-{text}" if text in {"1", "2", "3", "4", "5", "6"} else "band-other"
+
+
+def _band_text(band: Any) -> str:
+    text = _text(band)
+    if text.endswith(".0") and text[:-2].isdigit():
+        text = text[:-2]
+    return text
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    run: RunData
+    catalogue: pd.DataFrame
+    trust_file: dict[str, str]
+    region_file: dict[str, str]
+    funnel_file: dict[str, str]
+    funnels: dict[str, FunnelData]
+    trust_names: dict[str, str]
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(_TEMPLATES)),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["patients"] = suppress_count
+    env.filters["num"] = _num
+    env.filters["pct"] = _pct
+    # Compact, deterministic JSON for the inline <script type="application/json"> blocks; Jinja's
+    # htmlsafe dumps escapes <, >, & and ' so data cannot close the script element.
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
+    return env
+
+
+def _load_catalogue(catalogue: pd.DataFrame | None) -> pd.DataFrame:
+    if catalogue is not None:
+        cat = catalogue.copy()
+    else:
+        from surveillance.catalogue import load_catalogue
+
+        cat = load_catalogue()
+    if "indicator_id" in cat.columns:
+        cat = cat.set_index("indicator_id")
+    cat.index = cat.index.astype(str)
+    return cat
+
+
+def _indicator_info(
+    cat: pd.DataFrame, indicator_id: str, flags_row: pd.Series | None = None
+) -> dict:
+    if indicator_id in cat.index:
+        row = cat.loc[indicator_id]
+        get = row.get
+    else:
+        row, get = None, (lambda key, default=None: default)
+    domain = _text(get("domain")) or (_text(flags_row["domain"]) if flags_row is not None else "")
+    typ = _text(get("type")) or (_text(flags_row["type"]) if flags_row is not None else "")
+    polarity = _text(get("polarity"))
+    return {
+        "indicator_id": indicator_id,
+        "name": _text(get("name")) or indicator_id,
+        "domain": domain,
+        "type": typ,
+        "polarity": polarity,
+        "polarity_text": {
+            "higher_is_worse": "higher is worse",
+            "lower_is_worse": "lower is worse",
+        }.get(polarity, ""),
+        "source": _text(get("source")),
+        "derived_from": _text(get("derived_from")),
+        "sr_method": _text(get("sr_method")) or None,
+        "overdispersion": _text(get("overdispersion")) or "additive",
+        "means": _text(get("means")) or "No description in the catalogue.",
+        "does_not_mean": _text(get("does_not_mean")) or "No description in the catalogue.",
+        "in_catalogue": row is not None,
+    }
+
+
+def _observed_text(typ: str, value: Any) -> str:
+    if typ in COUNT_TYPES:
+        return suppress_count(value)
+    return _num(value, 3)
+
+
+def _expected_text(typ: str, value: Any) -> str:
+    if typ in ("external_band", "rule"):
+        return ""
+    return _num(value, 1 if typ in COUNT_TYPES else 3)
+
+
+def _suppressed_funnel(data: FunnelData, typ: str) -> tuple[FunnelData, int]:
+    """Hide points whose observed count is 1 to 4 (their position would reveal the count)."""
+    if typ not in COUNT_TYPES:
+        return data, 0
+    # For O/E plots observed = y * x; for proportion plots numerator = y * x as well.
+    with np.errstate(invalid="ignore"):
+        observed = np.round(data.y * data.x, 6)
+    small = np.isfinite(observed) & (observed >= 1) & (observed <= 4)
+    if not small.any():
+        return data, 0
+    y = np.where(small, np.nan, data.y)
+    x = np.where(small, np.nan, data.x)
+    return (
+        FunnelData(
+            data.indicator_id,
+            data.trust_codes,
+            x,
+            y,
+            data.flags,
+            data.target,
+            data.limits,
+            data.xlabel,
+            data.ylabel,
+            data.note,
+        ),
+        int(small.sum()),
+    )
+
+
+def _funnels(run: RunData, cat: pd.DataFrame) -> tuple[dict[str, FunnelData], dict[str, int]]:
+    out: dict[str, FunnelData] = {}
+    suppressed: dict[str, int] = {}
+    for indicator_id, rows in run.flags.groupby("indicator_id", sort=True):
+        info = _indicator_info(cat, str(indicator_id), rows.iloc[0])
+        data = funnel_plot_data(rows, info["type"], info["sr_method"], info["overdispersion"])
+        if data is None or not np.isfinite(data.x).any():
+            continue
+        data, n_small = _suppressed_funnel(data, info["type"])
+        out[str(indicator_id)] = data
+        suppressed[str(indicator_id)] = n_small
+    return out, suppressed
+
+
+def _history_frame(
+    run: RunData, history: pd.DataFrame | Sequence[Path | str] | None
+) -> pd.DataFrame:
+    frames = []
+    if "band_history" in run.extras:
+        frames.append(run.extras["band_history"][["trust_code", "quarter", "band"]])
+    if isinstance(history, pd.DataFrame):
+        missing = {"trust_code", "quarter", "band"} - set(history.columns)
+        if missing:
+            raise SurveillanceError(f"history frame: missing column(s) {sorted(missing)}")
+        frames.append(history[["trust_code", "quarter", "band"]])
+    elif history is not None:
+        for path in history:
+            past = read_run(path)
+            f = past.bands[["trust_code", "band"]].copy()
+            f["quarter"] = past.quarter
+            frames.append(f)
+    current = run.bands[["trust_code", "band"]].copy()
+    current["quarter"] = run.quarter
+    frames.append(current)
+    hist = pd.concat(frames, ignore_index=True).astype(str)
+    hist["band"] = hist["band"].map(_band_text)
+    # Later sources (explicit history, then this run) win for the same trust and quarter.
+    hist = hist.drop_duplicates(["trust_code", "quarter"], keep="last")
+    return hist.sort_values(["trust_code", "quarter"]).reset_index(drop=True)
+
+
+def build_site(
+    run_dir: Path | str,
+    out_dir: Path | str | None = None,
+    catalogue: pd.DataFrame | None = None,
+    history: pd.DataFrame | Sequence[Path | str] | None = None,
+) -> Path:
+    """Render the static site for a run directory and return the path of ``index.html``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A finished run (DESIGN.md section 6).
+    out_dir : path, optional
+        Where to write the site; default ``run_dir / "reports"``. Replaced if it exists.
+    catalogue : DataFrame, optional
+        The indicator catalogue (``load_catalogue()`` frame); default: the packaged catalogue.
+    history : DataFrame or sequence of run directories, optional
+        Earlier bands (columns ``trust_code, quarter, band``) or earlier run directories, added to
+        any ``band_history.csv`` in the run for the band history tables.
+    """
+    run = read_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "reports"
+    cat = _load_catalogue(catalogue)
+    env = _environment()
+
+    bands = run.bands.copy()
+    bands["trust_code"] = bands["trust_code"].astype(str)
+    bands["band"] = bands["band"].map(_band_text)
+    bands["previous_band"] = bands["previous_band"].map(_band_text)
+    bands = bands.sort_values("trust_code").reset_index(drop=True)
+    if bands["trust_code"].duplicated().any():
+        dup = bands.loc[bands["trust_code"].duplicated(), "trust_code"].tolist()
+        raise SurveillanceError(f"{run.directory / 'bands.csv'}: duplicate trust_code {dup[:5]}")
+    regions = sorted(bands["region"].fillna("").astype(str).unique())
+    trust_file = _unique_names(list(bands["trust_code"]), _safe_stem)
+    region_file = _unique_names(regions, slugify)
+    funnels, n_suppressed = _funnels(run, cat)
+    funnel_file = _unique_names(sorted(funnels), _safe_stem)
+    ctx = _Context(
+        run=run,
+        catalogue=cat,
+        trust_file=trust_file,
+        region_file=region_file,
+        funnel_file=funnel_file,
+        funnels=funnels,
+        trust_names=dict(zip(bands["trust_code"], bands["trust_name"].map(_text), strict=True)),
+    )
+    hist = _history_frame(run, history)
+
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for sub in ("trusts", "qsg", "funnels"):
+        (tmp / sub).mkdir(parents=True)
+
+    def common(root: str) -> dict:
+        return {
+            "root": root,
+            "quarter": run.quarter,
+            "run_id": _text(run.manifest.get("run_id")),
+            "code_version": _text(run.manifest.get("code_version")),
+            "regions": [
+                {
+                    "name": r,
+                    "href": f"qsg/{region_file[r]}.html",
+                    "n": int((bands["region"] == r).sum()),
+                }
+                for r in regions
+            ],
+        }
+
+    def write(rel: str, template: str, **context) -> None:
+        root = "../" * rel.count("/")
+        html = env.get_template(template).render(**common(root), **context)
+        (tmp / rel).write_text(html, encoding="utf-8")
+
+    flags = run.flags.copy()
+    flags["trust_code"] = flags["trust_code"].astype(str)
+    flags["indicator_id"] = flags["indicator_id"].astype(str)
+    flags_by_trust = {k: g for k, g in flags.groupby("trust_code", sort=True)}
+    alerts = run.alerts.copy()
+    alerts["trust_code"] = alerts["trust_code"].astype(str)
+    mortality = run.mortality.copy()
+    mortality["trust_code"] = mortality["trust_code"].astype(str)
+    excluded = _excluded(run.manifest)
+
+    write("index.html", "index.html", **_index_context(ctx, bands, flags, alerts, excluded))
+    for _, trow in bands.iterrows():
+        code = trow["trust_code"]
+        write(
+            f"trusts/{trust_file[code]}.html",
+            "trust.html",
+            **_trust_context(
+                ctx, trow, flags_by_trust.get(code, flags.iloc[0:0]), alerts, mortality, hist
+            ),
+        )
+    for region in regions:
+        write(
+            f"qsg/{region_file[region]}.html",
+            "qsg.html",
+            **_qsg_context(
+                ctx, region, bands[bands["region"] == region], flags_by_trust, alerts, excluded
+            ),
+        )
+    for indicator_id, data in funnels.items():
+        rows = flags[flags["indicator_id"] == indicator_id]
+        write(
+            f"funnels/{funnel_file[indicator_id]}.html",
+            "funnel.html",
+            **_funnel_context(ctx, indicator_id, data, rows, n_suppressed[indicator_id]),
+        )
+
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out / "index.html"
+
+
+def _excluded(manifest: dict) -> list[dict]:
+    raw = manifest.get("excluded_indicators") or manifest.get("indicators_excluded") or []
+    out = []
+    if isinstance(raw, dict):
+        raw = [{"indicator_id": k, "reason": v} for k, v in sorted(raw.items())]
+    for item in raw:
+        if isinstance(item, dict):
+            out.append(
+                {
+                    "indicator_id": _text(item.get("indicator_id")),
+                    "reason": _text(item.get("reason")),
+                }
+            )
+        else:
+            out.append({"indicator_id": _text(item), "reason": ""})
+    return out
+
+
+def _band_counts(bands: pd.DataFrame) -> list[dict]:
+    counts = bands["band"].value_counts()
+    keys = sorted(counts.index, key=lambda b: (band_order(b), b))
+    return [{"band": b, "count": int(counts[b]), "css": band_class(b)} for b in keys]
+
+
+def _moved(prev: str, band: str) -> bool:
+    return bool(prev) and prev != band
+
+
+def _index_context(
+    ctx: _Context,
+    bands: pd.DataFrame,
+    flags: pd.DataFrame,
+    alerts: pd.DataFrame,
+    excluded: list[dict],
+) -> dict:
+    new_alerts_by_trust = alerts[alerts["status"] == "new"].groupby("trust_code").size().to_dict()
+    columns = [
+        {"key": "trust_name", "label": "Trust", "sort": "trust_name", "numeric": False},
+        {"key": "region", "label": "Region", "sort": "region", "numeric": False},
+        {"key": "band", "label": "Band", "sort": "band_order", "numeric": False},
+        {"key": "p_band_text", "label": "P(band)", "sort": "p_band", "numeric": True},
+        {"key": "score", "label": "Score", "sort": "score", "numeric": True},
+        {
+            "key": "proportion_score_text",
+            "label": "Proportion",
+            "sort": "proportion_score",
+            "numeric": True,
+        },
+        {
+            "key": "elevated_risks",
+            "label": "Elevated risks",
+            "sort": "elevated_risks",
+            "numeric": True,
+        },
+        {"key": "risks", "label": "Risks", "sort": "risks", "numeric": True},
+        {
+            "key": "previous_band",
+            "label": "Previous band",
+            "sort": "previous_order",
+            "numeric": False,
+        },
+        {"key": "movement", "label": "Movement", "sort": "movement", "numeric": False},
+        {"key": "new_alerts", "label": "New alerts", "sort": "new_alerts", "numeric": True},
+    ]
+    rows = []
+    for _, b in bands.iterrows():
+        code = b["trust_code"]
+        band = b["band"]
+        p_band = _float(b.get(f"p_band_{band}")) if band.isdigit() else None
+        rows.append(
+            {
+                "trust_code": code,
+                "trust_name": _text(b["trust_name"]),
+                "href": f"trusts/{ctx.trust_file[code]}.html",
+                "region": _text(b["region"]),
+                "band": band,
+                "band_class": band_class(band),
+                "band_order": band_order(band),
+                "p_band": p_band,
+                "p_band_text": _pct(p_band),
+                "score": _json_value(_float(b["score"])),
+                "proportion_score": _json_value(_float(b["proportion_score"])),
+                "proportion_score_text": _num(b["proportion_score"], 3),
+                "elevated_risks": _json_value(_float(b["elevated_risks"])),
+                "risks": _json_value(_float(b["risks"])),
+                "previous_band": b["previous_band"],
+                "previous_order": band_order(b["previous_band"]) if b["previous_band"] else 9,
+                "movement": _text(b["movement"]),
+                "new_alerts": int(new_alerts_by_trust.get(code, 0)),
+            }
+        )
+    rows.sort(key=lambda r: (r["band_order"], r["trust_code"]))
+    movements = [
+        {**r, "previous_band": r["previous_band"]}
+        for r in sorted(rows, key=lambda r: (r["band_order"], r["trust_code"]))
+        if _moved(r["previous_band"], r["band"])
+    ]
+    new_alerts = []
+    for _, a in (
+        alerts[alerts["status"] == "new"].sort_values(["trust_code", "diagnosis_group"]).iterrows()
+    ):
+        code = a["trust_code"]
+        new_alerts.append(
+            {
+                **{
+                    k: a[k]
+                    for k in (
+                        "diagnosis_group",
+                        "signal_month",
+                        "observed",
+                        "expected",
+                        "cusum",
+                        "threshold",
+                    )
+                },
+                "trust_name": ctx.trust_names.get(code, code),
+                "href": f"trusts/{ctx.trust_file[code]}.html#alerts"
+                if code in ctx.trust_file
+                else "#alerts",
+            }
+        )
+    indicator_ids = sorted(flags["indicator_id"].unique())
+    domains = []
+    for key, label in DOMAINS:
+        items = []
+        for ind in indicator_ids:
+            info = _indicator_info(ctx.catalogue, ind, flags[flags["indicator_id"] == ind].iloc[0])
+            if info["domain"] != key:
+                continue
+            href = f"funnels/{ctx.funnel_file[ind]}.html" if ind in ctx.funnel_file else ""
+            items.append({"name": info["name"], "href": href, "type": info["type"]})
+        if items:
+            domains.append({"label": label, "indicators": items})
+    return {
+        "n_trusts": len(bands),
+        "n_indicators": len(indicator_ids),
+        "n_flags_elevated": int((flags["flag"] == "elevated_risk").sum()),
+        "n_flags_risk": int((flags["flag"] == "risk").sum()),
+        "n_new_alerts": int((alerts["status"] == "new").sum()),
+        "n_persisting_alerts": int((alerts["status"] == "persisting").sum()),
+        "excluded": excluded,
+        "band_counts": _band_counts(bands),
+        "band_columns": columns,
+        "band_rows": rows,
+        "movements": movements,
+        "new_alerts": new_alerts,
+        "domains": domains,
+    }
+
+
+def _drivers(ctx: _Context, tflags: pd.DataFrame) -> list[dict]:
+    """Flagged indicators of one trust, elevated first, then by adjusted z (largest first)."""
+    flagged = tflags[tflags["flag"].isin(["risk", "elevated_risk"])].copy()
+    if "explanations" in ctx.run.extras and not flagged.empty:
+        # When the pipeline ranks contributions, follow its order.
+        exp = ctx.run.extras["explanations"]
+        rank_col = next((c for c in ("rank", "contribution_rank") if c in exp.columns), None)
+        if rank_col is not None:
+            ranks = exp.set_index(["trust_code", "indicator_id"])[rank_col]
+            flagged["_rank"] = [
+                ranks.get((t, i), np.inf)
+                for t, i in zip(flagged["trust_code"], flagged["indicator_id"], strict=True)
+            ]
+        else:
+            flagged["_rank"] = np.inf
+    else:
+        flagged["_rank"] = np.inf
+    flagged["_sev"] = flagged["flag"].map({"elevated_risk": 0, "risk": 1})
+    flagged["_z"] = -pd.to_numeric(flagged["z_adjusted"], errors="coerce").fillna(-np.inf)
+    flagged = flagged.sort_values(["_sev", "_rank", "_z", "indicator_id"])
+    out = []
+    for _, f in flagged.iterrows():
+        info = _indicator_info(ctx.catalogue, f["indicator_id"], f)
+        out.append(
+            {
+                **info,
+                "anchor": _safe_stem(f["indicator_id"]),
+                "flag": f["flag"],
+                "flag_text": FLAG_TEXT.get(f["flag"], f["flag"]),
+                "z_adjusted": _float(f["z_adjusted"]),
+                "detail": _detail(info["type"], f["observed"], f["expected"]),
+            }
+        )
+    return out
+
+
+def _detail(typ: str, observed: Any, expected: Any) -> str:
+    """One line of the numbers behind a flag, with small counts suppressed."""
+    if typ == "cusum_z":
+        return f"CUSUM {_num(observed, 2)} against threshold {_num(expected, 2)}"
+    if typ == "external_band":
+        return "publisher's own band"
+    obs = _observed_text(typ, observed)
+    if not obs:
+        return ""
+    exp = _expected_text(typ, expected)
+    noun = "validated cases" if typ == "rule" else "observed"
+    return f"{noun} {obs}" + (f", expected {exp}" if exp else "")
+
+
+def _trust_context(
+    ctx: _Context,
+    trow: pd.Series,
+    tflags: pd.DataFrame,
+    alerts: pd.DataFrame,
+    mortality: pd.DataFrame,
+    hist: pd.DataFrame,
+) -> dict:
+    code = trow["trust_code"]
+    band = trow["band"]
+    probs = [_float(trow.get(f"p_band_{b}")) for b in range(1, 7)]
+    prob_svg = (
+        Markup(probability_svg([p if p is not None else 0.0 for p in probs], band))
+        if any(p is not None and p > 0 for p in probs)
+        else ""
+    )
+    t = {
+        **{
+            k: trow[k]
+            for k in (
+                "trust_code",
+                "region",
+                "score",
+                "max_score",
+                "proportion_score",
+                "applicable",
+                "risks",
+                "elevated_risks",
+            )
+        },
+        "trust_name": _text(trow["trust_name"]),
+        "band": band,
+        "band_class": band_class(band),
+        "band_reason_text": BAND_REASON_TEXT.get(
+            _text(trow["band_reason"]), _text(trow["band_reason"])
+        ),
+        "previous_band": trow["previous_band"],
+        "movement": _text(trow["movement"]),
+        "region_href": f"qsg/{ctx.region_file[_text(trow['region'])]}.html",
+        "prob_svg": prob_svg,
+    }
+    drivers = _drivers(ctx, tflags)
+    for d in drivers:
+        data = ctx.funnels.get(d["indicator_id"])
+        d["funnel_svg"], d["funnel_note"], d["funnel_missing"], d["funnel_href"] = "", "", "", ""
+        if data is None:
+            if d["type"] in ("external_band", "rule", "cusum_z"):
+                d["funnel_missing"] = (
+                    f"Indicators of type {d['type']} are not assessed on a funnel plot."
+                )
+            continue
+        d["funnel_href"] = (
+            f"../funnels/{ctx.funnel_file[d['indicator_id']]}.html#t-{_safe_stem(code)}"
+        )
+        pos = data.trust_codes.index(code) if code in data.trust_codes else None
+        if pos is None or not (np.isfinite(data.x[pos]) and np.isfinite(data.y[pos])):
+            d["funnel_missing"] = (
+                "This trust's position is not shown: fewer than 5 events (small-number suppression) "
+                "or no plottable value."
+            )
+            continue
+        labels = [ctx.trust_names.get(c, c) for c in data.trust_codes]
+        d["funnel_svg"] = Markup(
+            funnel_svg(
+                data.x,
+                data.y,
+                labels,
+                data.flags,
+                data.target,
+                data.limits,
+                title=d["name"],
+                xlabel=data.xlabel,
+                ylabel=data.ylabel,
+                highlight=pos,
+                id_prefix=f"f-{d['anchor']}",
+            )
+        )
+        d["funnel_note"] = data.note
+    domains = []
+    for key, label in DOMAINS:
+        in_domain = tflags[tflags["domain"] == key]
+        domains.append(
+            {
+                "label": label,
+                "drivers": [d for d in drivers if d["domain"] == key],
+                "n_no_evidence": int((in_domain["flag"] == "no_evidence").sum()),
+                "n_not_applicable": int((in_domain["flag"] == "not_applicable").sum()),
+            }
+        )
+    not_applicable = [
+        _indicator_info(ctx.catalogue, i, None)["name"]
+        for i in sorted(tflags.loc[tflags["flag"] == "not_applicable", "indicator_id"])
+    ]
+    talerts = []
+    paths = ctx.run.extras.get("cusum_paths")
+    for _, a in alerts[alerts["trust_code"] == code].sort_values("diagnosis_group").iterrows():
+        item = {
+            k: a[k]
+            for k in (
+                "diagnosis_group",
+                "status",
+                "signal_month",
+                "observed",
+                "expected",
+                "cusum",
+                "threshold",
+                "false_alarm_rate",
+            )
+        }
+        item["cusum_svg"] = item["vlad_svg"] = ""
+        if paths is not None:
+            p = paths[
+                (paths["trust_code"].astype(str) == code)
+                & (paths["diagnosis_group"].astype(str) == str(a["diagnosis_group"]))
+            ]
+            month_col = next((c for c in ("month", "signal_month", "t") if c in p.columns), None)
+            if not p.empty and month_col is not None:
+                p = p.sort_values(month_col)
+                months = [str(m) for m in p[month_col]]
+                signal = (
+                    p["signal"].astype(str).str.lower().isin(["true", "1", "1.0"])
+                    if "signal" in p.columns
+                    else np.zeros(len(p), bool)
+                )
+                thr = (
+                    p["threshold"]
+                    if "threshold" in p.columns
+                    else np.full(len(p), _float(a["threshold"]))
+                )
+                title = f"{a['diagnosis_group']}: risk-adjusted CUSUM"
+                item["cusum_svg"] = Markup(cusum_svg(months, p["cusum"], thr, signal, title=title))
+                if {"observed", "expected"} <= set(p.columns):
+                    item["vlad_svg"] = Markup(
+                        vlad_svg(
+                            months,
+                            p["observed"],
+                            p["expected"],
+                            title=f"{a['diagnosis_group']}: VLAD",
+                        )
+                    )
+        talerts.append(item)
+    tmort = []
+    for _, m in mortality[mortality["trust_code"] == code].iterrows():
+        row = {
+            k: m[k]
+            for k in (
+                "diagnosis_group",
+                "observed",
+                "expected",
+                "ratio",
+                "lower95",
+                "upper95",
+                "lower998",
+                "upper998",
+                "banding",
+            )
+        }
+        row["suppressed"] = is_small_count(m["observed"])
+        tmort.append(row)
+    tmort.sort(key=lambda r: (r["diagnosis_group"] != "ALL", str(r["diagnosis_group"])))
+    wards, ward_columns, wards_available = [], [], "wards" in ctx.run.extras
+    if wards_available:
+        w = ctx.run.extras["wards"]
+        w = w[w["trust_code"].astype(str) == code]
+        sort_col = next((c for c in ("share_under_90", "months_under_90") if c in w.columns), None)
+        if sort_col:
+            w = w.sort_values([sort_col, "ward_code"], ascending=[False, True])
+        cols = [c for c in w.columns if c != "trust_code"]
+        ward_columns = [
+            {"key": c, "label": c.replace("_", " "), "numeric": pd.api.types.is_numeric_dtype(w[c])}
+            for c in cols
+        ]
+        for _, r in w.iterrows():
+            wards.append(
+                {
+                    c: (_num(r[c], 3) if pd.api.types.is_float_dtype(w[c]) else _text(r[c]))
+                    for c in cols
+                }
+            )
+    th = hist[hist["trust_code"] == code]
+    history = [
+        {"quarter": q, "band": b, "band_class": band_class(b)}
+        for q, b in zip(th["quarter"], th["band"], strict=True)
+    ]
+    return {
+        "t": t,
+        "domains": domains,
+        "drivers_any": bool(drivers),
+        "not_applicable": not_applicable,
+        "alerts": talerts,
+        "mortality": tmort,
+        "wards": wards,
+        "ward_columns": ward_columns,
+        "wards_available": wards_available,
+        "history": history,
+    }
+
+
+def _qsg_context(
+    ctx: _Context,
+    region: str,
+    rbands: pd.DataFrame,
+    flags_by_trust: dict,
+    alerts: pd.DataFrame,
+    excluded: list[dict],
+) -> dict:
+    empty = next(iter(flags_by_trust.values())).iloc[0:0] if flags_by_trust else pd.DataFrame()
+    rbands = rbands.assign(_o=rbands["band"].map(band_order)).sort_values(["_o", "trust_code"])
+    trusts, worried, gaps, single, uncertain = [], [], [], [], []
+    for _, b in rbands.iterrows():
+        code = b["trust_code"]
+        href = f"../trusts/{ctx.trust_file[code]}.html"
+        name = _text(b["trust_name"])
+        band = b["band"]
+        tflags = flags_by_trust.get(code, empty)
+        flagged = tflags[tflags["flag"].isin(["risk", "elevated_risk"])]
+        domain_flags = []
+        for key, _label in DOMAINS:
+            d = flagged[flagged["domain"] == key]
+            domain_flags.append(
+                {
+                    "elevated": int((d["flag"] == "elevated_risk").sum()),
+                    "risk": int((d["flag"] == "risk").sum()),
+                }
+            )
+        soft, data_sources = [], set()
+        for _, f in flagged.iterrows():
+            info = _indicator_info(ctx.catalogue, f["indicator_id"], f)
+            if info["derived_from"] == "intelligence":
+                soft.append(f"{info['name']} ({FLAG_TEXT.get(f['flag'], f['flag'])})")
+            else:
+                data_sources.add(info["source"] or info["indicator_id"])
+        talerts = alerts[alerts["trust_code"] == code].sort_values("diagnosis_group")
+        alert_text = [
+            f"{a['diagnosis_group']} ({a['status']}, {a['signal_month']})"
+            for _, a in talerts.iterrows()
+        ]
+        trusts.append(
+            {
+                "trust_name": name,
+                "href": href,
+                "band": band,
+                "band_class": band_class(band),
+                "domain_flags": domain_flags,
+                "soft": soft,
+                "alerts": alert_text,
+            }
+        )
+        reasons = []
+        if band in ("1", "2"):
+            reasons.append(
+                f"band {band} ({BAND_REASON_TEXT.get(_text(b['band_reason']), _text(b['band_reason']))})"
+            )
+        n_new = int((talerts["status"] == "new").sum())
+        if n_new:
+            reasons.append(f"{n_new} new mortality alert(s)")
+        prev = b["previous_band"]
+        if band.isdigit() and prev.isdigit() and int(band) < int(prev):
+            reasons.append(f"moved up from band {prev}")
+        n_elev = int((flagged["flag"] == "elevated_risk").sum())
+        if n_elev >= 2:
+            reasons.append(f"{n_elev} elevated risks")
+        p_band = _float(b.get(f"p_band_{band}")) if band.isdigit() else None
+        if reasons:
+            worried.append(
+                {
+                    "trust_name": name,
+                    "href": href,
+                    "band": band,
+                    "band_class": band_class(band),
+                    "reasons": reasons,
+                    "p_band_text": f"probability of this band {_pct(p_band)}"
+                    if p_band is not None
+                    else "",
+                    "drivers": _drivers(ctx, tflags)[:5],
+                    "_o": band_order(band),
+                }
+            )
+        na = sorted(tflags.loc[tflags["flag"] == "not_applicable", "indicator_id"])
+        if na:
+            gaps.append(
+                {
+                    "trust_name": name,
+                    "href": href,
+                    "n": len(na),
+                    "which": [_indicator_info(ctx.catalogue, i, None)["name"] for i in na],
+                }
+            )
+        n_concerns = len(flagged) + len(talerts)
+        if n_concerns == 1:
+            what = (
+                soft[0]
+                if soft
+                else (
+                    alert_text[0]
+                    if alert_text
+                    else _indicator_info(
+                        ctx.catalogue, flagged.iloc[0]["indicator_id"], flagged.iloc[0]
+                    )["name"]
+                )
+            )
+            single.append({"trust_name": name, "href": href, "text": f"the only concern is {what}"})
+        elif n_concerns > 1 and soft and not data_sources and talerts.empty:
+            single.append(
+                {
+                    "trust_name": name,
+                    "href": href,
+                    "text": "every concern comes from soft intelligence, with no data indicator flagged",
+                }
+            )
+        if p_band is not None and p_band < 0.5:
+            probs = [(_float(b.get(f"p_band_{k}")) or 0.0, k) for k in range(1, 7)]
+            top = sorted(probs, reverse=True)[:2]
+            uncertain.append(
+                {
+                    "trust_name": name,
+                    "href": href,
+                    "band": band,
+                    "p": p_band,
+                    "text": "most likely bands " + ", ".join(f"{k} ({p:.0%})" for p, k in top),
+                }
+            )
+    worried.sort(key=lambda w: (w["_o"], w["trust_name"]))
+    return {
+        "region": region,
+        "trusts": trusts,
+        "band_counts": _band_counts(rbands),
+        "domain_labels": [label for _, label in DOMAINS],
+        "worried": worried,
+        "gaps": gaps,
+        "excluded": excluded,
+        "single_source": single,
+        "uncertain": uncertain,
+    }
+
+
+def _funnel_context(
+    ctx: _Context, indicator_id: str, data: FunnelData, rows: pd.DataFrame, n_suppressed: int
+) -> dict:
+    info = _indicator_info(ctx.catalogue, indicator_id, rows.iloc[0])
+    labels = [ctx.trust_names.get(c, c) for c in data.trust_codes]
+    svg = funnel_svg(
+        data.x,
+        data.y,
+        labels,
+        data.flags,
+        data.target,
+        data.limits,
+        title=info["name"],
+        xlabel=data.xlabel,
+        ylabel=data.ylabel,
+        id_prefix="nat",
+        point_ids=[f"t-{_safe_stem(c)}" for c in data.trust_codes],
+        width=720,
+        height=420,
+    )
+    flagged = []
+    fr = rows[rows["flag"].isin(["risk", "elevated_risk"])].copy()
+    fr["_z"] = -pd.to_numeric(fr["z_adjusted"], errors="coerce").fillna(-np.inf)
+    for _, f in fr.sort_values(["_z", "trust_code"]).iterrows():
+        code = str(f["trust_code"])
+        flagged.append(
+            {
+                "trust_name": ctx.trust_names.get(code, code),
+                "href": f"../trusts/{ctx.trust_file[code]}.html"
+                if code in ctx.trust_file
+                else "../index.html",
+                "flag": f["flag"],
+                "flag_text": FLAG_TEXT.get(f["flag"], f["flag"]),
+                "observed_text": _observed_text(info["type"], f["observed"]),
+                "expected_text": _expected_text(info["type"], f["expected"]),
+                "z_adjusted": f["z_adjusted"],
+            }
+        )
+    return {
+        "ind": info,
+        "svg": Markup(svg),
+        "note": data.note,
+        "phi": _first(rows["phi"]),
+        "tau2": _first(rows["tau2"]),
+        "n_points": int(np.isfinite(data.y).sum()),
+        "n_suppressed": n_suppressed,
+        "flagged": flagged,
+    }
+
+
+def _first(series: pd.Series) -> float | None:
+    vals = pd.to_numeric(series, errors="coerce").dropna()
+    return float(vals.iloc[0]) if len(vals) else None

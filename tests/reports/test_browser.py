@@ -1,0 +1,91 @@
+"""Open the rendered site in headless Chromium (DevTools protocol): no console errors, no failed
+loads or broken images, the band table sorts and filters, injected markup stays text, and
+screenshots of the index, a trust page and a QSG report are saved under test-artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import SCREENSHOTS
+from run_fixture import SCRIPT_NAME
+
+pytestmark = pytest.mark.browser
+
+
+def test_every_page_loads_cleanly(browser, site: Path):
+    page = browser.open()
+    try:
+        pages = sorted(site.rglob("*.html"))
+        assert len(pages) > 15
+        for path in pages:
+            report = page.goto(path.resolve().as_uri())
+            assert report.problems == [], (path.relative_to(site), report.problems)
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length"
+            )
+            assert broken == 0, path
+            assert page.evaluate("document.querySelectorAll('svg').length") >= 0
+            assert page.evaluate("document.body.innerText.includes('not a rating')"), path
+    finally:
+        page.close()
+
+
+def test_band_table_sorts_filters_and_shows_script_name_as_text(browser, site: Path):
+    page = browser.open()
+    try:
+        report = page.goto((site / "index.html").resolve().as_uri())
+        rows = "Array.from(document.querySelectorAll('#band-table tbody tr'))"
+        assert page.evaluate(f"{rows}.length") == 12
+        # Default order: band 1 first.
+        bands = page.evaluate(f"{rows}.map(r => r.children[2].innerText)")
+        assert bands[:2] == ["1", "1"] and bands[-1] == "not_banded"
+        # Sort by trust name, then reverse.
+        page.evaluate("document.querySelector('th[data-key=trust_name]').click()")
+        names = page.evaluate(f"{rows}.map(r => r.children[0].innerText)")
+        assert names == sorted(names, key=lambda s: s.lower()) or names == sorted(names)
+        page.evaluate("document.querySelector('th[data-key=trust_name]').click()")
+        names_desc = page.evaluate(f"{rows}.map(r => r.children[0].innerText)")
+        assert names_desc == list(reversed(names))
+        # Sort by score (numeric, descending after two clicks).
+        page.evaluate("document.querySelector('th[data-key=score]').click()")
+        scores = page.evaluate(f"{rows}.map(r => Number(r.children[4].innerText))")
+        assert scores == sorted(scores)
+        # Filter by region.
+        page.evaluate(
+            "const s = document.getElementById('region-filter'); s.value = 'London';"
+            "s.dispatchEvent(new Event('change'))"
+        )
+        regions = page.evaluate(f"{rows}.map(r => r.children[1].innerText)")
+        assert regions == ["London"] * 3
+        assert page.evaluate("document.getElementById('band-shown').innerText") == "3"
+        # The <script> in a trust name is text, not an element, and never ran.
+        assert SCRIPT_NAME in page.evaluate(f"{rows}.map(r => r.children[0].innerText)")
+        assert page.evaluate("document.querySelectorAll('script').length") == 3
+        assert report.dialogs == [] and page.report.problems == []
+    finally:
+        page.close()
+
+
+def test_screenshots(browser, site: Path):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.open()
+    try:
+        shots = {
+            "index.png": site / "index.html",
+            "trust_RAA.png": site / "trusts" / "RAA.html",
+            "qsg_london.png": site / "qsg" / "london.html",
+            "trust_script_name.png": site / "trusts" / "RBB.html",
+        }
+        for name, path in shots.items():
+            report = page.goto(path.resolve().as_uri())
+            assert report.problems == []
+            out = page.screenshot(SCREENSHOTS / name)
+            data = out.read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name
+        # The RBB page shows its name as text in the heading.
+        page.goto((site / "trusts" / "RBB.html").resolve().as_uri())
+        assert page.evaluate("document.querySelector('h1').innerText") == SCRIPT_NAME
+        assert page.report.dialogs == []
+    finally:
+        page.close()

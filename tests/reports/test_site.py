@@ -1,0 +1,325 @@
+"""The static site for a run: pages, links, escaping, suppression, values, determinism."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+import pytest
+from run_fixture import FORMULA_NAME, SCRIPT_NAME, TRUSTS
+
+from surveillance.errors import SurveillanceError
+from surveillance.reports import build_site, read_run, suppress_count
+from surveillance.reports.funnels import funnel_plot_data
+from surveillance.reports.site import slugify
+
+
+class _Links(HTMLParser):
+    """Collect every href/src, every id, script elements and text of one page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []
+        self.ids: set[str] = set()
+        self.scripts: list[dict] = []
+        self.text: list[str] = []
+        self._in_script: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("href", "src"):
+            if key in a:
+                self.links.append((tag, a[key]))
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "script":
+            self._in_script = {"attrs": a, "body": ""}
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._in_script is not None:
+            self.scripts.append(self._in_script)
+            self._in_script = None
+
+    def handle_data(self, data):
+        if self._in_script is not None:
+            self._in_script["body"] += data
+        else:
+            self.text.append(data)
+
+
+def _parse(path: Path) -> _Links:
+    p = _Links()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def _pages(site: Path) -> list[Path]:
+    return sorted(site.rglob("*.html"))
+
+
+def test_every_page_exists(site: Path, fixture_run: Path):
+    run = read_run(fixture_run)
+    assert (site / "index.html").is_file()
+    for code, *_ in TRUSTS:
+        assert (site / "trusts" / f"{code}.html").is_file(), code
+    for region in sorted({t[2] for t in TRUSTS}):
+        assert (site / "qsg" / f"{slugify(region)}.html").is_file(), region
+    # A national funnel page for every indicator of a funnel type, none for the others.
+    funnel_types = {"ratio", "proportion", "rate", "count", "score"}
+    expected = sorted(run.flags.loc[run.flags["type"].isin(funnel_types), "indicator_id"].unique())
+    assert sorted(p.stem for p in (site / "funnels").glob("*.html")) == expected
+    assert len(_pages(site)) == 1 + len(TRUSTS) + 4 + len(expected)
+
+
+def test_links_and_sources_resolve_offline(site: Path):
+    """Every href/src points at an existing file (and an existing id for #fragments); nothing
+    is fetched from the network (no CDN)."""
+    parsed = {p: _parse(p) for p in _pages(site)}
+    checked = 0
+    for page, info in parsed.items():
+        for tag, link in info.links:
+            parts = urlsplit(link)
+            assert not parts.scheme and not parts.netloc, f"{page.name}: external {tag} {link}"
+            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+            assert target.is_file(), f"{page.relative_to(site)}: broken link {link}"
+            assert site.resolve() in target.resolve().parents or target.resolve() == site.resolve()
+            if parts.fragment:
+                ids = parsed[next(p for p in parsed if p.resolve() == target.resolve())].ids
+                assert unquote(parts.fragment) in ids, (
+                    f"{page.relative_to(site)}: missing #{parts.fragment}"
+                )
+            checked += 1
+        for script in info.scripts:
+            assert "src" not in script["attrs"], f"{page.name}: external script"
+    assert checked > 100
+
+
+def test_every_page_says_what_bands_are_and_are_not(site: Path):
+    for page in _pages(site):
+        text = " ".join(_parse(page).text)
+        assert "screening tool" in text and "not a rating" in text, page
+
+
+def test_hostile_strings_are_escaped_everywhere(site: Path):
+    for page in _pages(site):
+        html = page.read_text(encoding="utf-8")
+        assert "<script>alert(1)" not in html, page
+        assert "<img src=x" not in html, page
+        assert "<b>here</b>" not in html, page
+        # The only script elements are ours: two JSON blocks and the table script on the index.
+        n_scripts = html.count("<script")
+        assert n_scripts == (3 if page.name == "index.html" else 0), (page, n_scripts)
+    rbb = (site / "trusts" / "RBB.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Hospitals NHS Trust" in rbb
+    assert "&lt;img src=x onerror=alert(2)&gt;" in rbb  # ward name
+    assert SCRIPT_NAME in " ".join(_parse(site / "trusts" / "RBB.html").text)
+    # SVG text and titles are escaped too (the trust is highlighted on its funnel plots).
+    shmi = (site / "funnels" / "shmi.html").read_text(encoding="utf-8")
+    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; Hospitals NHS Trust</title>" in shmi
+    rdd = (site / "trusts" / "RDD.html").read_text(encoding="utf-8")
+    assert "=cmd|&#39; /C calc&#39;!A0" in rdd
+
+
+def test_inline_json_is_safe_and_matches_bands(site: Path, fixture_run: Path):
+    info = _parse(site / "index.html")
+    data = next(s for s in info.scripts if s["attrs"].get("id") == "band-data")
+    assert data["attrs"].get("type") == "application/json"
+    assert "<" not in data["body"] and ">" not in data["body"] and "&" not in data["body"]
+    rows = {r["trust_code"]: r for r in json.loads(data["body"])}
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype={"band": str, "previous_band": str})
+    assert set(rows) == set(bands["trust_code"])
+    for _, b in bands.iterrows():
+        r = rows[b["trust_code"]]
+        assert r["trust_name"] == b["trust_name"]
+        assert r["band"] == b["band"]
+        assert r["score"] == b["score"] and r["risks"] == b["risks"]
+        assert r["href"] == f"trusts/{b['trust_code']}.html"
+    assert rows["RBB"]["trust_name"] == SCRIPT_NAME
+    assert rows["RDD"]["trust_name"] == FORMULA_NAME
+
+
+def test_band_counts_and_movements(site: Path, fixture_run: Path):
+    html = (site / "index.html").read_text(encoding="utf-8")
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype=str)
+    counts = re.findall(r'<span class="band [^"]+">([^<]+)</span><b>(\d+)</b>', html)
+    assert dict((b, int(n)) for b, n in counts) == bands["band"].value_counts().to_dict()
+    moved = bands[bands["previous_band"].notna() & (bands["previous_band"] != bands["band"])]
+    section = html.split('id="movements"')[1].split('id="alerts"')[0]
+    for code in bands["trust_code"]:
+        name = _escaped(bands.set_index("trust_code").loc[code, "trust_name"])
+        assert (name in section) == (code in set(moved["trust_code"])), code
+
+
+def _escaped(text: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(text))
+
+
+def test_small_counts_suppressed(site: Path, fixture_run: Path):
+    assert [suppress_count(v) for v in (0, 1, 4, 4.0, 5, 1234, float("nan"))] == [
+        "0",
+        "<5",
+        "<5",
+        "<5",
+        "5",
+        "1,234",
+        "",
+    ]
+    mort = pd.read_csv(fixture_run / "mortality.csv", dtype={"trust_code": str})
+    small = mort[(mort["observed"] >= 1) & (mort["observed"] <= 4)]
+    assert len(small) >= 2
+    for _, m in small.iterrows():
+        html = (site / "trusts" / f"{m['trust_code']}.html").read_text(encoding="utf-8")
+        row = re.search(rf'<tr data-group="{m["diagnosis_group"]}">(.*?)</tr>', html).group(1)
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        assert cells[1] == "&lt;5" and cells[3] == "suppressed", cells
+    # The small alert (4 deaths) on the index and on its trust page.
+    index = (site / "index.html").read_text(encoding="utf-8")
+    alert_row = re.search(
+        r"FRACTURED_NOF</td><td>2013-08</td><td class=\"num\">([^<]*)</td>", index
+    )
+    assert alert_row.group(1) == "&lt;5"
+    # Never events of 1-4 never appear as numbers; their funnel points are not drawn.
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    ne = flags[flags.indicator_id == "never_events"]
+    n_small = int(((ne.observed >= 1) & (ne.observed <= 4)).sum())
+    page = (site / "funnels" / "never_events.html").read_text(encoding="utf-8")
+    assert f"{n_small} with 1 to 4 events not shown" in page
+    assert page.count("<circle id=") == int(((ne.observed == 0) | (ne.observed >= 5)).sum())
+
+
+def test_trust_page_explains_flags_by_domain(site: Path, fixture_run: Path, catalogue):
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    for code in ("RAA", "REE", "RGG"):
+        html = (site / "trusts" / f"{code}.html").read_text(encoding="utf-8")
+        flagged = flags[(flags.trust_code == code) & flags.flag.isin(["risk", "elevated_risk"])]
+        shown = re.findall(r'<div class="ind" id="ind-([^"]+)">', html)
+        assert sorted(shown) == sorted(flagged.indicator_id), code
+        for _, f in flagged.iterrows():
+            block = html.split(f'id="ind-{f.indicator_id}"')[1].split('<div class="ind"')[0]
+            assert _escaped(catalogue.loc[f.indicator_id, "means"]) in block
+            assert _escaped(catalogue.loc[f.indicator_id, "does_not_mean"]) in block
+            # Under the right domain heading.
+            heading = (
+                html.split(f'id="ind-{f.indicator_id}"')[0].rsplit("<h3>", 1)[1].split("</h3>")[0]
+            )
+            assert heading.lower().replace("-", "_") == f.domain
+        # Elevated risks come before risks.
+        order = [flagged.set_index("indicator_id").loc[i, "flag"] for i in shown]
+        for dom in flagged.domain.unique():
+            in_dom = [
+                flagged.set_index("indicator_id").loc[i, "flag"]
+                for i in shown
+                if flagged.set_index("indicator_id").loc[i, "domain"] == dom
+            ]
+            assert in_dom == sorted(in_dom, key=lambda x: x != "elevated_risk")
+        assert len(order) == len(flagged)
+    raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    assert raa.count('class="prob"') == 1 and "risk-adjusted CUSUM" in raa and "VLAD" in raa
+    assert "Ward 1 (Acute Medicine)" in raa
+    hist = re.findall(r"<tr><td>(\d{4}Q\d)</td><td><span class=\"band [^\"]+\">([^<]+)</span>", raa)
+    assert hist == [("2012Q4", "4"), ("2013Q1", "3"), ("2013Q2", "2"), ("2013Q3", "1")]
+
+
+def test_funnel_points_agree_with_flags(fixture_run: Path):
+    """A trust lies outside the plotted 95% limit exactly when its adjusted z exceeds 1.96."""
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    rows = flags[flags.indicator_id == "shmi"]
+    data = funnel_plot_data(rows, "ratio", "SHMI")
+    tau2 = float(rows.tau2.iloc[0])
+    e = rows.sort_values("trust_code").expected.to_numpy(float)
+    o = rows.sort_values("trust_code").observed.to_numpy(float)
+    np.testing.assert_allclose(data.x, e)
+    np.testing.assert_allclose(data.y, o / e)
+    z_adj = rows.sort_values("trust_code").z_adjusted.to_numpy(float)
+    upper95 = np.exp(1.959964 * np.sqrt(1 / e + tau2))
+    lower95 = np.exp(-1.959964 * np.sqrt(1 / e + tau2))
+    np.testing.assert_array_equal(data.y > upper95, z_adj > 1.959964)
+    np.testing.assert_array_equal(data.y < lower95, z_adj < -1.959964)
+    lim = {round(lim.level, 3): lim for lim in data.limits}
+    np.testing.assert_allclose(
+        lim[0.95].upper, np.exp(1.959964 * np.sqrt(1 / lim[0.95].x + tau2)), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        lim[0.998].lower, np.exp(-3.090232 * np.sqrt(1 / lim[0.998].x + tau2)), rtol=1e-6
+    )
+
+
+def test_qsg_reports_answer_three_questions(site: Path, fixture_run: Path):
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype=str)
+    alerts = pd.read_csv(fixture_run / "alerts.csv", dtype=str)
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    for region, rb in bands.groupby("region"):
+        html = (site / "qsg" / f"{slugify(region)}.html").read_text(encoding="utf-8")
+        q1, rest = html.split('id="q1"')[1].split('id="q2"')
+        q2, q3 = rest.split('id="q3"')
+        assert "@media print" in html
+        for _, b in rb.iterrows():
+            name = _escaped(b.trust_name)
+            assert name in q1
+            new_alert = ((alerts.trust_code == b.trust_code) & (alerts.status == "new")).any()
+            worried = (
+                b.band in ("1", "2")
+                or new_alert
+                or (
+                    b.band.isdigit()
+                    and str(b.previous_band).isdigit()
+                    and int(b.band) < int(b.previous_band)
+                )
+            )
+            n_elev = ((flags.trust_code == b.trust_code) & (flags.flag == "elevated_risk")).sum()
+            worried = worried or n_elev >= 2
+            assert (name in q2) == worried, (region, b.trust_code)
+            na = flags[(flags.trust_code == b.trust_code) & (flags.flag == "not_applicable")]
+            if len(na):
+                assert name in q3.split("Single-source")[0]
+        assert "cancer_62d" in q3
+    # Kendal (RKK) has one flag only? check the single-source rule against an independent count.
+    for _, b in bands.iterrows():
+        n = ((flags.trust_code == b.trust_code) & flags.flag.isin(["risk", "elevated_risk"])).sum()
+        n += (alerts.trust_code == b.trust_code).sum()
+        html = (site / "qsg" / f"{slugify(b.region)}.html").read_text(encoding="utf-8")
+        single = html.split("Single-source concerns")[1].split("Uncertain bands")[0]
+        if n == 1:
+            assert _escaped(b.trust_name) in single, b.trust_code
+
+
+def test_rebuild_is_byte_identical(fixture_run: Path, catalogue, tmp_path: Path):
+    a = build_site(fixture_run, tmp_path / "a", catalogue=catalogue).parent
+    b = build_site(fixture_run, tmp_path / "b", catalogue=catalogue).parent
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def test_history_argument_adds_quarters(fixture_run: Path, catalogue, tmp_path: Path):
+    hist = pd.DataFrame({"trust_code": ["RAA"], "quarter": ["2012Q3"], "band": ["6"]})
+    site = build_site(fixture_run, tmp_path / "h", catalogue=catalogue, history=hist).parent
+    raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    assert re.findall(r"<tr><td>(\d{4}Q\d)</td>", raa)[:2] == ["2012Q3", "2012Q4"]
+
+
+def test_missing_contract_file_or_column_is_a_clear_error(
+    fixture_run: Path, catalogue, tmp_path: Path
+):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(fixture_run, broken, ignore=shutil.ignore_patterns("reports"))
+    (broken / "alerts.csv").unlink()
+    with pytest.raises(SurveillanceError, match="alerts.csv: required run output is missing"):
+        build_site(broken, catalogue=catalogue)
+    shutil.copy(fixture_run / "alerts.csv", broken / "alerts.csv")
+    bands = pd.read_csv(broken / "bands.csv").drop(columns=["p_band_3"])
+    bands.to_csv(broken / "bands.csv", index=False)
+    with pytest.raises(
+        SurveillanceError, match=r"bands.csv: missing required column\(s\) \['p_band_3'\]"
+    ):
+        build_site(broken, catalogue=catalogue)
