@@ -248,7 +248,9 @@ def assess_arrays(
     return Assessment(transformed=tr, adjustment=adj, limits=limits, data_type=dt, trim=trim_used)
 
 
-def _validate_frame(df: pd.DataFrame, numerator: str, denominator: str, unit: str) -> None:
+def _validate_frame(
+    df: pd.DataFrame, numerator: str, denominator: str, unit: str, data_type: str
+) -> None:
     violations: list[Violation] = []
     for col in (numerator, denominator, unit):
         if col not in df.columns:
@@ -292,6 +294,21 @@ def _validate_frame(df: pd.DataFrame, numerator: str, denominator: str, unit: st
                     "value must be finite and >= 0",
                     column=col,
                     rows=tuple(int(i) + 1 for i in bad),
+                )
+            )
+    if data_type == "PR" and not violations:
+        num = pd.to_numeric(df[numerator]).to_numpy(dtype=np.float64)
+        den = pd.to_numeric(df[denominator]).to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            over = np.flatnonzero(num > den)
+        if over.size:
+            violations.append(
+                Violation(
+                    _INPUT,
+                    "numerator_le_denominator",
+                    "a proportion's numerator exceeds its denominator",
+                    column=numerator,
+                    rows=tuple(int(i) + 1 for i in over),
                 )
             )
     if violations:
@@ -357,7 +374,7 @@ def funnel_table(
     lvls = _check_levels(levels)
     out_level = max(lvls) if outlier_level is None else float(outlier_level)
     lim.z_for_level(out_level)
-    _validate_frame(df, numerator, denominator, unit)
+    _validate_frame(df, numerator, denominator, unit, dt)
 
     frame = pd.DataFrame(
         {

@@ -235,7 +235,8 @@ def tau2_dersimonian_laird(
         sw2 = (w * w).sum(axis=-1)
         denom = sw - sw2 / sw
         raw = (n * ph - (n - 1)) / denom
-    tau2 = np.where((n * ph < n - 1) | (n == 0), 0.0, np.maximum(0.0, raw))
+    # a single unit (n < 2) has no between-unit variance to estimate (denominator 0)
+    tau2 = np.where((n * ph < n - 1) | (n < 2) | ~(denom > 0), 0.0, np.maximum(0.0, raw))
     tau2 = np.where(np.isnan(ph), np.nan, tau2)
     tau2 = np.where(np.isnan(tau2) & ~np.isnan(ph), 0.0, tau2)
     return _scalar(tau2, was_1d)

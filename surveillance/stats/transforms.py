@@ -153,8 +153,10 @@ def transform_proportion(
     n = _as_float("denominator", denominator)
     _check_same_shape(r, n, ("numerator", "denominator"))
     valid = (n > 0) & np.isfinite(n) & np.isfinite(r)
-    if np.any(valid & (r > n)):
-        raise ValueError("numerator must not exceed denominator for a proportion")
+    too_big = valid & (r > n)
+    if np.any(too_big):
+        where = np.argwhere(too_big)[:10].tolist()
+        raise ValueError(f"numerator must not exceed denominator for a proportion (at {where})")
     n_safe = np.where(valid, n, np.nan)
     p0 = _pooled(r, n, valid) if target is None else np.full(r.shape[:-1] + (1,), float(target))
     if np.any((p0 < 0) | (p0 > 1)):

@@ -305,3 +305,10 @@ def test_reruns_are_identical(oracle_dir):
     a = funnel_table(df, "obs", "expected", "unit")
     b = funnel_table(df.sample(frac=1.0, random_state=3), "obs", "expected", "unit")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_proportion_numerator_above_denominator_names_rows():
+    df = pd.DataFrame({"u": list("abc"), "r": [3, 5, 9], "n": [2, 10, 4]})
+    with pytest.raises(ContractError) as err:
+        funnel_table(df, "r", "n", "u", data_type="PR")
+    assert "row(s) 1, 3" in str(err.value) and "numerator_le_denominator" in str(err.value)

@@ -225,3 +225,9 @@ def test_bad_options_raise():
         adjust([0.1], [0.1], 0.0, trim="chop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fraction"):
         winsorise([0.1, 0.2], 0.6)
+
+
+def test_single_unit_has_no_between_unit_variance():
+    assert tau2_dersimonian_laird(4.0, np.array([0.1])) == 0.0
+    adj = adjust([0.5], [0.1], 0.0)
+    assert adj.tau2 == 0.0 and adj.z_adjusted[0] == pytest.approx(5.0)
