@@ -1,0 +1,266 @@
+"""Read an input bundle (DESIGN.md section 4) without modifying it.
+
+Each table is ``<name>.csv`` or ``<name>.parquet``. CSV cells are read as text (codes stay strings,
+``"NA"`` stays the text ``NA``, an empty cell is the empty string ``""``); Parquet keeps its own
+types (a null stays missing, ``""`` stays an empty string). Columns whose declared kind is a number,
+date or boolean are then converted only when every non-empty cell parses exactly: a column with any
+cell that does not parse is left as text so that :func:`surveillance.contracts.validate_bundle` can
+name the offending rows. Nothing is dropped, rounded or guessed here.
+
+Row numbers used across the service are 1-based data rows: data row 1 is the first row after the
+header (line 2 of a CSV file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from surveillance.contracts import COLUMN_KINDS, OPTIONAL_TABLES, REQUIRED_TABLES, TABLES
+from surveillance.errors import ContractError, Violation
+
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+
+@dataclass
+class Bundle:
+    """The tables of one input bundle, as read (see module docstring)."""
+
+    trusts: pd.DataFrame
+    indicators: pd.DataFrame
+    spells: pd.DataFrame | None = None
+    staffing: pd.DataFrame | None = None
+    intelligence: pd.DataFrame | None = None
+    inspections: pd.DataFrame | None = None
+    paths: dict[str, Path] = field(default_factory=dict)
+    directory: Path = Path(".")
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        """The frame for table ``name`` (``None`` when the optional file is absent)."""
+        if name not in TABLES:
+            raise KeyError(f"unknown table {name!r}; tables are {', '.join(TABLES)}")
+        return getattr(self, name)
+
+    def file_name(self, name: str) -> str:
+        """The file actually read for ``name`` (e.g. ``spells.parquet``), or ``name.csv``."""
+        path = self.paths.get(name)
+        return path.name if path is not None else f"{name}.csv"
+
+
+def _locate(directory: Path, name: str) -> Path | None:
+    candidates = [directory / f"{name}.csv", directory / f"{name}.parquet"]
+    found = [p for p in candidates if p.is_file()]
+    if len(found) > 1:
+        raise ContractError(
+            [
+                Violation(
+                    file=f"{name}.csv",
+                    rule="ambiguous_file",
+                    message=f"both {name}.csv and {name}.parquet exist; keep one",
+                )
+            ]
+        )
+    return found[0] if found else None
+
+
+def _string_mapper(arrow_type: pa.DataType):
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.StringDtype("pyarrow")
+    return None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8",
+            encoding_errors="strict",
+        )
+    except pd.errors.EmptyDataError:
+        raise ContractError(
+            [
+                Violation(
+                    file=path.name,
+                    rule="file_unreadable",
+                    message="file is empty (no header line)",
+                )
+            ]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ContractError(
+            [
+                Violation(
+                    file=path.name,
+                    rule="file_unreadable",
+                    message=f"not valid UTF-8 text ({exc.reason} at byte {exc.start})",
+                )
+            ]
+        ) from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        raise ContractError(
+            [Violation(file=path.name, rule="file_unreadable", message=f"cannot parse CSV: {exc}")]
+        ) from None
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+        frame = table.to_pandas(types_mapper=_string_mapper, date_as_object=False)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ContractError(
+            [
+                Violation(
+                    file=path.name, rule="file_unreadable", message=f"cannot read Parquet: {exc}"
+                )
+            ]
+        ) from None
+    return frame.reset_index(drop=True)
+
+
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
+
+
+def _empty(series: pd.Series) -> np.ndarray:
+    """Cells that are missing or the empty string."""
+    missing = series.isna().to_numpy(dtype=bool)
+    if _is_text(series):
+        missing |= (series.astype("string").str.strip() == "").fillna(True).to_numpy(dtype=bool)
+    return missing
+
+
+def _try_number(series: pd.Series, integer: bool) -> pd.Series | None:
+    if not _is_text(series):
+        return None
+    empty = _empty(series)
+    values = pd.to_numeric(series.where(~empty, None), errors="coerce")
+    if np.any(values.isna().to_numpy() & ~empty):
+        return None
+    values = values.astype(float)
+    finite = values[~empty]
+    if integer:
+        if not np.all(np.isfinite(finite)) or np.any(finite != np.round(finite)):
+            return None
+        return values.astype("Int64") if empty.any() else values.astype("int64")
+    return values
+
+
+def _try_date(series: pd.Series) -> pd.Series | None:
+    if not _is_text(series):
+        return None
+    empty = _empty(series)
+    values = pd.to_datetime(series.where(~empty, None), format="%Y-%m-%d", errors="coerce")
+    if np.any(values.isna().to_numpy() & ~empty):
+        return None
+    return values.astype("datetime64[ns]")
+
+
+def _try_bool(series: pd.Series) -> pd.Series | None:
+    if not _is_text(series):
+        return None
+    empty = _empty(series)
+    lowered = series.astype("string").str.strip().str.lower()
+    is_true = lowered.isin(_TRUE).fillna(False).to_numpy(dtype=bool)
+    is_false = lowered.isin(_FALSE).fillna(False).to_numpy(dtype=bool)
+    if np.any(~(is_true | is_false | empty)):
+        return None
+    if empty.any():
+        out = pd.array(np.where(is_true, True, False), dtype="boolean")
+        out[empty] = pd.NA
+        return pd.Series(out, index=series.index)
+    return pd.Series(is_true, index=series.index)
+
+
+def type_columns(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Convert the declared number/date/boolean columns of CSV text, losslessly (see module docstring)."""
+    kinds = COLUMN_KINDS[name]
+    out = frame.copy(deep=False)  # converted columns are replaced, never written into
+
+    for column, kind in kinds.items():
+        if column not in out.columns:
+            continue
+        converted = None
+        if kind in ("float", "int"):
+            converted = _try_number(out[column], integer=kind == "int")
+        elif kind == "date":
+            converted = _try_date(out[column])
+        elif kind == "bool":
+            converted = _try_bool(out[column])
+        if converted is not None:
+            out[column] = converted
+    return out
+
+
+def read_table(path: Path, name: str) -> pd.DataFrame:
+    """Read one bundle file (CSV or Parquet) as described in the module docstring."""
+    if path.suffix == ".parquet":
+        frame = _read_parquet(path)
+    else:
+        frame = _read_csv(path)
+    return type_columns(frame, name)
+
+
+def read_bundle(data_dir: Path | str) -> Bundle:
+    """Read the bundle in ``data_dir``; never writes anything.
+
+    Raises
+    ------
+    ContractError
+        When a required file (``trusts``, ``indicators``) is absent, a table exists as both CSV and
+        Parquet, or a file cannot be parsed at all (empty file, bad encoding, corrupted Parquet);
+        the violation names the file.
+    """
+    directory = Path(data_dir)
+    if not directory.is_dir():
+        raise ContractError(
+            [
+                Violation(
+                    file=str(directory), rule="missing_file", message="bundle directory not found"
+                )
+            ]
+        )
+    violations: list[Violation] = []
+    frames: dict[str, pd.DataFrame | None] = {}
+    paths: dict[str, Path] = {}
+    for name in TABLES:
+        try:
+            path = _locate(directory, name)
+            if path is None:
+                if name in REQUIRED_TABLES:
+                    violations.append(
+                        Violation(
+                            file=f"{name}.csv",
+                            rule="missing_file",
+                            message=f"required file {name}.csv (or {name}.parquet) is absent",
+                        )
+                    )
+                frames[name] = None
+                continue
+            frames[name] = read_table(path, name)
+            paths[name] = path
+        except ContractError as exc:
+            violations.extend(exc.violations)
+            frames[name] = None
+    if violations:
+        raise ContractError(violations)
+    assert set(OPTIONAL_TABLES) | set(REQUIRED_TABLES) == set(TABLES)
+    return Bundle(
+        trusts=frames["trusts"],
+        indicators=frames["indicators"],
+        spells=frames["spells"],
+        staffing=frames["staffing"],
+        intelligence=frames["intelligence"],
+        inspections=frames["inspections"],
+        paths=paths,
+        directory=directory,
+    )
