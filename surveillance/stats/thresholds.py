@@ -1,0 +1,311 @@
+"""Control limits for risk-adjusted CUSUM charts.
+
+- ``cusum_limit_exact``: the R package ``cusum``'s exact limit for very small samples, by
+  enumerating every outcome path.
+- ``calibrate_threshold``: the limit ``h`` giving a target probability of any false alarm within
+  a horizon (12 months) of a chart's own in-control case mix, by direct simulation (the
+  ``1 - target`` quantile of the simulated running maximum) or by Brook-Evans Markov chain.
+- ``ThresholdSurface``: a fast fitted surface ``h(volume, mean risk, risk spread)`` for national
+  runs (tens of thousands of charts), built by Markov-chain calibration on a design grid of
+  logit-normal case mixes and interpolated. Measured accuracy: ``benchmarks/thresholds.py``.
+
+Only the first alarm matters for the false-alarm probability, so the restart rule (0 or h/2)
+does not enter.
+
+References
+----------
+Steiner et al., Biostatistics 2000;1:441. Bottle & Aylin, Predicting the false alarm rate in
+multi-institution mortality monitoring, JORS 2011;62:1711. Brook & Evans, Biometrika 1972;59:539.
+Hubig, R package ``cusum`` (``cusum_limit_exact``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import optimize, special
+from scipy.interpolate import RegularGridInterpolator
+
+from surveillance.stats import _cusum_kernels as _k
+from surveillance.stats.arl import _positive_int, false_alarm_probability
+from surveillance.stats.cusum import _odds_ratio, _risk_array
+
+# --------------------------------------------------------------------------------------------
+# Exact limits for very small samples
+
+
+def cusum_limit_exact(
+    n_patients: int, failure_probability: float, odds_multiplier: float = 2.0, alpha: float = 0.05
+) -> float:
+    """Exact CUSUM limit for ``n_patients`` patients of equal risk (R ``cusum::cusum_limit_exact``).
+
+    Enumerates all ``2**n`` outcome paths of the Bernoulli CUSUM (weights
+    ``log(p1/p0)`` for a failure, ``log((1-p1)/(1-p0))`` for a success, ``odds(p1) = R odds(p0)``),
+    takes every value the chart reaches as a candidate limit ``L`` with its false-signal
+    probability ``P(max_t X_t >= L)``, and returns the candidate whose probability is nearest to
+    ``alpha`` (R's ``which.min(abs(alpha - P))``; the smallest such ``L`` on ties). So the
+    result's false-signal probability can sit on either side of ``alpha``.
+    """
+    n = _positive_int(n_patients, "n_patients")
+    if n > 22:
+        raise ValueError(f"n_patients: exact enumeration needs n <= 22 (2**n paths), got {n}")
+    p0 = float(failure_probability)
+    if not 0.0 < p0 < 1.0:
+        raise ValueError(f"failure_probability: must lie in (0, 1), got {failure_probability}")
+    if p0 > 0.5:  # as R does, with a warning there
+        p0 = 1.0 - p0
+    r = _odds_ratio(odds_multiplier)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha: must lie in (0, 1), got {alpha}")
+    o1 = p0 / (1.0 - p0) * r
+    p1 = o1 / (1.0 + o1)
+    w_fail, w_surv = np.log(p1 / p0), np.log((1.0 - p1) / (1.0 - p0))
+    paths = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
+    x = np.zeros(paths.shape[0])
+    top = np.zeros(paths.shape[0])
+    for t in range(n):
+        x = np.maximum(0.0, x + np.where(paths[:, t] == 1, w_fail, w_surv))
+        top = np.maximum(top, x)
+    k = paths.sum(axis=1)
+    prob = p0**k * (1.0 - p0) ** (n - k)
+    # candidate limits: distinct values reached (merged within rounding error)
+    reached = np.unique(np.round(top[top > 0], 10))
+    order = np.argsort(top)
+    top_sorted = top[order]
+    tail = np.cumsum(prob[order][::-1])[::-1]  # P(max >= top_sorted[i])
+    idx = np.searchsorted(top_sorted, reached - 1e-9, side="left")
+    p_signal = tail[idx]
+    best = int(np.argmin(np.abs(alpha - p_signal)))
+    return float(top_sorted[idx[best]])
+
+
+# --------------------------------------------------------------------------------------------
+# Per-chart calibration
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibrated limit ``h``, the false-alarm probability it achieves and that estimate's
+    Monte-Carlo standard error (0 for the Markov chain)."""
+
+    h: float
+    achieved: float
+    se: float
+    method: str
+    target: float
+    n_per_horizon: int
+
+
+def calibrate_threshold(
+    p_case_mix: ArrayLike,
+    n_per_horizon: int,
+    target: float = 0.001,
+    odds_ratio: float = 2.0,
+    method: Literal["simulation", "markov"] = "simulation",
+    sequence: bool = False,
+    n_sims: int = 200_000,
+    seed: int = 0,
+    m: int = 600,
+) -> Calibration:
+    """Limit ``h`` whose probability of any false alarm within ``n_per_horizon`` patients is ``target``.
+
+    The in-control chart's patients have risks drawn from ``p_case_mix`` (or, ``sequence=True``,
+    are exactly that sequence). ``method="simulation"``: simulate ``n_sims`` in-control charts,
+    take each one's running maximum (first-alarm probability at ``h`` is ``P(max >= h)``) and
+    return the ``1 - target`` quantile; the achieved probability's standard error is
+    ``sqrt(target (1 - target) / n_sims)``. ``method="markov"``: root of the Brook-Evans
+    first-passage probability in ``h`` (discretisation bias about +1% at m = 600).
+
+    With few patients or very low risk the probability is a step function of ``h`` and the
+    target may not be attainable exactly; the limit returned is then at a step.
+    """
+    p = _risk_array(p_case_mix, "p_case_mix")
+    n = _positive_int(n_per_horizon, "n_per_horizon")
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"target: must lie in (0, 1), got {target}")
+    log_r = np.log(_odds_ratio(odds_ratio))
+    if odds_ratio < 1:
+        raise ValueError("odds_ratio: calibration is for the upper chart (odds_ratio > 1)")
+    if sequence and p.shape[0] != n:
+        raise ValueError(f"p_case_mix: with sequence=True it must hold n_per_horizon={n} risks")
+    if method == "simulation":
+        n_sims = _positive_int(n_sims, "n_sims")
+        top = np.empty(n_sims)
+        _k.simulate_ra_running_max(p, not sequence, log_r, n, n_sims, int(seed), top)
+        top.sort()
+        # smallest h with P(max >= h) <= target: just above the order statistic at 1 - target
+        i = int(np.floor((1.0 - target) * n_sims))
+        h = float(np.nextafter(top[min(i, n_sims - 1)], np.inf))
+        achieved = float(np.mean(top >= h))
+        return Calibration(
+            h, achieved, float(np.sqrt(target * (1 - target) / n_sims)), "simulation", target, n
+        )
+    if method == "markov":
+
+        def gap(h: float) -> float:
+            fa = false_alarm_probability(p, h, n, odds_ratio, "markov", sequence, m=m)
+            return np.log(max(fa.probability, 1e-300)) - np.log(target)
+
+        lo, hi = 0.05, 1.0
+        while gap(hi) > 0:
+            lo, hi = hi, hi * 2.0
+            if hi > 200:
+                raise ValueError("calibrate_threshold: no limit below 200 reaches the target")
+        h = float(optimize.brentq(gap, lo, hi, xtol=1e-4))
+        achieved = false_alarm_probability(p, h, n, odds_ratio, "markov", sequence, m=m).probability
+        return Calibration(h, achieved, 0.0, "markov", target, n)
+    raise ValueError(f"method: must be 'simulation' or 'markov', got {method!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Fast fitted surface for national runs
+
+
+def logit_normal_case_mix(
+    mean_risk: float, spread: float, nodes: int = 16
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Risks and probabilities of a logit-normal case mix with the given mean risk and
+    standard deviation ``spread`` of logit(p) (Gauss-Hermite nodes)."""
+    if not 0.0 < mean_risk < 1.0 or spread < 0:
+        raise ValueError(f"mean_risk in (0, 1) and spread >= 0 needed, got {mean_risk}, {spread}")
+    if spread == 0:
+        return np.array([mean_risk]), np.array([1.0])
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+
+    def mean_gap(mu: float) -> float:
+        return float(np.sum(w * special.expit(mu + spread * z)) - mean_risk)
+
+    mu = optimize.brentq(mean_gap, -40.0, 40.0, xtol=1e-12)
+    return special.expit(mu + spread * z), w
+
+
+def case_mix_features(p: ArrayLike) -> tuple[float, float]:
+    """``(mean risk, sd of logit risk)``: the case-mix summary the surface is indexed by."""
+    pa = np.clip(_risk_array(p), 1e-6, 1 - 1e-6)
+    return float(pa.mean()), float(np.std(special.logit(pa)))
+
+
+@dataclass
+class ThresholdSurface:
+    """Fitted ``h(volume, mean risk, risk spread)`` for a target false-alarm probability.
+
+    ``fit`` calibrates, by Brook-Evans Markov chain (grid step ``delta`` of the statistic, exact
+    DP up to ``n0`` patients then the geometric tail fixed by the exact ARL), the limit at every
+    point of a design grid: volumes (patients per horizon), mean risks and logit-sd spreads of
+    logit-normal case mixes. ``predict`` interpolates linearly in (log volume, logit mean risk,
+    spread), clipping to the grid. Accuracy against direct simulation of real-shaped case mixes
+    is measured in ``benchmarks/thresholds.py``.
+    """
+
+    target: float = 0.001
+    odds_ratio: float = 2.0
+    volumes: NDArray[np.float64] = field(
+        default_factory=lambda: np.unique(np.round(np.geomspace(3, 8000, 36)))
+    )
+    mean_risks: NDArray[np.float64] = field(
+        default_factory=lambda: special.expit(
+            np.linspace(special.logit(0.002), special.logit(0.6), 12)
+        )
+    )
+    spreads: NDArray[np.float64] = field(default_factory=lambda: np.array([0.0, 1.0, 2.0]))
+    h_grid: NDArray[np.float64] = field(default_factory=lambda: np.geomspace(0.3, 15.0, 22))
+    delta: float = 0.015
+    m_min: int = 60
+    m_max: int = 1000
+    mix_nodes: int = 10
+    h_table_: NDArray[np.float64] | None = None
+    _interp: RegularGridInterpolator | None = None
+
+    def fit(self) -> ThresholdSurface:
+        """Calibrate ``h`` at every design point (parallel over ``h`` inside numba)."""
+        if not 0.0 < self.target < 1.0:
+            raise ValueError(f"target: must lie in (0, 1), got {self.target}")
+        log_r = np.log(_odds_ratio(self.odds_ratio))
+        n_grid = np.asarray(self.volumes, dtype=np.int64)
+        log_target = np.log(self.target)
+        table = np.empty((n_grid.shape[0], len(self.mean_risks), len(self.spreads)))
+        h_grid = np.asarray(self.h_grid, dtype=np.float64)
+        for b, r in enumerate(self.mean_risks):
+            for c, s in enumerate(self.spreads):
+                pv, pw = logit_normal_case_mix(float(r), float(s), self.mix_nodes)
+                n0 = _transient_length(pv, pw, log_r, h_grid, int(n_grid.max()))
+                log_f = _k.ra_false_alarm_table(
+                    pv, pw, log_r, h_grid, self.delta, self.m_min, self.m_max, n_grid, n0
+                )
+                table[:, b, c] = [
+                    _invert(self.h_grid, log_f[:, a], log_target) for a in range(n_grid.shape[0])
+                ]
+        self.h_table_ = table
+        self._interp = RegularGridInterpolator(
+            (
+                np.log(n_grid.astype(float)),
+                special.logit(self.mean_risks),
+                np.asarray(self.spreads, dtype=float),
+            ),
+            table,
+            method="linear",
+        )
+        return self
+
+    def predict(
+        self, volume: ArrayLike, mean_risk: ArrayLike, spread: ArrayLike | float = 0.8
+    ) -> NDArray[np.float64]:
+        """Limit ``h`` per chart from its volume per horizon, mean risk and logit-risk spread."""
+        if self._interp is None:
+            raise ValueError("ThresholdSurface: call fit() before predict()")
+        v = np.asarray(volume, dtype=np.float64)
+        r = np.asarray(mean_risk, dtype=np.float64)
+        s = np.broadcast_to(
+            np.asarray(spread, dtype=np.float64), np.broadcast_shapes(v.shape, r.shape)
+        )
+        if np.any(~np.isfinite(v) | (v <= 0)):
+            raise ValueError("volume: must be finite and positive")
+        if np.any(~np.isfinite(r) | (r <= 0) | (r >= 1)):
+            raise ValueError("mean_risk: must lie in (0, 1)")
+        n_grid = np.asarray(self.volumes, dtype=float)
+        pts = np.stack(
+            np.broadcast_arrays(
+                np.log(np.clip(v, n_grid[0], n_grid[-1])),
+                special.logit(np.clip(r, self.mean_risks[0], self.mean_risks[-1])),
+                np.clip(s, self.spreads[0], self.spreads[-1]),
+            ),
+            axis=-1,
+        )
+        return self._interp(pts)
+
+
+def _transient_length(pv, pw, log_r, h_grid, n_max):
+    """Patients after which the first-alarm hazard is settled: ``transient_arls`` times Wald's
+    out-of-control ARL ``h / E_1[W]`` (the time a chart needs to climb to ``h``), at least 200.
+
+    Before it the hazard is still rising and a geometric extrapolation overstates the
+    false-alarm probability (by up to 4x at 0.5% risk), so the DP runs exactly up to it.
+    """
+    r = np.exp(log_r)
+    p1 = r * pv / (1.0 - pv + r * pv)
+    w_fail = log_r - np.log1p((r - 1.0) * pv)
+    w_surv = -np.log1p((r - 1.0) * pv)
+    drift = float(np.sum(pw * (p1 * w_fail + (1.0 - p1) * w_surv)))
+    n0 = np.ceil(_TRANSIENT_ARLS * h_grid / drift)
+    return np.clip(n0, 200, n_max).astype(np.int64)
+
+
+_TRANSIENT_ARLS = 4.0
+
+
+def _invert(h_grid: NDArray[np.float64], log_f: NDArray[np.float64], log_target: float) -> float:
+    """``h`` where ``log P(signal)`` (non-increasing in ``h``) crosses ``log_target`` (linear)."""
+    below = np.flatnonzero(log_f <= log_target)
+    if below.size == 0:
+        return float(h_grid[-1])
+    a = int(below[0])
+    if a == 0:
+        return float(h_grid[0])
+    f0, f1 = log_f[a - 1], log_f[a]
+    if f0 == f1:
+        return float(h_grid[a])
+    return float(h_grid[a - 1] + (log_target - f0) * (h_grid[a] - h_grid[a - 1]) / (f1 - f0))

@@ -1,0 +1,109 @@
+"""Control limits: R cusum exact limits, per-chart calibration, the fitted surface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from surveillance.stats import _cusum_kernels as kernels
+from surveillance.stats.thresholds import (
+    ThresholdSurface,
+    calibrate_threshold,
+    case_mix_features,
+    cusum_limit_exact,
+    logit_normal_case_mix,
+)
+
+
+def test_exact_limits_match_r_cusum(oracle_dir):
+    oracle = pd.read_csv(oracle_dir / "cusum_limit_exact_grid.csv")
+    ours = [
+        cusum_limit_exact(r.n_patients, r.failure_probability, r.odds_multiplier, r.alpha)
+        for r in oracle.itertuples()
+    ]
+    np.testing.assert_allclose(ours, oracle["limit"], rtol=1e-6)
+
+
+def test_exact_limit_is_the_reached_value_nearest_alpha_by_brute_force():
+    # independent recomputation: every path, P(max >= L) for each reached L
+    n, p0, alpha = 6, 0.2, 0.03
+    w_fail, w_surv = np.log(2 / (1 + p0)), np.log(1 / (1 + p0))
+    tops, probs = [], []
+    for code in range(2**n):
+        x = top = 0.0
+        k = 0
+        for t in range(n):
+            fail = (code >> t) & 1
+            k += fail
+            x = max(0.0, x + (w_fail if fail else w_surv))
+            top = max(top, x)
+        tops.append(top)
+        probs.append(p0**k * (1 - p0) ** (n - k))
+    tops, probs = np.array(tops), np.array(probs)
+    levels = np.unique(np.round(tops[tops > 0], 9))
+    p_sig = np.array([probs[tops >= v - 1e-9].sum() for v in levels])
+    expected = levels[np.argmin(np.abs(alpha - p_sig))]
+    assert cusum_limit_exact(n, p0, 2.0, alpha) == pytest.approx(expected, abs=1e-8)
+
+
+def test_simulation_calibration_hits_target_by_markov_check():
+    rng = np.random.default_rng(11)
+    p = rng.uniform(0.05, 0.25, 400)
+    cal = calibrate_threshold(
+        p, 400, target=0.02, method="simulation", sequence=True, n_sims=100_000, seed=5
+    )
+    assert cal.se == pytest.approx(np.sqrt(0.02 * 0.98 / 100_000))
+    assert abs(cal.achieved - 0.02) < 1e-3  # by construction of the quantile
+    exact = kernels.ra_sequence_signal_probability(p, np.log(2.0), cal.h, 1200)[-1]
+    assert abs(exact - 0.02) < 4 * cal.se + 0.02 * 0.02
+
+
+def test_markov_calibration_agrees_with_simulation():
+    rng = np.random.default_rng(12)
+    p = rng.uniform(0.05, 0.25, 300)
+    mk = calibrate_threshold(p, 300, target=0.01, method="markov", sequence=True, m=800)
+    assert mk.achieved == pytest.approx(0.01, rel=1e-3)
+    sim = calibrate_threshold(
+        p, 300, target=0.01, method="simulation", sequence=True, n_sims=100_000, seed=1
+    )
+    assert abs(mk.h - sim.h) < 0.1
+
+
+def test_logit_normal_case_mix_has_the_requested_mean():
+    pv, pw = logit_normal_case_mix(0.03, 1.5)
+    assert np.sum(pv * pw) == pytest.approx(0.03, rel=1e-10)
+    mean, sd = case_mix_features(np.array([0.1, 0.1, 0.1]))
+    assert mean == pytest.approx(0.1) and sd == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def small_surface():
+    return ThresholdSurface(
+        target=0.01,
+        volumes=np.array([20.0, 100.0, 500.0]),
+        mean_risks=np.array([0.03, 0.1, 0.3]),
+        spreads=np.array([0.0, 1.0]),
+        h_grid=np.geomspace(0.5, 8.0, 14),
+        delta=0.02,
+    ).fit()
+
+
+def test_surface_monotone_in_volume_and_hits_target_at_design_points(small_surface):
+    table = small_surface.h_table_
+    assert np.all(np.diff(table, axis=0) > 0)  # more patients -> higher limit
+    h = small_surface.predict(500, 0.1, 1.0)[()]
+    pv, pw = logit_normal_case_mix(0.1, 1.0, 10)
+    pool = np.repeat(pv, np.round(pw * 2000).astype(int))
+    out = np.empty(100_000)
+    kernels.simulate_ra_running_max(pool, True, np.log(2.0), 500, out.shape[0], 9, out)
+    achieved = np.mean(out >= h)
+    se = np.sqrt(0.01 * 0.99 / out.shape[0])
+    assert abs(achieved - 0.01) < 4 * se + 0.1 * 0.01
+
+
+def test_surface_needs_fit_and_valid_inputs(small_surface):
+    with pytest.raises(ValueError, match="fit"):
+        ThresholdSurface().predict(100, 0.1)
+    with pytest.raises(ValueError, match="mean_risk"):
+        small_surface.predict(100, 1.5)
