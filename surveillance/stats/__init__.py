@@ -79,3 +79,57 @@ __all__ = [
     "z_for_level",
 ]
 # --- end cross-sectional core ---
+
+# --- CUSUM family, ARL and thresholds (cusum.py, arl.py, thresholds.py) ---
+from surveillance.stats.arl import (  # noqa: E402
+    FalseAlarm,
+    RunLengths,
+    arl_normal_cusum,
+    arl_poisson_cusum,
+    arl_ra_cusum,
+    false_alarm_probability,
+    simulate_normal_run_length,
+    simulate_run_length,
+)
+from surveillance.stats.cusum import (  # noqa: E402
+    CusumPath,
+    grouped_normal_cusum,
+    grouped_ra_cusum,
+    normal_cusum,
+    poisson_cusum,
+    ra_cusum,
+    ra_weights,
+    vlad,
+)
+from surveillance.stats.thresholds import (  # noqa: E402
+    Calibration,
+    ThresholdSurface,
+    calibrate_threshold,
+    case_mix_features,
+    cusum_limit_exact,
+)
+
+__all__ += [
+    "Calibration",
+    "CusumPath",
+    "FalseAlarm",
+    "RunLengths",
+    "ThresholdSurface",
+    "arl_normal_cusum",
+    "arl_poisson_cusum",
+    "arl_ra_cusum",
+    "calibrate_threshold",
+    "case_mix_features",
+    "cusum_limit_exact",
+    "false_alarm_probability",
+    "grouped_normal_cusum",
+    "grouped_ra_cusum",
+    "normal_cusum",
+    "poisson_cusum",
+    "ra_cusum",
+    "ra_weights",
+    "simulate_normal_run_length",
+    "simulate_run_length",
+    "vlad",
+]
+# --- end CUSUM family ---
