@@ -489,7 +489,10 @@ def _cusum_block(ids, cat, rows, pos, quarter: Quarter) -> _Block:
             zq = col[in_quarter & have]
             blk.flag[i, j] = "elevated_risk" if signal else "no_evidence"
             blk.reason[i, j] = ""
-            blk.cusum[i, j] = float(path.statistic[q_have].max())
+            # the path stores the post-reset value at a signal: report the peak before reset
+            prev = np.r_[0.0, path.statistic[:-1]]
+            peak = np.maximum(0.0, prev + col[have] - k)
+            blk.cusum[i, j] = float(peak[q_have].max())
             blk.z_adjusted[i, j] = float(zq.sum() / np.sqrt(len(zq)))
             zr = z_raw[in_quarter & have, j]
             blk.z[i, j] = float(zr.sum() / np.sqrt(len(zr)))
