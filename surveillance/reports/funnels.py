@@ -1,6 +1,7 @@
 """Funnel-plot data for one indicator from a run's ``flags.csv`` rows.
 
-The limits come from :func:`surveillance.stats.limits.normal_limits` with the ``tau2`` (additive)
+The limits come from :func:`surveillance.stats.funnel.funnel_limits` (scores:
+:func:`surveillance.stats.limits.normal_limits`) with the ``tau2`` (additive)
 or ``phi`` (multiplicative) the assessment itself recorded in ``flags.csv``, so a point outside the
 plotted 95% / 99.8% limits is exactly a point whose ``z_adjusted`` is beyond 1.96 / 3.09: the
 picture agrees with the flags.
@@ -8,8 +9,8 @@ picture agrees with the flags.
 What is plotted per type (``observed``/``expected`` as the assessment wrote them):
 
 * ``ratio``: O/E against E; SHMI method on the log scale, CQC method on the square-root scale.
-* ``proportion``: r/n against n when ``flags.csv`` carries ``numerator`` and ``denominator``
-  columns; otherwise O/E against E on the log (Poisson) scale, labelled as such.
+* ``proportion``: r/n against n when ``flags.csv`` carries the extra ``denominator`` column
+  (observed = r); otherwise O/E against E on the log (Poisson) scale, labelled as such.
 * ``rate`` and ``count``: O/E against E on the log scale.
 * ``score``: value against precision 1/se^2, se recovered from ``(value - target) / z``.
 * ``external_band``, ``rule``, ``cusum_z``: no funnel (they are not assessed on one).
@@ -28,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from surveillance.reports.figures import FunnelLimits
-from surveillance.stats.limits import normal_limits
+from surveillance.stats.funnel import funnel_limits
+from surveillance.stats.limits import level_label, normal_limits
 
 FUNNEL_TYPES = ("ratio", "proportion", "rate", "count", "score")
 LEVELS = (0.95, 0.998)
@@ -75,6 +77,37 @@ def _limits(
             )
         out.append(FunnelLimits(level=level, x=xgrid, lower=np.asarray(lo), upper=np.asarray(hi)))
     return out
+
+
+def _stats_limits(
+    data_type: str,
+    sr_method: str,
+    target: float,
+    xgrid: np.ndarray,
+    tau2: float,
+    phi: float,
+    multiplicative: bool,
+) -> list[FunnelLimits]:
+    """Overdispersed limits from :func:`surveillance.stats.funnel.funnel_limits`."""
+    use_phi = phi if multiplicative and np.isfinite(phi) else None
+    table = funnel_limits(
+        xgrid,
+        data_type=data_type,
+        sr_method=sr_method,
+        target=target,
+        tau2=0.0 if use_phi is not None or not np.isfinite(tau2) else tau2,
+        phi=use_phi,
+        levels=LEVELS,
+    )
+    return [
+        FunnelLimits(
+            level=lv,
+            x=xgrid,
+            lower=table[f"lower{level_label(lv)}"].to_numpy(),
+            upper=table[f"upper{level_label(lv)}"].to_numpy(),
+        )
+        for lv in LEVELS
+    ]
 
 
 def _first_finite(series: pd.Series) -> float:
@@ -127,17 +160,26 @@ def funnel_plot_data(
         )
         xlabel, ylabel = "precision (1 / standard error squared)", "score"
         note = "Scores against their precision; limits around the national mean."
-    elif indicator_type == "proportion" and {"numerator", "denominator"} <= set(rows.columns):
-        r = pd.to_numeric(rows["numerator"], errors="coerce").to_numpy(float)
+    elif (
+        indicator_type == "proportion"
+        and "denominator" in rows.columns
+        and (pd.to_numeric(rows["denominator"], errors="coerce").notna().any())
+    ):
+        # The assessment writes observed = numerator r and an extra ``denominator`` n.
+        r = obs
         n = pd.to_numeric(rows["denominator"], errors="coerce").to_numpy(float)
         keep = np.isfinite(r) & np.isfinite(n) & (n > 0)
-        p0 = float(r[keep].sum() / n[keep].sum()) if keep.any() else float("nan")
+        # expected = n * p0 with the assessment's pooled p0 (so the target is exactly its own).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = exp / n
+        ratios = ratios[keep & np.isfinite(ratios)]
+        if ratios.size:
+            p0 = float(np.median(ratios))
+        else:
+            p0 = float(r[keep].sum() / n[keep].sum()) if keep.any() else float("nan")
         x, y = np.where(keep, n, np.nan), np.where(keep, r / np.where(n > 0, n, np.nan), np.nan)
-        target_t = float(np.arcsin(np.sqrt(p0)))
         xgrid = _grid(float(np.nanmax(x[keep]))) if keep.any() else _grid(1.0)
-        limits = _limits(
-            target_t, lambda g: 1.0 / (2.0 * np.sqrt(g)), xgrid, "asin", tau2, phi, multiplicative
-        )
+        limits = _stats_limits("PR", "SHMI", p0, xgrid, tau2, phi, multiplicative)
         target = p0
         xlabel, ylabel = "denominator", "proportion"
     else:
@@ -146,14 +188,8 @@ def funnel_plot_data(
         with np.errstate(divide="ignore", invalid="ignore"):
             y = np.where(keep, obs / exp, np.nan)
         xgrid = _grid(float(np.nanmax(x[keep]))) if keep.any() else _grid(1.0)
-        if indicator_type == "ratio" and method == "CQC":
-            limits = _limits(
-                1.0, lambda g: 1.0 / (2.0 * np.sqrt(g)), xgrid, "sqrt", tau2, phi, multiplicative
-            )
-        else:
-            limits = _limits(
-                0.0, lambda g: 1.0 / np.sqrt(g), xgrid, "log", tau2, phi, multiplicative
-            )
+        sr = "CQC" if indicator_type == "ratio" and method == "CQC" else "SHMI"
+        limits = _stats_limits("SR", sr, 1.0, xgrid, tau2, phi, multiplicative)
         target = 1.0
         xlabel, ylabel = "expected", "observed / expected"
         if indicator_type != "ratio":

@@ -1,7 +1,7 @@
 """Read a finished run directory (DESIGN.md section 6) for the reports and the notebooks.
 
-The four contract tables (``flags.csv``, ``alerts.csv``, ``mortality.csv``, ``bands.csv``) and
-``manifest.json`` are required; the extras the pipeline writes beside them (explanations, ward
+The four contract tables (``flags.csv``, ``alerts.csv``, ``mortality.csv``, ``bands.csv``) are
+required and ``manifest.json`` is read when present; the extras the pipeline writes beside them (explanations, ward
 staffing, band history, CUSUM paths) are optional and read when present. Codes are read as
 strings, never coerced; a missing required column is a clear error naming the file and column.
 """
@@ -9,6 +9,7 @@ strings, never coerced; a missing required column is a clear error naming the fi
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,8 @@ EXTRA_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("cusum_paths.csv", "cusum_path.csv"),
         ("trust_code", "diagnosis_group", "cusum"),
     ),
+    "excluded": (("excluded_indicators.csv",), ("indicator_id", "reason")),
+    "sources": (("sources.csv",), ("source", "indicator_id", "status", "reason")),
 }
 
 _STRING_COLUMNS = {
@@ -129,7 +132,12 @@ class RunData:
 
     @property
     def quarter(self) -> str:
-        return str(self.manifest.get("quarter", ""))
+        """The manifest's quarter, else the quarter in the directory name (a staging directory
+        such as ``.2013Q3.staging-x`` is rendered before its manifest is written)."""
+        if self.manifest.get("quarter"):
+            return str(self.manifest["quarter"])
+        match = re.search(r"\d{4}Q[1-4]", self.directory.name)
+        return match.group(0) if match else ""
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
@@ -171,13 +179,15 @@ def read_run(run_dir: Path | str) -> RunData:
         if not path.is_file():
             raise SurveillanceError(f"{path}: required run output is missing")
         tables[name] = _read_csv(path, cols)
+    # The pipeline renders the site before it writes the manifest (the manifest hashes the
+    # reports), so the manifest is read when present.
     manifest_path = run_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise SurveillanceError(f"{manifest_path}: required run output is missing")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SurveillanceError(f"{manifest_path}: not valid JSON ({exc})") from exc
+    manifest: dict = {}
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SurveillanceError(f"{manifest_path}: not valid JSON ({exc})") from exc
     extras: dict[str, pd.DataFrame] = {}
     for logical, (candidates, cols) in EXTRA_TABLES.items():
         for candidate in candidates:

@@ -395,7 +395,8 @@ def build_site(
     alerts["trust_code"] = alerts["trust_code"].astype(str)
     mortality = run.mortality.copy()
     mortality["trust_code"] = mortality["trust_code"].astype(str)
-    excluded = _excluded(run.manifest)
+    excluded = _excluded(run)
+    missing_sources = _missing_sources(run)
 
     write("index.html", "index.html", **_index_context(ctx, bands, flags, alerts, excluded))
     for _, trow in bands.iterrows():
@@ -412,7 +413,13 @@ def build_site(
             f"qsg/{region_file[region]}.html",
             "qsg.html",
             **_qsg_context(
-                ctx, region, bands[bands["region"] == region], flags_by_trust, alerts, excluded
+                ctx,
+                region,
+                bands[bands["region"] == region],
+                flags_by_trust,
+                alerts,
+                excluded,
+                missing_sources,
             ),
         )
     for indicator_id, data in funnels.items():
@@ -429,12 +436,28 @@ def build_site(
     return out / "index.html"
 
 
-def _excluded(manifest: dict) -> list[dict]:
-    raw = manifest.get("excluded_indicators") or manifest.get("indicators_excluded") or []
+def _excluded(run: RunData) -> list[dict]:
+    """Indicators left out of banding this quarter, with the reason (manifest, the
+    ``excluded_indicators.csv`` table, or the flags' ``in_banding`` column)."""
+    m = run.manifest
+    raw = (
+        m.get("left_out_of_banding") or m.get("excluded_indicators") or m.get("indicators_excluded")
+    )
+    if not raw and "excluded" in run.extras:
+        raw = run.extras["excluded"][["indicator_id", "reason"]].to_dict("records")
+    if not raw and "in_banding" in run.flags.columns:
+        out_ids = run.flags.loc[
+            run.flags["in_banding"].astype(str).str.lower().isin(["false", "0", "0.0"]),
+            "indicator_id",
+        ]
+        raw = [
+            {"indicator_id": i, "reason": "left out of banding this quarter"}
+            for i in sorted(set(out_ids))
+        ]
     out = []
     if isinstance(raw, dict):
         raw = [{"indicator_id": k, "reason": v} for k, v in sorted(raw.items())]
-    for item in raw:
+    for item in raw or []:
         if isinstance(item, dict):
             out.append(
                 {
@@ -444,6 +467,25 @@ def _excluded(manifest: dict) -> list[dict]:
             )
         else:
             out.append({"indicator_id": _text(item), "reason": ""})
+    return sorted(out, key=lambda e: e["indicator_id"])
+
+
+def _missing_sources(run: RunData) -> list[dict]:
+    """Sources missing or late this quarter (``sources.csv``), one row per source."""
+    src = run.extras.get("sources")
+    if src is None:
+        return []
+    bad = src[src["status"].astype(str).isin(["missing", "late"])]
+    out = []
+    for source, g in bad.groupby("source", sort=True):
+        out.append(
+            {
+                "source": _text(source),
+                "status": _text(g["status"].iloc[0]),
+                "reason": _text(g["reason"].iloc[0]),
+                "indicators": sorted(g["indicator_id"].astype(str)),
+            }
+        )
     return out
 
 
@@ -570,6 +612,7 @@ def _index_context(
         "n_new_alerts": int((alerts["status"] == "new").sum()),
         "n_persisting_alerts": int((alerts["status"] == "persisting").sum()),
         "excluded": excluded,
+        "missing_sources": _missing_sources(ctx.run),
         "band_counts": _band_counts(bands),
         "band_columns": columns,
         "band_rows": rows,
@@ -609,15 +652,19 @@ def _drivers(ctx: _Context, tflags: pd.DataFrame) -> list[dict]:
                 "flag": f["flag"],
                 "flag_text": FLAG_TEXT.get(f["flag"], f["flag"]),
                 "z_adjusted": _float(f["z_adjusted"]),
-                "detail": _detail(info["type"], f["observed"], f["expected"]),
+                "detail": _detail(info["type"], f["observed"], f["expected"], f.get("cusum")),
+                "persistent": _text(f.get("persistent")).lower() in ("true", "1", "1.0"),
+                "in_banding": _text(f.get("in_banding")).lower() not in ("false", "0", "0.0"),
             }
         )
     return out
 
 
-def _detail(typ: str, observed: Any, expected: Any) -> str:
+def _detail(typ: str, observed: Any, expected: Any, cusum: Any = None) -> str:
     """One line of the numbers behind a flag, with small counts suppressed."""
     if typ == "cusum_z":
+        if _float(cusum) is not None:
+            return f"largest monthly CUSUM in the quarter {_num(cusum, 2)}"
         return f"CUSUM {_num(observed, 2)} against threshold {_num(expected, 2)}"
     if typ == "external_band":
         return "publisher's own band"
@@ -627,6 +674,13 @@ def _detail(typ: str, observed: Any, expected: Any) -> str:
     exp = _expected_text(typ, expected)
     noun = "validated cases" if typ == "rule" else "observed"
     return f"{noun} {obs}" + (f", expected {exp}" if exp else "")
+
+
+def _na_text(ctx: _Context, row: pd.Series) -> str:
+    """An indicator's name with the reason it is not applicable, when the flags give one."""
+    name = _indicator_info(ctx.catalogue, row["indicator_id"], row)["name"]
+    reason = _text(row.get("reason")) if "reason" in row.index else ""
+    return f"{name} ({reason})" if reason else name
 
 
 def _trust_context(
@@ -719,8 +773,10 @@ def _trust_context(
             }
         )
     not_applicable = [
-        _indicator_info(ctx.catalogue, i, None)["name"]
-        for i in sorted(tflags.loc[tflags["flag"] == "not_applicable", "indicator_id"])
+        _na_text(ctx, r)
+        for _, r in tflags[tflags["flag"] == "not_applicable"]
+        .sort_values("indicator_id")
+        .iterrows()
     ]
     talerts = []
     paths = ctx.run.extras.get("cusum_paths")
@@ -834,6 +890,7 @@ def _qsg_context(
     flags_by_trust: dict,
     alerts: pd.DataFrame,
     excluded: list[dict],
+    missing_sources: list[dict],
 ) -> dict:
     empty = next(iter(flags_by_trust.values())).iloc[0:0] if flags_by_trust else pd.DataFrame()
     rbands = rbands.assign(_o=rbands["band"].map(band_order)).sort_values(["_o", "trust_code"])
@@ -960,6 +1017,7 @@ def _qsg_context(
         "worried": worried,
         "gaps": gaps,
         "excluded": excluded,
+        "missing_sources": missing_sources,
         "single_source": single,
         "uncertain": uncertain,
     }

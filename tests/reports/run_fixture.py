@@ -356,14 +356,16 @@ def _flags(rng: np.random.Generator) -> pd.DataFrame:
                 np.nan,
             )
         )
-    # rn_fill_day: registered nurse day fill (lower is worse): observed actual, expected planned.
+    # rn_fill_day: registered nurse day fill (lower is worse): observed = actual hours,
+    # expected = planned x national fill, denominator (extra column) = planned hours.
     planned = rng.uniform(80000, 300000, n).round(0)
-    fill = np.clip(rng.normal(0.97, 0.02, n), 0.8, 1.1)
+    fill = np.clip(rng.normal(0.97, 0.02, n), 0.8, 1.0)
     fill[0] = 0.86
     actual = (planned * fill).round(0)
     y = np.arcsin(np.sqrt(np.minimum(actual / planned, 1)))
     s = 1 / (2 * np.sqrt(planned))
-    t0 = np.arcsin(np.sqrt(min(actual.sum() / planned.sum(), 1)))
+    p0_fill = actual.sum() / planned.sum()
+    t0 = np.arcsin(np.sqrt(p0_fill))
     z = -(y - t0) / s
     phi, tau2 = _dl_tau2(z, s)
     za = -(y - t0) / np.sqrt(s**2 + tau2)
@@ -375,7 +377,7 @@ def _flags(rng: np.random.Generator) -> pd.DataFrame:
                 "safe",
                 "proportion",
                 actual[i],
-                planned[i],
+                planned[i] * p0_fill,
                 z[i],
                 za[i],
                 float(1 - _norm_cdf(za[i])),
@@ -400,7 +402,20 @@ def _flags(rng: np.random.Generator) -> pd.DataFrame:
         "phi",
         "tau2",
     ]
-    return pd.DataFrame(rows, columns=cols).sort_values(["trust_code", "indicator_id"])
+    frame = pd.DataFrame(rows, columns=cols)
+    # Extra columns the assessment writes after the contract ones.
+    den = dict(zip(codes, att, strict=True))
+    frame["denominator"] = np.nan
+    m = (frame.indicator_id == "ae_4h") & (frame.flag != "not_applicable")
+    frame.loc[m, "denominator"] = frame.loc[m, "trust_code"].map(den)
+    m = frame.indicator_id == "rn_fill_day"
+    frame.loc[m, "denominator"] = frame.loc[m, "trust_code"].map(
+        dict(zip(codes, planned, strict=True))
+    )
+    frame["reason"] = np.where(frame.flag == "not_applicable", "no data for this trust", "")
+    frame["in_banding"] = True
+    frame["persistent"] = (frame.trust_code == "RAA") & (frame.indicator_id == "shmi")
+    return frame.sort_values(["trust_code", "indicator_id"])
 
 
 def _norm_cdf(x: float) -> float:

@@ -323,3 +323,30 @@ def test_missing_contract_file_or_column_is_a_clear_error(
         SurveillanceError, match=r"bands.csv: missing required column\(s\) \['p_band_3'\]"
     ):
         build_site(broken, catalogue=catalogue)
+
+
+@pytest.mark.parametrize("indicator_id", ["ae_4h", "rn_fill_day"])
+def test_proportion_funnel_agrees_with_flags(fixture_run: Path, indicator_id: str):
+    """Proportions are drawn as r/n against n (asin-scale limits with the flags' tau2): a trust
+    is beyond the 95% limit on its adverse side exactly when its oriented adjusted z > 1.96."""
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    rows = flags[(flags.indicator_id == indicator_id)].sort_values("trust_code")
+    data = funnel_plot_data(rows, "proportion")
+    ok = rows.flag != "not_applicable"
+    r = rows.observed.to_numpy(float)[ok.to_numpy()]
+    n = rows.denominator.to_numpy(float)[ok.to_numpy()]
+    tau2 = float(rows.tau2.iloc[0])
+    # The assessment's own pooled target: expected = n * p0 for every applicable trust.
+    p0_all = rows.expected.to_numpy(float)[ok.to_numpy()] / n
+    np.testing.assert_allclose(p0_all, p0_all[0], rtol=1e-9)
+    p0 = p0_all[0]
+    assert data.target == pytest.approx(p0, rel=1e-9)
+    keep = np.isfinite(data.y)
+    np.testing.assert_allclose(data.y[keep], r / n)
+    t = np.arcsin(np.sqrt(p0))
+    width = 1.959964 * np.sqrt(1 / (4 * n) + tau2)
+    upper, lower = np.sin(t + width) ** 2, np.sin(t - width) ** 2
+    z_adj = rows.z_adjusted.to_numpy(float)[ok.to_numpy()]
+    adverse = (r / n > upper) if indicator_id == "ae_4h" else (r / n < lower)
+    np.testing.assert_array_equal(adverse, z_adj > 1.959964)
+    assert adverse.any()
