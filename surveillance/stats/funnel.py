@@ -199,6 +199,7 @@ def assess_arrays(
     tau2_method: Literal["DL", "REML"] = "DL",
     zero_correction: float | None = 0.5,
     shmi_rounding: bool = False,
+    winsorise_method: Literal["quantile", "rank"] = "quantile",
 ) -> Assessment:
     """z, overdispersion-adjusted z, phi, tau2 and limits for arrays of one indicator type.
 
@@ -216,6 +217,8 @@ def assess_arrays(
     shmi_rounding : bool
         Round expected to 2 dp for SR with the SHMI method (False here; ``funnel_table`` defaults
         to True as FunnelPlotR).
+    winsorise_method : {"quantile", "rank"}
+        Quantile (R type 7, default) or rank winsorisation.
 
     Other parameters are as in :func:`funnel_table` and
     :func:`surveillance.stats.overdispersion.adjust`.
@@ -234,6 +237,7 @@ def assess_arrays(
         trim_fraction=trim_fraction,
         overdispersion=overdispersion,
         tau2_method=tau2_method,
+        winsorise_method=winsorise_method,
     )
     limits: dict[float, tuple[NDArray, NDArray]] = {}
     t = tr.target
@@ -332,6 +336,7 @@ def funnel_table(
     tau2_method: Literal["DL", "REML"] = "DL",
     zero_correction: float | None = 0.5,
     outlier_level: float | None = None,
+    winsorise_method: Literal["quantile", "rank"] = "quantile",
 ) -> pd.DataFrame:
     """Funnel-plot table: one row per unit with z, adjusted z, limits and outlier flag.
 
@@ -362,6 +367,8 @@ def funnel_table(
         SHMI value used for O = 0 (default 0.5; None = -inf as FunnelPlotR).
     outlier_level : float, optional
         Level whose limits define ``outlier`` (default the widest of ``levels``).
+    winsorise_method : {"quantile", "rank"}
+        Quantile (R type 7, default) or rank winsorisation when ``trim="winsorise"``.
 
     Returns
     -------
@@ -401,6 +408,7 @@ def funnel_table(
         levels=lvls,
         tau2_method=tau2_method,
         zero_correction=zero_correction,
+        winsorise_method=winsorise_method,
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(den > 0, num / den, np.nan)
@@ -454,6 +462,7 @@ def funnel_table(
             "trim_fraction": trim_fraction,
             "overdispersion": overdispersion,
             "tau2_method": tau2_method,
+            "winsorise_method": winsorise_method,
             "levels": lvls,
             "outlier_level": out_level,
             "unadjusted_limits": "poisson_chi2" if dt == "SR" else "normal",

@@ -312,3 +312,13 @@ def test_proportion_numerator_above_denominator_names_rows():
     with pytest.raises(ContractError) as err:
         funnel_table(df, "r", "n", "u", data_type="PR")
     assert "row(s) 1, 3" in str(err.value) and "numerator_le_denominator" in str(err.value)
+
+
+def test_rank_winsorisation_option_reaches_phi():
+    rng = np.random.default_rng(30)
+    e = rng.uniform(20, 300, 40)
+    df = pd.DataFrame({"u": range(40), "o": rng.poisson(e * 1.1), "e": e})
+    table = funnel_table(df, "o", "e", "u", sr_method="CQC", winsorise_method="rank")
+    z = np.sort(table["z"].to_numpy())
+    zw = np.clip(table["z"].to_numpy(), z[4], z[-5])  # k = floor(0.1 * 40) = 4
+    assert table.attrs["phi"] == pytest.approx(float(np.mean(zw**2)), rel=1e-12)
