@@ -489,6 +489,8 @@ def _grid_s(dt: str, sr_method: str, grid: NDArray, target: float) -> tuple[NDAr
         return 1 / (2 * np.sqrt(grid)), np.sqrt(target), "sqrt"
     if dt == "PR":
         return 1 / (2 * np.sqrt(grid)), float(np.arcsin(np.sqrt(target))), "asin"
+    if dt == "score":  # the grid is the precision 1/se^2
+        return 1 / np.sqrt(grid), float(target), "identity"
     events = target * grid
     s = np.sqrt(events / (events + 0.5) ** 2 + grid / (grid + 0.5) ** 2)
     return s, float(np.log(target)), "log"
@@ -511,8 +513,8 @@ def funnel_limits(
     Parameters
     ----------
     denominator : array_like, optional
-        Grid of denominators (expected counts for SR). Default: ``n_points`` geometrically spaced
-        points spanning the table's denominators.
+        Grid of denominators (expected counts for SR; for ``score`` the precision 1/se^2).
+        Default: ``n_points`` geometrically spaced points spanning the table's denominators.
     data_type, sr_method : as in :func:`funnel_table`.
     target : float, optional
         Target on the original scale (SR: 1). Taken from ``table.attrs`` when a table is given.

@@ -322,3 +322,9 @@ def test_rank_winsorisation_option_reaches_phi():
     z = np.sort(table["z"].to_numpy())
     zw = np.clip(table["z"].to_numpy(), z[4], z[-5])  # k = floor(0.1 * 40) = 4
     assert table.attrs["phi"] == pytest.approx(float(np.mean(zw**2)), rel=1e-12)
+
+
+def test_score_funnel_limits_on_a_precision_grid():
+    lim = funnel_limits([1.0, 4.0], data_type="score", target=75.0, tau2=0.5, levels=(0.95,))
+    z = 1.959963984540054
+    np.testing.assert_allclose(lim["upper95"], 75 + z * np.sqrt(np.array([1.0, 0.25]) + 0.5))
