@@ -81,18 +81,30 @@ def read_bundle(data_dir: Path | str) -> Bundle:
 # paths
 
 
+_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTHLY_SUBDIR = "monthly"
+
+
 def run_directory(out: Path | str, quarter: str | Quarter) -> Path:
     """The published directory ``<out>/<quarter>``, checked to lie inside ``out``.
 
     ``quarter`` must parse as a :class:`Quarter` (so ``../x`` and absolute paths are rejected
     before any path is built), and the resolved directory must be a direct child of the resolved
-    ``out`` (so a symlinked ``<out>/<quarter>`` pointing elsewhere is rejected too).
+    ``out`` (so a symlinked ``<out>/<quarter>`` pointing elsewhere is rejected too). A month
+    ``YYYY-MM`` (monthly mortality runs) maps to ``<out>/monthly/<YYYY-MM>`` under the same rules.
     """
+    root = Path(out).resolve()
+    text = str(quarter).strip()
+    if not isinstance(quarter, Quarter) and _MONTH_RE.match(text):
+        parent = (root / MONTHLY_SUBDIR).resolve()
+        target = (parent / text).resolve()
+        if parent.parent != root or target.parent != parent:
+            raise StoreError(f"run directory {target} resolves outside the output directory {root}")
+        return target
     try:
-        q = quarter if isinstance(quarter, Quarter) else Quarter.parse(str(quarter))
+        q = quarter if isinstance(quarter, Quarter) else Quarter.parse(text)
     except ValueError as exc:
         raise StoreError(f"--quarter: {exc}") from None
-    root = Path(out).resolve()
     target = (root / str(q)).resolve()
     if target.parent != root:
         raise StoreError(f"run directory {target} resolves outside the output directory {root}")
@@ -145,6 +157,7 @@ def quarter_lock(out: Path | str, quarter: str | Quarter) -> Iterator[Path]:
     a killed run never leaves a stale lock behind.
     """
     run_dir = run_directory(out, quarter)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = run_dir.parent / f".{run_dir.name}.lock"
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -182,9 +195,13 @@ def staging_directory(out: Path | str, quarter: str | Quarter) -> Path:
     """A fresh empty directory ``<out>/.<quarter>.staging-XXXX`` on the same file system."""
     run_dir = run_directory(out, quarter)
     try:
-        return Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.staging-"))
+        path = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.staging-"))
     except OSError as exc:
         raise _os_error(exc, run_dir.parent, "create a staging directory in") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; a published run is readable like any dir
+    return path
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -262,6 +279,7 @@ def staged_run(
     """
     root = ensure_output_dir(out)
     target = run_directory(root, quarter)
+    target.parent.mkdir(exist_ok=True)
     lock = quarter_lock(root, quarter) if hold_lock else contextlib.nullcontext()
     with lock:
         if target.exists() and not force:
@@ -279,7 +297,8 @@ def staged_run(
         except BaseException:
             discard(staging)
             raise
-    register_run(root, target)
+    if target.parent == root:
+        register_run(root, target)
 
 
 def clean_stale(out: Path | str, quarter: str | Quarter) -> list[Path]:

@@ -1,0 +1,1 @@
+"""Prefect flows and deployments: wiring only, every task is one call into ``surveillance``."""

@@ -1,0 +1,145 @@
+"""The quarterly flow: assemble -> validate -> (derive | mortality) -> assess -> band -> publish.
+
+Wiring only: every task is one call into :mod:`surveillance.pipeline` (see ``flows/tasks.py``).
+``derive`` (staffing, intelligence) and ``mortality`` are independent and are submitted together,
+so on a Dask cluster they run in parallel; ``assess`` needs both (the mortality ratios and alerts
+are indicators too), then ``band``; ``publish`` writes the tables, the reports and the manifest
+into a staging directory and renames it into place. The flow holds the quarter's lock from start
+to end, so a second run of the same quarter refuses at once; if any stage fails nothing is
+published and the finished stages' cached results let a rerun resume.
+
+Scheduled runs (``scheduled=True``, set by the deployment) first apply the working-day guard of
+``flows/schedule.py`` and report the quarter that has just ended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prefect import flow, get_run_logger
+from prefect.context import get_run_context
+
+from flows import schedule, tasks
+from surveillance import pipeline, store
+
+
+def work_directory(out: Path, quarter: str) -> Path:
+    """Where a quarter's cached stage results live until it is published."""
+    return Path(out) / ".work" / quarter
+
+
+@flow(name="quarterly", validate_parameters=False)
+def quarterly(
+    data_dir: str,
+    out: str,
+    quarter: str | None = None,
+    force: bool = False,
+    quarantine: bool = False,
+    scheduled: bool = False,
+    code: dict[str, Any] | None = None,
+    render_reports: bool = True,
+) -> dict[str, Any]:
+    """Run one quarter and publish it to ``<out>/<quarter>/``; returns a small summary dict."""
+    logger = get_run_logger()
+    if scheduled:
+        today = dt.datetime.now(ZoneInfo(schedule.TIMEZONE)).date()
+        if not schedule.is_first_working_day(today):
+            logger.info("%s is not the first working day of the quarter: skipping", today)
+            return {"skipped": f"{today} is not the first working day of the quarter"}
+        quarter = quarter or schedule.quarter_just_ended(today)
+    if quarter is None:
+        raise ValueError("quarter is required (e.g. 2013Q3) unless the run is scheduled")
+    options = pipeline.RunOptions(
+        data_dir=Path(data_dir),
+        quarter=quarter,
+        out=Path(out),
+        force=force,
+        quarantine=quarantine,
+        code=code,
+        render_reports=render_reports,
+    ).resolved()
+    root = store.ensure_output_dir(options.out)
+    with store.quarter_lock(root, options.quarter):
+        target = store.run_directory(root, options.quarter)
+        if target.exists() and not options.force:
+            if scheduled:
+                logger.info("%s is already published: nothing to do", target)
+                return {"skipped": f"{target} is already published"}
+            raise store.AlreadyPublishedError(
+                f"{target} already exists: pass --force to replace it with this run"
+            )
+        store.clean_stale(root, options.quarter)
+        work = work_directory(root, options.quarter)
+        run_dir = _run(options, work, logger)
+        shutil.rmtree(work, ignore_errors=True)
+        _prune_work_root(root)
+    return {"run_dir": str(run_dir), "quarter": options.quarter}
+
+
+def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    q = options.quarter
+
+    fp = tasks.fingerprint(options)
+    key = fp.key
+    logger.info("run %s", fp.run_id)
+
+    def cached(task_obj):
+        return tasks.with_storage(task_obj, work, tasks.LARGE.get(task_obj.name, ()))
+
+    catalogue = tasks.catalogue(str(options.catalogue_path), key)
+    bundle = tasks.load(str(options.data_dir), key)
+    assembly = cached(tasks.assemble)(bundle, catalogue, q, key)
+    validated = tasks.validate(bundle, assembly, catalogue, q, options.quarantine, key)
+    derived_future = cached(tasks.derive).submit(validated, catalogue, q, key)
+    mortality_future = cached(tasks.mortality).submit(validated, catalogue, q, key)
+    previous_bands, previous_flags = pipeline.previous_outputs(options)
+    flags_future = cached(tasks.assess).submit(
+        validated,
+        derived_future,
+        mortality_future,
+        assembly,
+        catalogue,
+        q,
+        previous_flags,
+        key,
+    )
+    bands_future = cached(tasks.band).submit(
+        flags_future, validated.bundle.trusts, q, previous_bands, key
+    )
+    flags = flags_future.result()
+    bands = bands_future.result()
+    mortality_result = mortality_future.result()
+    results = pipeline.QuarterResults(
+        flags, bands, mortality_result, assembly, validated, pipeline.excluded_indicators(flags)
+    )
+    timings["compute"] = time.perf_counter() - started
+    extra = {"flow_run_id": _flow_run_id(), "runner": _runner_name()}
+    run_dir = tasks.publish(options, fp, results, catalogue, timings, extra)
+    return Path(run_dir)
+
+
+def _flow_run_id() -> str | None:
+    try:
+        return str(get_run_context().flow_run.id)
+    except Exception:  # pragma: no cover - outside a flow run
+        return None
+
+
+def _runner_name() -> str:
+    try:
+        return type(get_run_context().task_runner).__name__
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def _prune_work_root(root: Path) -> None:
+    work_root = Path(root) / ".work"
+    if work_root.is_dir() and not any(work_root.iterdir()):
+        work_root.rmdir()

@@ -1,0 +1,143 @@
+"""Prefect tasks: one call each into :mod:`surveillance.pipeline`, plus their cache policy.
+
+Caching (Prefect 3 cache policies): a stage's key is the run fingerprint (sha256 of every input
+file, the catalogue, the model configurations and the code version, :func:`fingerprint`) combined
+with Prefect's ``INPUTS`` policy over the task's small parameters (quarter, flags); the large
+in-memory arguments (bundle, frames) are excluded from ``INPUTS`` because they are fully
+determined by the fingerprint and hashing them would cost more than recomputing. Results are
+persisted (pickle) under the run's working directory ``<out>/.work/<quarter>/results``, so a rerun
+after a failure finds the finished stages there and resumes at the one that failed. The working
+directory is deleted once the quarter is published.
+
+Reading and validating the bundle are not cached: their result is the bundle itself (spells
+included), cheaper to read again than to pickle. Retries are on the I/O tasks only (hashing inputs, reading the bundle, publishing): a transient
+file-system error is worth a second try, a statistical stage that raised will raise again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import INPUTS, NO_CACHE, CacheKeyFnPolicy, CachePolicy
+from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem
+
+from surveillance import pipeline
+
+IO_RETRIES = 2
+IO_RETRY_DELAY = 2.0
+
+
+def _fingerprint_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """Custom key: the run fingerprint passed to every cached stage as ``key``."""
+    key = parameters.get("key")
+    return f"{context.task.name}:{key}" if key else None
+
+
+def stage_cache_policy(large: tuple[str, ...] = ()) -> CachePolicy:
+    """``INPUTS`` (minus the large arguments) + the fingerprint key."""
+    inputs = INPUTS
+    for name in large:
+        inputs = inputs - name
+    return inputs + CacheKeyFnPolicy(cache_key_fn=_fingerprint_key)
+
+
+def with_storage(task_obj: Any, work_dir: Path, large: tuple[str, ...] = ()) -> Any:
+    """The task with its cache policy and result storage under ``work_dir``."""
+    storage = LocalFileSystem(basepath=str(Path(work_dir) / "results"))
+    return task_obj.with_options(
+        cache_policy=stage_cache_policy(large),
+        persist_result=True,
+        result_storage=storage,
+    )
+
+
+# ------------------------------------------------------------------ I/O tasks (retried)
+
+
+_IO = {
+    "retries": IO_RETRIES,
+    "retry_delay_seconds": IO_RETRY_DELAY,
+    "cache_policy": NO_CACHE,
+    "persist_result": False,
+}
+
+
+@task(name="fingerprint", **_IO)
+def fingerprint(options: pipeline.RunOptions) -> pipeline.Fingerprint:
+    return pipeline.fingerprint(options)
+
+
+@task(name="load", **_IO)
+def load(data_dir: str, key: str):
+    return pipeline.load(Path(data_dir))
+
+
+@task(name="catalogue", **_IO)
+def catalogue(path: str, key: str):
+    return pipeline.load_catalogue(Path(path))
+
+
+@task(name="publish", **_IO)
+def publish(options, fp, results, catalogue_frame, timings, extra) -> str:
+    return str(
+        pipeline.write_and_publish(
+            options, fp, results, catalogue_frame, timings, extra, hold_lock=False
+        )
+    )
+
+
+# ------------------------------------------------------------------ compute tasks (no retries)
+
+
+@task(name="assemble")
+def assemble(bundle, catalogue_frame, quarter: str, key: str):
+    return pipeline.assemble_sources(bundle, catalogue_frame, quarter)
+
+
+@task(name="validate", cache_policy=NO_CACHE, persist_result=False)
+def validate(bundle, assembly, catalogue_frame, quarter: str, quarantine: bool, key: str):
+    return pipeline.validate(bundle, assembly, catalogue_frame, quarter, quarantine)
+
+
+@task(name="derive")
+def derive(validated, catalogue_frame, quarter: str, key: str):
+    return pipeline.derive(validated.bundle, catalogue_frame, quarter)
+
+
+@task(name="mortality")
+def mortality(validated, catalogue_frame, quarter: str, key: str):
+    return pipeline.mortality(validated.bundle, catalogue_frame, quarter)
+
+
+@task(name="assess")
+def assess(
+    validated, derived, mortality_result, assembly, catalogue_frame, quarter, previous_flags, key
+):
+    return pipeline.assess_flags(
+        validated, derived, mortality_result, assembly, catalogue_frame, quarter, previous_flags
+    )
+
+
+@task(name="band")
+def band(flags, trusts, quarter: str, previous_bands, key: str):
+    return pipeline.band(flags, trusts, quarter, previous_bands)
+
+
+#: large arguments per cached task (excluded from INPUTS, covered by the fingerprint key).
+LARGE = {
+    "assemble": ("bundle", "catalogue_frame"),
+    "derive": ("validated", "catalogue_frame"),
+    "mortality": ("validated", "catalogue_frame"),
+    "assess": (
+        "validated",
+        "derived",
+        "mortality_result",
+        "assembly",
+        "catalogue_frame",
+        "previous_flags",
+    ),
+    "band": ("flags", "trusts", "previous_bands"),
+}

@@ -1,0 +1,852 @@
+"""The quarterly run as plain functions (DESIGN.md section 2); ``flows/`` wires them into tasks.
+
+Stages, each a function with explicit inputs and outputs (no Prefect here):
+
+1. :func:`fingerprint` hashes every input file, the catalogue and the model configurations and
+   derives the deterministic run id (also the cache key of every later stage).
+2. :func:`load` reads the bundle (CSV or Parquet).
+3. :func:`assemble_sources` builds the quarter's indicators from publishers' feeds
+   (``<data>/feeds/``) and the bundle's ``indicators.csv``; missing or late sources are recorded.
+4. :func:`validate` checks the input contracts (or, with ``quarantine``, sets bad rows aside).
+5. :func:`derive` computes the staffing and intelligence indicators;
+   :func:`mortality` fits the risk models and gives ``mortality.csv``, ``alerts.csv`` and the
+   mortality indicators (these two are independent and may run in parallel).
+6. :func:`assess_flags` turns all indicator rows into ``flags.csv``.
+7. :func:`band` places every trust in a band (``bands.csv``) with movement since last quarter.
+8. :func:`write_outputs` writes the tables into a staging directory, :func:`render_reports` the
+   site, :func:`finish_manifest` the manifest; :func:`publish_run` renames the staging directory
+   into place. Nothing is published if any stage fails.
+
+:func:`run_quarter` chains the stages without Prefect (used by tests and as the reference the
+flow must reproduce byte for byte).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from surveillance import store
+from surveillance.errors import ContractError, SurveillanceError
+from surveillance.manifest import (
+    TIMINGS_FILE,
+    Manifest,
+    code_version,
+    count_rows,
+    hash_outputs,
+    run_id,
+    sha256_file,
+    write_manifest,
+)
+from surveillance.periods import Quarter
+from surveillance.sources import Assembly, SourceStatus, assemble
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = PROJECT_ROOT / "models"
+BUNDLE_TABLES = ("trusts", "indicators", "spells", "staffing", "intelligence", "inspections")
+FEEDS_SUBDIR = "feeds"
+
+#: output tables: file name -> key columns for a stable row order.
+OUTPUT_KEYS: dict[str, list[str]] = {
+    "flags.csv": ["trust_code", "indicator_id"],
+    "alerts.csv": ["trust_code", "diagnosis_group", "signal_month"],
+    "mortality.csv": ["trust_code", "diagnosis_group"],
+    "bands.csv": ["trust_code"],
+}
+FLAGS_COLUMNS = [
+    "trust_code",
+    "indicator_id",
+    "domain",
+    "type",
+    "observed",
+    "expected",
+    "z",
+    "z_adjusted",
+    "p_value",
+    "flag",
+    "method",
+    "phi",
+    "tau2",
+]
+ALERTS_COLUMNS = [
+    "trust_code",
+    "diagnosis_group",
+    "signal_month",
+    "cusum",
+    "threshold",
+    "observed",
+    "expected",
+    "false_alarm_rate",
+    "status",
+]
+MORTALITY_COLUMNS = [
+    "trust_code",
+    "diagnosis_group",
+    "observed",
+    "expected",
+    "ratio",
+    "lower95",
+    "upper95",
+    "lower998",
+    "upper998",
+    "banding",
+]
+BANDS_COLUMNS = [
+    "trust_code",
+    "trust_name",
+    "region",
+    "applicable",
+    "risks",
+    "elevated_risks",
+    "score",
+    "max_score",
+    "proportion_score",
+    "band",
+    "band_reason",
+    *[f"p_band_{b}" for b in range(1, 7)],
+    "previous_band",
+    "movement",
+]
+CONTRACT_COLUMNS = {
+    "flags.csv": FLAGS_COLUMNS,
+    "alerts.csv": ALERTS_COLUMNS,
+    "mortality.csv": MORTALITY_COLUMNS,
+    "bands.csv": BANDS_COLUMNS,
+}
+
+
+# ============================================================================================
+# configuration and fingerprint
+
+
+def default_model_configs() -> dict[str, Path]:
+    """Model configuration files whose hashes go into the run id and the manifest."""
+    paths = {}
+    for sub in ("banding", "risk"):
+        folder = MODELS_DIR / sub
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.yaml")):
+                paths[f"{sub}/{path.name}"] = path
+    return paths
+
+
+def default_catalogue_path() -> Path:
+    from surveillance.catalogue import loader
+
+    return Path(loader.DEFAULT_PATH)
+
+
+def source_sha256() -> str:
+    """sha256 over the package's own files (``*.py``, ``*.yaml``, ``*.csv``, templates).
+
+    Pins the code beyond the git commit: uncommitted edits change it.
+    """
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in {".py", ".yaml", ".csv", ".html", ".css", ".js"}:
+            if "__pycache__" in path.parts:
+                continue
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def current_code_version() -> dict[str, Any]:
+    """:func:`surveillance.manifest.code_version` plus the package source hash."""
+    return {**code_version(), "source_sha256": source_sha256()}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything that decides a run's outputs (and the paths it reads and writes)."""
+
+    data_dir: Path
+    quarter: str
+    out: Path
+    force: bool = False
+    quarantine: bool = False
+    catalogue_path: Path | None = None
+    model_configs: Mapping[str, Path] | None = None
+    previous_run: Path | None = None
+    code: Mapping[str, Any] | None = None
+    render_reports: bool = True
+
+    def resolved(self) -> RunOptions:
+        """Fill the defaults (catalogue, model configs, code version) once, up front."""
+        q = Quarter.parse(self.quarter)
+        return RunOptions(
+            data_dir=Path(self.data_dir).resolve(),
+            quarter=str(q),
+            out=Path(self.out),
+            force=self.force,
+            quarantine=self.quarantine,
+            catalogue_path=Path(self.catalogue_path or default_catalogue_path()),
+            model_configs=dict(self.model_configs or default_model_configs()),
+            previous_run=self.previous_run,
+            code=dict(self.code or current_code_version()),
+            render_reports=self.render_reports,
+        )
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Hashes of everything a run is made from; ``run_id`` is derived from them."""
+
+    run_id: str
+    quarter: str
+    inputs: dict[str, dict[str, str]]
+    catalogue_sha256: str
+    model_configs: dict[str, str]
+    code: dict[str, Any]
+    options: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """Cache key of the run's stages (the run id's full hash)."""
+        return self.run_id
+
+
+def input_files(data_dir: Path) -> dict[str, Path]:
+    """The files a run reads from ``data_dir``: bundle tables and ``feeds/*``."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise SurveillanceError(f"--data {data_dir}: no such directory")
+    files: dict[str, Path] = {}
+    for name in BUNDLE_TABLES:
+        for suffix in (".csv", ".parquet"):
+            path = data_dir / f"{name}{suffix}"
+            if path.is_file():
+                files[f"{name}{suffix}"] = path
+    feeds = data_dir / FEEDS_SUBDIR
+    if feeds.is_dir():
+        for path in sorted(feeds.iterdir()):
+            if path.is_file() and path.suffix in (".csv", ".parquet"):
+                files[f"{FEEDS_SUBDIR}/{path.name}"] = path
+    return files
+
+
+def fingerprint(options: RunOptions) -> Fingerprint:
+    """Hash the inputs, catalogue, model configs and code; derive the run id."""
+    opts = options.resolved()
+    files = input_files(opts.data_dir)
+    inputs = {
+        name: {"path": name, "sha256": sha256_file(path)} for name, path in sorted(files.items())
+    }
+    catalogue_sha = sha256_file(opts.catalogue_path)
+    configs = {name: sha256_file(path) for name, path in sorted(opts.model_configs.items())}
+    decided = {"quarantine": opts.quarantine}
+    rid = run_id(opts.quarter, inputs, catalogue_sha, configs, opts.code, decided)
+    return Fingerprint(rid, opts.quarter, inputs, catalogue_sha, configs, dict(opts.code), decided)
+
+
+# ============================================================================================
+# stages
+
+
+def load(data_dir: Path) -> Any:
+    """Read the bundle (:func:`surveillance.store.read_bundle`)."""
+    return store.read_bundle(data_dir)
+
+
+def load_catalogue(path: Path | None = None) -> pd.DataFrame:
+    from surveillance.catalogue import load_catalogue as _load
+
+    return _load(path)
+
+
+def assemble_sources(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> Assembly:
+    """Indicators for the quarter from ``<data>/feeds/`` and ``indicators.csv`` (with status)."""
+    feeds = Path(bundle.directory) / FEEDS_SUBDIR
+    derived = {
+        "spells": bundle.spells is not None,
+        "staffing": bundle.staffing is not None,
+        "intelligence": bundle.intelligence is not None,
+    }
+    return assemble(
+        feeds if feeds.is_dir() else None,
+        catalogue,
+        quarter,
+        bundle_indicators=bundle.indicators,
+        trust_codes=bundle.trusts["trust_code"].astype(str),
+        derived_available=derived,
+    )
+
+
+@dataclass
+class Validated:
+    """The bundle after the contract check, with the assembled indicators in place."""
+
+    bundle: Any
+    quarantine: pd.DataFrame
+    violations: list[Any] = field(default_factory=list)
+
+
+QUARANTINE_COLUMNS = ["file", "row", "column", "rule", "message"]
+
+
+def validate(
+    bundle: Any, assembly: Assembly, catalogue: pd.DataFrame, quarter: str, quarantine: bool
+) -> Validated:
+    """Check the input contracts on the bundle with the assembled indicators.
+
+    Without ``quarantine`` any violation stops the run (:class:`ContractError` naming file, rows,
+    column and rule). With ``quarantine`` the rows named by violations are removed from their
+    tables and listed in ``quarantine.csv`` (file, row, column, rule, message); violations that
+    name no rows (a missing column, a missing file) still stop the run.
+    """
+    from dataclasses import replace
+
+    from surveillance import contracts
+
+    checked = replace(bundle, indicators=assembly.indicators)
+    violations = contracts.validate_bundle(checked, quarter, catalogue)
+    if not violations:
+        return Validated(checked, pd.DataFrame(columns=QUARANTINE_COLUMNS))
+    if not quarantine:
+        raise ContractError(violations)
+    unrowed = [v for v in violations if not v.rows]
+    if unrowed:
+        raise ContractError(unrowed)
+    records = []
+    drop: dict[str, set[int]] = {}
+    for v in violations:
+        table = Path(v.file).stem
+        drop.setdefault(table, set()).update(v.rows)
+        for row in v.rows:
+            records.append(
+                {
+                    "file": v.file,
+                    "row": row,
+                    "column": v.column or "",
+                    "rule": v.rule,
+                    "message": v.message,
+                }
+            )
+    cleaned = checked
+    for table, rows in drop.items():
+        frame = cleaned.table(table) if hasattr(cleaned, "table") else getattr(cleaned, table)
+        if frame is None:
+            continue
+        keep = np.ones(len(frame), dtype=bool)
+        keep[[r - 1 for r in rows if 0 < r <= len(frame)]] = False
+        cleaned = replace(cleaned, **{table: frame[keep].reset_index(drop=True)})
+    remaining = contracts.validate_bundle(cleaned, quarter, catalogue)
+    if remaining:
+        raise ContractError(remaining)
+    frame = pd.DataFrame.from_records(records, columns=QUARANTINE_COLUMNS)
+    return Validated(cleaned, frame, list(violations))
+
+
+def derive(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> pd.DataFrame:
+    """Staffing and intelligence indicators in the ``indicators.csv`` shape."""
+    from surveillance import assess as assess_module
+
+    frames = []
+    codes = bundle.trusts["trust_code"].astype(str).tolist()
+    if bundle.staffing is not None:
+        rows, _wards = assess_module.derive_staffing(bundle.staffing, quarter)
+        frames.append(rows)
+    if bundle.intelligence is not None:
+        activity = (
+            assess_module.spells_activity(bundle.spells, quarter)
+            if bundle.spells is not None
+            else None
+        )
+        frames.append(
+            assess_module.derive_intelligence(
+                bundle.intelligence, quarter, codes, activity=activity, catalogue=catalogue
+            )
+        )
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return pd.DataFrame(columns=assess_module.INDICATOR_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class MortalityResult:
+    """Everything the mortality stage gives the run."""
+
+    table: pd.DataFrame  # mortality.csv
+    alerts: pd.DataFrame  # alerts.csv
+    indicators: pd.DataFrame  # mortality indicator rows (indicators.csv shape)
+    precomputed: pd.DataFrame | None  # flags computed by the monitor (e.g. mort_alert)
+    model_summary: pd.DataFrame | None = None
+    model: Any = None
+
+
+def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityResult:
+    """Risk models, ``mortality.csv``, RA-CUSUM ``alerts.csv`` and the mortality indicators.
+
+    One logistic model per diagnosis group is fitted on the three years to the quarter end
+    (``models/risk/default.yaml``); expected deaths give the trust and trust x group ratios and
+    the monthly RA-CUSUM charts; :func:`surveillance.mortality.indicators.mortality_indicators`
+    turns them into the catalogue's ``mort_*`` indicator rows (``mort_alert`` counts the quarter's
+    alerts). Without ``spells`` the three tables are empty and the indicators are reported missing.
+    """
+    if bundle.spells is None:
+        return MortalityResult(
+            pd.DataFrame(columns=MORTALITY_COLUMNS),
+            pd.DataFrame(columns=ALERTS_COLUMNS),
+            pd.DataFrame(columns=["trust_code", "indicator_id"]),
+            None,
+        )
+    from surveillance.mortality.indicators import mortality_indicators
+    from surveillance.mortality.monitor import monitor
+    from surveillance.mortality.quality import quality_context
+    from surveillance.mortality.ratios import mortality_table
+    from surveillance.mortality.risk_model import RiskModel
+
+    spells = bundle.spells
+    model = RiskModel().fit(spells, end=quarter)
+    enc, pattern = model.encode(spells)
+    p = model.predict_encoded(enc, pattern)
+    outcome, period_date = model.outcome, model.spec.period_date
+    context = quality_context(spells, quarter, outcome=outcome, period_date=period_date, enc=enc)
+    table = mortality_table(
+        spells, p, quarter, outcome=outcome, period_date=period_date, context=context, enc=enc
+    )
+    alerts = monitor(spells, p, quarter, outcome=outcome, period_date=period_date, enc=enc)
+    indicators = mortality_indicators(
+        spells, p, quarter, alerts=alerts, outcome=outcome, period_date=period_date, enc=enc
+    )
+    return MortalityResult(
+        table=table,
+        alerts=alerts,
+        indicators=indicators,
+        precomputed=None,
+        model_summary=getattr(model, "groups_", None),
+        model=model,
+    )
+
+
+def assess_flags(
+    validated: Validated,
+    derived: pd.DataFrame,
+    mortality_result: MortalityResult,
+    assembly: Assembly,
+    catalogue: pd.DataFrame,
+    quarter: str,
+    previous_flags: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """``flags.csv``: every catalogue indicator x trust, with missing/late sources explained."""
+    from surveillance import assess as assess_module
+
+    bundle = validated.bundle
+    extra = [f for f in (derived, mortality_result.indicators) if f is not None and len(f)]
+    flags = assess_module.assess(
+        bundle.indicators,
+        catalogue,
+        quarter,
+        derived=pd.concat(extra, ignore_index=True) if extra else None,
+        trusts=bundle.trusts,
+        precomputed=mortality_result.precomputed,
+    )
+    excluded = list(flags.attrs.get("excluded_from_banding", []))
+    flags = explain_unavailable(flags, assembly.unavailable())
+    try:
+        from surveillance.banding.explain import mark_persistence
+
+        flags = mark_persistence(flags, previous_flags)
+    except ImportError:  # pragma: no cover - banding always present
+        pass
+    flags.attrs["excluded_from_banding"] = excluded
+    return flags
+
+
+def excluded_indicators(flags: pd.DataFrame) -> list[str]:
+    """Indicators left out of banding this quarter (``in_banding`` false: coverage too low)."""
+    if "in_banding" in flags.columns:
+        keep = flags["in_banding"].astype(str).str.lower().isin(["true", "1"])
+        return sorted(flags.loc[~keep, "indicator_id"].astype(str).unique())
+    return sorted(flags.attrs.get("excluded_from_banding", []))
+
+
+def explain_unavailable(flags: pd.DataFrame, unavailable: Mapping[str, str]) -> pd.DataFrame:
+    """Indicators of missing or late sources: ``not_applicable`` with the source's reason."""
+    if not unavailable:
+        return flags
+    out = flags.copy()
+    hit = out["indicator_id"].isin(list(unavailable))
+    applicable_before = hit & (out["flag"] != "not_applicable")
+    if applicable_before.any():
+        # only possible if another path gave rows for them: never report stale data as current
+        for column in ("observed", "expected", "z", "z_adjusted", "p_value"):
+            if column in out.columns:
+                out.loc[applicable_before, column] = np.nan
+        out.loc[applicable_before, "flag"] = "not_applicable"
+    if "reason" not in out.columns:
+        out["reason"] = ""
+    specialist = out["reason"].astype(str) == "does not apply to specialist trusts"
+    fill = hit & ~specialist
+    out.loc[fill, "reason"] = out.loc[fill, "indicator_id"].map(
+        lambda i: f"source unavailable: {unavailable[i]}"
+    )
+    return out
+
+
+def previous_outputs(options: RunOptions) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Last quarter's published ``bands.csv`` and ``flags.csv`` (for movement and persistence)."""
+    opts = options
+    previous = opts.previous_run
+    if previous is None:
+        candidate = Path(opts.out) / str(Quarter.parse(opts.quarter).previous())
+        previous = candidate if candidate.is_dir() else None
+    if previous is None:
+        return None, None
+    frames = []
+    for name in ("bands.csv", "flags.csv"):
+        path = Path(previous) / name
+        frames.append(
+            pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else None
+        )
+    return frames[0], frames[1]
+
+
+def band(
+    flags: pd.DataFrame,
+    trusts: pd.DataFrame,
+    quarter: str,
+    previous_bands: pd.DataFrame | None = None,
+    config_path: Path | None = None,
+) -> pd.DataFrame:
+    """``bands.csv`` from the champion banding model (``models/banding/banding.yaml``)."""
+    from surveillance.banding.config import load_banding_config
+    from surveillance.banding.cqc2013 import CQC2013Model
+    from surveillance.banding.explain import add_movement
+
+    selection = load_banding_config(config_path)
+    if selection.champion != "cqc2013":
+        raise SurveillanceError(
+            f"banding champion {selection.champion!r}: only cqc2013 publishes bands.csv so far"
+        )
+    model = CQC2013Model()
+    bands = model.predict_bands(flags, trusts, quarter, excluded=excluded_indicators(flags))
+    return add_movement(bands, previous_bands)
+
+
+# ============================================================================================
+# writing and publishing
+
+
+def ordered(frame: pd.DataFrame, contract: list[str]) -> pd.DataFrame:
+    """Contract columns in order, then any extra columns (DESIGN.md section 6)."""
+    missing = [c for c in contract if c not in frame.columns]
+    if missing:
+        raise SurveillanceError(f"output is missing contract column(s) {missing}")
+    extras = [c for c in frame.columns if c not in contract]
+    return frame[contract + extras]
+
+
+@dataclass
+class QuarterResults:
+    """The in-memory results of a quarter, ready to write."""
+
+    flags: pd.DataFrame
+    bands: pd.DataFrame
+    mortality: MortalityResult
+    assembly: Assembly
+    validated: Validated
+    excluded: list[str]
+
+
+def write_outputs(
+    staging: Path, results: QuarterResults, catalogue: pd.DataFrame
+) -> dict[str, int]:
+    """Write the contract tables, ``sources.csv`` and ``quarantine.csv``; return row counts."""
+    staging = Path(staging)
+    tables = {
+        "flags.csv": ordered(results.flags, FLAGS_COLUMNS),
+        "alerts.csv": ordered(results.mortality.alerts, ALERTS_COLUMNS),
+        "mortality.csv": ordered(results.mortality.table, MORTALITY_COLUMNS),
+        "bands.csv": ordered(results.bands, BANDS_COLUMNS),
+    }
+    for name, frame in tables.items():
+        store.write_csv(frame, staging / name, sort_by=OUTPUT_KEYS[name])
+    store.write_csv(sources_frame(results.assembly.sources), staging / "sources.csv", sort_by=None)
+    store.write_csv(
+        excluded_frame(results.excluded, results.flags, catalogue),
+        staging / "excluded_indicators.csv",
+        sort_by=["indicator_id"],
+    )
+    if results.mortality.model is not None:
+        (staging / "models").mkdir(exist_ok=True)
+        results.mortality.model.save(staging / "models" / "risk_model.json")
+    if len(results.validated.quarantine):
+        store.write_csv(
+            results.validated.quarantine, staging / "quarantine.csv", sort_by=["file", "row"]
+        )
+    return {
+        name: count_rows(staging / name) for name in sorted(p.name for p in staging.glob("*.csv"))
+    }
+
+
+def sources_frame(sources: list[SourceStatus]) -> pd.DataFrame:
+    """One row per source x indicator: status, reason, file and hash (``sources.csv``)."""
+    rows = [
+        {
+            "source": s.source,
+            "indicator_id": i,
+            "status": s.status,
+            "reason": s.reason,
+            "file": s.file or "",
+            "sha256": s.sha256 or "",
+            "latest_period": s.latest_period or "",
+        }
+        for s in sources
+        for i in s.indicator_ids
+    ]
+    columns = ["source", "indicator_id", "status", "reason", "file", "sha256", "latest_period"]
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    return frame.sort_values(["source", "indicator_id"], kind="mergesort")
+
+
+def excluded_frame(
+    excluded: list[str], flags: pd.DataFrame, catalogue: pd.DataFrame
+) -> pd.DataFrame:
+    """Indicators left out of banding this quarter and why (coverage below the minimum)."""
+    rows = []
+    for indicator_id in sorted(excluded):
+        sub = flags[flags["indicator_id"] == indicator_id]
+        reasons = sub.get("reason", pd.Series(dtype=object))
+        in_scope = reasons.astype(str) != "does not apply to specialist trusts"
+        applicable = int(((sub["flag"] != "not_applicable") & in_scope).sum())
+        scope = int(in_scope.sum())
+        need = float(catalogue.loc[indicator_id, "min_coverage"])
+        common = reasons[sub["flag"] == "not_applicable"].astype(str)
+        top = common.value_counts().index[0] if len(common) else ""
+        rows.append(
+            {
+                "indicator_id": indicator_id,
+                "applicable": applicable,
+                "in_scope": scope,
+                "coverage": applicable / scope if scope else 0.0,
+                "min_coverage": need,
+                "reason": (
+                    f"national coverage {applicable}/{scope} trusts is below the minimum "
+                    f"{need:.0%}" + (f"; most common: {top}" if top else "")
+                ),
+            }
+        )
+    columns = ["indicator_id", "applicable", "in_scope", "coverage", "min_coverage", "reason"]
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def render_reports(staging: Path, catalogue: pd.DataFrame) -> Path | None:
+    """Render the static site into ``<staging>/reports`` (None when the reports module is absent)."""
+    try:
+        from surveillance.reports.site import build_site
+    except ImportError:
+        return None
+    return build_site(staging, catalogue=catalogue)
+
+
+def finish_manifest(
+    staging: Path,
+    fp: Fingerprint,
+    results: QuarterResults,
+    row_counts: Mapping[str, int],
+) -> Manifest:
+    """Write ``manifest.json`` (deterministic) after every other output is in place."""
+    sources = [s.to_dict() for s in results.assembly.sources]
+    missing = [
+        {
+            "source": s.source,
+            "status": s.status,
+            "indicators": ", ".join(s.indicator_ids),
+            "reason": s.reason,
+        }
+        for s in results.assembly.sources
+        if not s.available
+    ]
+    excluded = excluded_frame(results.excluded, results.flags, load_catalogue_cached(fp))
+    left_out = [{"indicator_id": r.indicator_id, "reason": r.reason} for r in excluded.itertuples()]
+    manifest = Manifest(
+        run_id=fp.run_id,
+        quarter=fp.quarter,
+        inputs=fp.inputs,
+        catalogue_sha256=fp.catalogue_sha256,
+        model_configs=fp.model_configs,
+        code_version=fp.code,
+        options=fp.options,
+        row_counts=dict(row_counts),
+        outputs=hash_outputs(staging),
+        sources=sources,
+        left_out_of_banding=left_out,
+        missing_sources=missing,
+        quarantined_rows=len(results.validated.quarantine),
+        mlflow={
+            "experiment": "surveillance-quarterly",
+            "tag": {"surveillance.run_id": fp.run_id},
+            "run_id_in": TIMINGS_FILE,
+        },
+    )
+    write_manifest(manifest, staging)
+    return manifest
+
+
+def load_catalogue_cached(fp: Fingerprint) -> pd.DataFrame:  # small helper, no state kept
+    return load_catalogue()
+
+
+def write_timings(
+    staging_or_run: Path, timings: Mapping[str, float], extra: Mapping[str, Any]
+) -> Path:
+    """``timings.json``: what legitimately changes between reruns (excluded from hashes)."""
+    payload = {
+        "stage_seconds": {k: round(float(v), 3) for k, v in timings.items()},
+        "total_seconds": round(float(sum(timings.values())), 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "host": platform.node(),
+        "pid": os.getpid(),
+        **extra,
+    }
+    return store.write_json(payload, Path(staging_or_run) / TIMINGS_FILE)
+
+
+# ============================================================================================
+# the whole quarter without Prefect
+
+
+@dataclass
+class RunSummary:
+    """What the CLI prints at the end of a run."""
+
+    run_dir: Path
+    run_id: str
+    quarter: str
+    band_counts: dict[str, int]
+    new_alerts: int
+    movers: pd.DataFrame
+    report: Path | None
+    missing_sources: list[dict[str, str]]
+    excluded: list[str]
+    quarantined: int
+    seconds: float
+
+
+def summarise(run_dir: Path) -> RunSummary:
+    """Summary of a published run, read back from its files."""
+    run_dir = Path(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    timings_path = run_dir / TIMINGS_FILE
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    bands = pd.read_csv(run_dir / "bands.csv", dtype=str, keep_default_na=False)
+    alerts = pd.read_csv(run_dir / "alerts.csv", dtype=str, keep_default_na=False)
+    order = {str(b): b for b in range(1, 7)}
+    counts = bands["band"].value_counts()
+    band_counts = {
+        b: int(counts[b]) for b in sorted(counts.index, key=lambda b: (order.get(b, 99), b))
+    }
+    moved = bands[bands["band"].isin(order) & bands["previous_band"].isin(order)].copy()
+    moved["change"] = moved["previous_band"].map(order) - moved["band"].map(order)
+    moved = moved[moved["change"] != 0]
+    moved = moved.reindex(
+        moved["change"].abs().sort_values(ascending=False, kind="mergesort").index
+    )
+    report = run_dir / "reports" / "index.html"
+    return RunSummary(
+        run_dir=run_dir,
+        run_id=manifest.get("run_id", ""),
+        quarter=manifest.get("quarter", ""),
+        band_counts=band_counts,
+        new_alerts=int((alerts.get("status", pd.Series(dtype=str)) == "new").sum()),
+        movers=moved[["trust_code", "trust_name", "previous_band", "band", "change"]].head(10),
+        report=report if report.is_file() else None,
+        missing_sources=manifest.get("missing_sources", []),
+        excluded=[e["indicator_id"] for e in manifest.get("left_out_of_banding", [])],
+        quarantined=int(manifest.get("quarantined_rows", 0)),
+        seconds=float(timings.get("total_seconds", 0.0)),
+    )
+
+
+def compute_quarter(
+    options: RunOptions, timings: dict[str, float] | None = None
+) -> tuple[Fingerprint, QuarterResults, pd.DataFrame]:
+    """Every stage up to (not including) writing: fingerprint -> bands."""
+    opts = options.resolved()
+    timings = timings if timings is not None else {}
+
+    def timed(name, fn, *args, **kwargs):
+        start = time.perf_counter()
+        value = fn(*args, **kwargs)
+        timings[name] = time.perf_counter() - start
+        return value
+
+    fp = timed("fingerprint", fingerprint, opts)
+    catalogue = timed("catalogue", load_catalogue, opts.catalogue_path)
+    bundle = timed("load", load, opts.data_dir)
+    assembly = timed("assemble", assemble_sources, bundle, catalogue, opts.quarter)
+    validated = timed(
+        "validate", validate, bundle, assembly, catalogue, opts.quarter, opts.quarantine
+    )
+    derived = timed("derive", derive, validated.bundle, catalogue, opts.quarter)
+    mort = timed("mortality", mortality, validated.bundle, catalogue, opts.quarter)
+    previous_bands, previous_flags = previous_outputs(opts)
+    flags = timed(
+        "assess",
+        assess_flags,
+        validated,
+        derived,
+        mort,
+        assembly,
+        catalogue,
+        opts.quarter,
+        previous_flags,
+    )
+    bands = timed("band", band, flags, validated.bundle.trusts, opts.quarter, previous_bands)
+    results = QuarterResults(flags, bands, mort, assembly, validated, excluded_indicators(flags))
+    return fp, results, catalogue
+
+
+def write_and_publish(
+    options: RunOptions,
+    fp: Fingerprint,
+    results: QuarterResults,
+    catalogue: pd.DataFrame,
+    timings: dict[str, float],
+    extra_timings: Mapping[str, Any] | None = None,
+    hold_lock: bool = True,
+) -> Path:
+    """Write everything into a staging directory and publish it atomically."""
+    opts = options.resolved()
+    with store.staged_run(opts.out, opts.quarter, force=opts.force, hold_lock=hold_lock) as staging:
+        start = time.perf_counter()
+        counts = write_outputs(staging, results, catalogue)
+        timings["write"] = time.perf_counter() - start
+        if opts.render_reports:
+            start = time.perf_counter()
+            render_reports(staging, catalogue)
+            timings["report"] = time.perf_counter() - start
+        finish_manifest(staging, fp, results, counts)
+        write_timings(staging, timings, dict(extra_timings or {}))
+    return store.run_directory(opts.out, opts.quarter)
+
+
+def run_quarter(options: RunOptions) -> RunSummary:
+    """The quarter end to end without Prefect: lock, compute, write, publish, summarise."""
+    opts = options.resolved()
+    root = store.ensure_output_dir(opts.out)
+    with store.quarter_lock(root, opts.quarter):
+        target = store.run_directory(root, opts.quarter)
+        if target.exists() and not opts.force:
+            raise store.AlreadyPublishedError(
+                f"{target} already exists: pass --force to replace it with this run"
+            )
+        store.clean_stale(root, opts.quarter)
+        timings: dict[str, float] = {}
+        fp, results, catalogue = compute_quarter(opts, timings)
+        run_dir = write_and_publish(opts, fp, results, catalogue, timings, hold_lock=False)
+    return summarise(run_dir)
