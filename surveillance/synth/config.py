@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from surveillance.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 DOMAINS = ("safe", "effective", "caring", "responsive", "well_led")
 
 
@@ -141,7 +142,7 @@ class RiskModelCoefficients(_Strict):
 
 def _read_yaml(path: Path) -> dict:
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from exc
 

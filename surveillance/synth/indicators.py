@@ -26,7 +26,7 @@ from scipy.special import ndtri
 
 from surveillance.errors import ConfigError
 from surveillance.periods import Quarter
-from surveillance.synth.config import DOMAINS, HERE
+from surveillance.synth.config import _LOADER, DOMAINS, HERE
 from surveillance.synth.io import format_date, format_fixed
 from surveillance.synth.world import (
     STREAM_INDICATORS,
@@ -57,7 +57,7 @@ PATCHY_MISSING = (0.05, 0.2)
 def load_profiles(path: Path | None = None) -> dict[str, dict]:
     path = path or HERE / "indicator_profiles.yaml"
     try:
-        profiles = yaml.safe_load(path.read_text())
+        profiles = yaml.load(path.read_text(), Loader=_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from exc
     if not isinstance(profiles, dict):
@@ -185,13 +185,17 @@ def generate_indicators(
             if cov_rng.random() < PATCHY_SHARE
             else MISSING_AT_RANDOM
         )
+        series_present = cov_rng.random(nation.n_trusts) >= miss_share
         for start, end, stream in _periods(row["cadence"], quarter):
             period_quarter = Quarter(end.year, (end.month - 1) // 3 + 1)
             effect = trust_effect(nation, ident, profile, period_quarter)
             worse = effect if kind == "external_band" else sign * effect
             rng = rng_for(nation.seed, STREAM_INDICATORS, key, stream)
             cols = _draw(rng, kind, profile, size10k, PERIOD_YEARS[row["cadence"]], worse)
-            present = applies & (rng.random(nation.n_trusts) >= miss_share)
+            if row["cadence"] == "monthly":  # a series is published whole or not at all
+                present = applies & series_present
+            else:
+                present = applies & (rng.random(nation.n_trusts) >= miss_share)
             data = {
                 "trust_code": codes[present],
                 "indicator_id": ident,
@@ -212,10 +216,9 @@ def format_indicators(frames: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     frame["period_start"] = format_date(frame["period_start"])
     frame["period_end"] = format_date(frame["period_end"])
     frame["numerator"] = format_fixed(frame["numerator"], 0)
-    denominator = format_fixed(frame["denominator"], 0)
+    denominator = format_fixed(frame["denominator"], 0).to_numpy()
     for k, decimals in (("ratio", 2), ("rate", 1)):
-        mask = kind == k
-        denominator[mask] = format_fixed(frame.loc[mask, "denominator"], decimals)
+        denominator = np.where(kind == k, format_fixed(frame["denominator"], decimals), denominator)
     frame["denominator"] = denominator
     frame["value"] = format_fixed(frame["value"], 4)
     frame["standard_error"] = format_fixed(frame["standard_error"], 4)

@@ -32,14 +32,14 @@ from surveillance.synth.world import (
 
 SPELL_SCHEMA = pa.schema(
     [
-        ("spell_id", pa.int64()),
-        ("trust_code", pa.dictionary(pa.int16(), pa.string())),
+        ("spell_id", pa.string()),
+        ("trust_code", pa.string()),
         ("admission_date", pa.date32()),
         ("discharge_date", pa.date32()),
-        ("diagnosis_group", pa.dictionary(pa.int16(), pa.string())),
+        ("diagnosis_group", pa.string()),
         ("age", pa.int16()),
-        ("sex", pa.dictionary(pa.int8(), pa.string())),
-        ("admission_method", pa.dictionary(pa.int8(), pa.string())),
+        ("sex", pa.string()),
+        ("admission_method", pa.string()),
         ("comorbidity", pa.int16()),
         ("deprivation_quintile", pa.int8()),
         ("palliative_care", pa.bool_()),
@@ -51,7 +51,9 @@ SPELLS_PER_MONTH_ID = 10_000_000  # spell_id = YYYYMM * 10**7 + sequence within 
 PARQUET_OPTIONS = {
     "compression": "zstd",
     "compression_level": 3,
-    "use_dictionary": True,
+    # Codes are text in the contract; Parquet dictionary-encodes them on disk (compact), except
+    # the unique spell_id.
+    "use_dictionary": ["trust_code", "diagnosis_group", "sex", "admission_method"],
     "write_statistics": True,
     "version": "2.6",
     "data_page_version": "1.0",
@@ -163,18 +165,14 @@ def generate_month(nation: Nation, period: pd.Period) -> MonthOfSpells:
     dep = pa.array(mix.deprivation, pa.int8(), mask=mix.deprivation == 0)
     table = pa.Table.from_arrays(
         [
-            pa.array(spell_id.astype(np.int64)),
-            pa.DictionaryArray.from_arrays(pa.array(trust, pa.int16()), codes),
+            pa.array(spell_id.astype(np.int64)).cast(pa.string()),
+            _decode(trust, codes),
             pa.array(admission.astype(np.int32), pa.date32()),
             pa.array(discharge.astype(np.int32), pa.date32()),
-            pa.DictionaryArray.from_arrays(pa.array(g, pa.int16()), names),
+            _decode(g, names),
             pa.array(mix.age, pa.int16()),
-            pa.DictionaryArray.from_arrays(
-                pa.array(np.where(mix.male, 0, 1).astype(np.int8)), pa.array(["M", "F"])
-            ),
-            pa.DictionaryArray.from_arrays(
-                pa.array(mix.emergency.astype(np.int8)), pa.array(["elective", "emergency"])
-            ),
+            _decode(np.where(mix.male, 0, 1), pa.array(["M", "F"])),
+            _decode(mix.emergency.astype(np.int8), pa.array(["elective", "emergency"])),
             pa.array(coded, pa.int16()),
             dep,
             pa.array(palliative),
@@ -184,6 +182,11 @@ def generate_month(nation: Nation, period: pd.Period) -> MonthOfSpells:
         schema=SPELL_SCHEMA,
     )
     return MonthOfSpells(period, table, discharge, cell, died, p0)
+
+
+def _decode(index: np.ndarray, labels: pa.Array) -> pa.Array:
+    """Plain string column from integer codes (Arrow ``take``; no Python-level strings)."""
+    return labels.take(pa.array(index.astype(np.int32)))
 
 
 @dataclass

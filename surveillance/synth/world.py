@@ -17,6 +17,7 @@ from scipy.special import expit
 
 from surveillance.periods import Quarter
 from surveillance.synth.config import (
+    _LOADER,
     DOMAINS,
     HERE,
     NationConfig,
@@ -170,11 +171,11 @@ def linear_predictor(
 def calibrate_intercepts(groups: GroupArrays, coef: RiskModelCoefficients) -> np.ndarray:
     """Group intercepts so that an average trust's mortality equals ``base_mortality``.
 
-    Solved by Newton's method on a fixed-seed sample of 20,000 spells per group.
+    Solved by Newton's method on a fixed-seed sample of 5,000 spells per group.
     """
     rng = np.random.default_rng(CALIBRATION_SEED)
     n_groups = groups.names.size
-    per = 20_000
+    per = 5_000
     g = np.repeat(np.arange(n_groups), per)
     zero = np.zeros(g.size, dtype=np.int64)
     mix = draw_case_mix(
@@ -295,7 +296,7 @@ def _trust_codes(rng: np.random.Generator, n: int) -> list[str]:
 def _trust_names(
     rng: np.random.Generator, specialty: np.ndarray, foundation: np.ndarray
 ) -> list[str]:
-    spec = yaml.safe_load((HERE / "names.yaml").read_text())
+    spec = yaml.load((HERE / "names.yaml").read_text(), Loader=_LOADER)
     places, counties = spec["places"], spec["counties"]
     used_place: dict[str, int] = {}
     names: list[str] = []
