@@ -439,3 +439,26 @@ def simulate_ra_running_max(p_pool, sample_pool, log_r, n, n_sims, seed, out):
             if x > top:
                 top = x
         out[i] = top
+
+
+@njit(cache=True, parallel=True)
+def first_bad_risk_outcome(p, y):
+    """Index of the first row with ``p`` outside [0, 1] (or NaN) or ``y`` not 0/1; -1 if none.
+
+    One parallel pass for validating national-scale inputs (cheaper than numpy masks).
+    """
+    n = p.shape[0]
+    n_blocks = 64
+    size = (n + n_blocks - 1) // n_blocks
+    first = np.full(n_blocks, -1, dtype=np.int64)
+    for b in prange(n_blocks):
+        for t in range(b * size, min(n, (b + 1) * size)):
+            pt = p[t]
+            yt = y[t]
+            if not (pt >= 0.0 and pt <= 1.0) or (yt != 0 and yt != 1):
+                first[b] = t
+                break
+    for b in range(n_blocks):
+        if first[b] >= 0:
+            return first[b]
+    return -1

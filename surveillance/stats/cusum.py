@@ -74,6 +74,29 @@ def _outcome_array(y: ArrayLike, n: int, name: str = "y") -> NDArray[np.int8]:
     return np.ascontiguousarray(a, dtype=np.int8)
 
 
+def _risks_and_outcomes(p: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+    """Validate risks and 0/1 outcomes in one parallel pass (national-scale arrays)."""
+    pa = np.ascontiguousarray(p, dtype=np.float64)
+    ya = np.asarray(y)
+    if pa.ndim != 1 or ya.ndim != 1 or ya.shape[0] != pa.shape[0]:
+        raise ValueError(
+            f"p, y: must be one-dimensional of equal length, got {pa.shape} and {ya.shape}"
+        )
+    if ya.dtype == np.bool_:
+        ya = ya.view(np.int8)
+    elif ya.dtype != np.int8:
+        if not np.issubdtype(ya.dtype, np.number):
+            raise ValueError(f"y: outcomes must be 0/1 or boolean, got dtype {ya.dtype}")
+        ya = _outcome_array(ya, pa.shape[0])
+    ya = np.ascontiguousarray(ya)
+    bad = _k.first_bad_risk_outcome(pa, ya)
+    if bad >= 0:
+        raise ValueError(
+            f"p, y: row {bad} has p={float(pa[bad])} (must lie in [0, 1]) and y={int(ya[bad])} (must be 0 or 1)"
+        )
+    return pa, ya
+
+
 def _odds_ratio(odds_ratio: float) -> float:
     r = float(odds_ratio)
     if not np.isfinite(r) or r <= 0.0 or r == 1.0:
@@ -201,8 +224,7 @@ def grouped_ra_cusum(
     (``offsets`` has n_charts + 1 entries, starting at 0); ``h`` is one limit per chart (a scalar
     is broadcast). Each chart equals ``ra_cusum`` on its own rows.
     """
-    pa = _risk_array(p)
-    ya = _outcome_array(y, pa.shape[0])
+    pa, ya = _risks_and_outcomes(p, y)
     o = check_offsets(offsets, pa.shape[0])
     n_charts = o.shape[0] - 1
     ha = np.ascontiguousarray(np.broadcast_to(np.asarray(h, dtype=np.float64), (n_charts,)))

@@ -169,3 +169,10 @@ def test_bad_inputs_raise_named_errors():
         normal_cusum([0.0, np.nan])
     with pytest.raises(ValueError, match="restart"):
         ra_cusum([0.1], [0], restart="one")
+
+
+def test_grouped_validation_names_the_bad_row():
+    with pytest.raises(ValueError, match="row 2 has p=nan"):
+        grouped_ra_cusum([0, 3], [0.1, 0.2, np.nan], np.array([0, 1, 0], dtype=np.int8), [2.0])
+    with pytest.raises(ValueError, match="row 1 has"):
+        grouped_ra_cusum([0, 3], [0.1, 0.2, 0.3], np.array([0, 3, 0], dtype=np.int8), [2.0])
