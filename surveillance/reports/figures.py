@@ -171,6 +171,121 @@ def _padded(lo: float, hi: float, frac: float = 0.06) -> tuple[float, float]:
     return (lo - pad, hi + pad)
 
 
+class FunnelFigure:
+    """A funnel plot (x = precision, y = value, target line, limit curves) drawn once and
+    re-used: :meth:`svg` adds only the highlighted unit, so the same indicator's plot on many
+    trust pages costs one string join each.
+
+    ``compact`` draws the units with no evidence of risk as one SVG path of round dots (a few
+    bytes each, no tooltip) and only flagged units as circles with their name as tooltip.
+    ``point_ids`` (non-compact) become element ids (e.g. ``t-RXX``) so ``page.html#t-RXX``
+    highlights a point with CSS ``:target``.
+    """
+
+    def __init__(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        labels: Sequence[str],
+        flags: Sequence[str],
+        target: float,
+        limits: Sequence[FunnelLimits],
+        *,
+        title: str,
+        xlabel: str,
+        ylabel: str,
+        id_prefix: str = "f",
+        point_ids: Sequence[str] | None = None,
+        compact: bool = False,
+        width: int = 560,
+        height: int = 320,
+    ) -> None:
+        self.x = np.asarray(x, float)
+        self.y = np.asarray(y, float)
+        self.labels = list(labels)
+        self.title = title
+        self.width = width
+        ok = np.isfinite(self.x) & np.isfinite(self.y)
+        self.ok = ok
+        xmax = float(np.max(self.x[ok])) if ok.any() else 1.0
+        ylo = min(float(np.min(self.y[ok])), target) if ok.any() else target
+        yhi = max(float(np.max(self.y[ok])), target) if ok.any() else target
+        # Show the limits across the points' range, but never let them dominate the scale.
+        for lim in limits:
+            inside = (lim.x >= 0.25 * xmax) & np.isfinite(lim.lower) & np.isfinite(lim.upper)
+            if inside.any():
+                ylo = min(ylo, float(np.min(lim.lower[inside])))
+                yhi = max(yhi, float(np.max(lim.upper[inside])))
+        frame = Frame(xlim=(0.0, xmax * 1.04), ylim=_padded(ylo, yhi), width=width, height=height)
+        self.frame = frame
+        clip_id = f"{id_prefix}-clip"
+        frame.parts.append(f"<defs>{frame.clip(clip_id)}</defs>")
+        frame.axes(xlabel, ylabel, title)
+        frame.polyline(frame.xlim, [target, target], "#333", width=1.0)
+        ordered = sorted(limits, key=lambda lim: lim.level)
+        for lim in ordered:
+            colour, dash = LIMIT_STYLES.get(round(lim.level, 3), ("#555", "2 2"))
+            frame.polyline(lim.x, lim.lower, colour, dash, clip_id=clip_id)
+            frame.polyline(lim.x, lim.upper, colour, dash, clip_id=clip_id)
+        self.px, self.py = frame.px(self.x), frame.py(self.y)
+        parts = frame.parts
+        parts.append(f'<g clip-path="url(#{clip_id})">')
+        flags = [str(f) for f in flags]
+        if compact:
+            plain = [i for i in np.flatnonzero(ok) if flags[i] not in ("risk", "elevated_risk")]
+            if plain:
+                d = "".join(f"M{_fmt(self.px[i])} {_fmt(self.py[i])}h0" for i in plain)
+                parts.append(
+                    f'<path d="{d}" stroke="{FLAG_COLOURS["no_evidence"]}" stroke-width="6" '
+                    'stroke-linecap="round" stroke-opacity="0.6" fill="none"/>'
+                )
+            shown = [i for i in np.flatnonzero(ok) if flags[i] in ("risk", "elevated_risk")]
+        else:
+            shown = list(np.flatnonzero(ok))
+        for i in shown:
+            colour = FLAG_COLOURS.get(flags[i], "#7a7a7a")
+            pid = f' id="{escape(point_ids[i])}"' if point_ids is not None else ""
+            r = 3 if flags[i] == "no_evidence" else 4
+            parts.append(
+                f'<circle{pid} cx="{_fmt(self.px[i])}" cy="{_fmt(self.py[i])}" r="{r}" '
+                f'fill="{colour}" fill-opacity="0.75"><title>{escape(self.labels[i])}</title></circle>'
+            )
+        parts.append("</g>")
+        # Legend in the top margin, right-aligned, one entry per level.
+        lx = width - frame.right - 100 * len(ordered)
+        for lim in ordered:
+            colour, dash = LIMIT_STYLES.get(round(lim.level, 3), ("#555", "2 2"))
+            dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+            parts.append(
+                f'<line x1="{lx}" y1="13" x2="{lx + 18}" y2="13" stroke="{colour}"{dash_attr}/>'
+            )
+            parts.append(
+                f'<text x="{lx + 22}" y="13" dy="0.32em">{lim.level * 100:g}% limits</text>'
+            )
+            lx += 100
+        self._body = "".join(parts)
+
+    def svg(self, highlight: int | None = None) -> str:
+        """The figure, with unit ``highlight`` (a position) ringed and labelled."""
+        extra = ""
+        if highlight is not None and self.ok[highlight]:
+            hx, hy = _fmt(self.px[highlight]), _fmt(self.py[highlight])
+            anchor = "end" if self.px[highlight] > self.width * 0.7 else "start"
+            dx = -10 if anchor == "end" else 10
+            extra = (
+                f'<circle cx="{hx}" cy="{hy}" r="7" fill="none" stroke="#000" stroke-width="2"/>'
+                f'<text x="{hx}" y="{hy}" dx="{dx}" dy="-8" text-anchor="{anchor}" '
+                f'font-weight="bold">{escape(self.labels[highlight])}</text>'
+            )
+        frame = self.frame
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="fig" role="img" '
+            f'aria-label="{escape(self.title)}" viewBox="0 0 {frame.width} {frame.height}" '
+            f'width="{frame.width}" height="{frame.height}" font-family="sans-serif" '
+            f'font-size="11"><title>{escape(self.title)}</title>{self._body}{extra}</svg>'
+        )
+
+
 def funnel_svg(
     x: ArrayLike,
     y: ArrayLike,
@@ -185,72 +300,28 @@ def funnel_svg(
     highlight: int | None = None,
     id_prefix: str = "f",
     point_ids: Sequence[str] | None = None,
+    compact: bool = False,
     width: int = 560,
     height: int = 320,
 ) -> str:
-    """A funnel plot: points (x = precision, y = value), target line, limit curves.
-
-    ``highlight`` is the position of one unit drawn large and labelled (the trust's own page).
-    ``point_ids`` become element ids (e.g. ``t-RXX``) so ``page.html#t-RXX`` can highlight a point
-    with CSS ``:target``.
-    """
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    xmax = float(np.nanmax(x[ok])) if ok.any() else 1.0
-    ys = [y[ok]] if ok.any() else [np.array([target])]
-    ylo = min(float(np.min(ys[0])), target)
-    yhi = max(float(np.max(ys[0])), target)
-    # Show the outermost limits across the points' range, but never let them dominate the scale.
-    for lim in limits:
-        inside = (lim.x >= 0.25 * xmax) & np.isfinite(lim.lower) & np.isfinite(lim.upper)
-        if inside.any():
-            ylo = min(ylo, float(np.min(lim.lower[inside])))
-            yhi = max(yhi, float(np.max(lim.upper[inside])))
-    frame = Frame(xlim=(0.0, xmax * 1.04), ylim=_padded(ylo, yhi), width=width, height=height)
-    clip_id = f"{id_prefix}-clip"
-    frame.parts.append(f"<defs>{frame.clip(clip_id)}</defs>")
-    frame.axes(xlabel, ylabel, title)
-    frame.polyline(frame.xlim, [target, target], "#333", width=1.0)
-    for lim in sorted(limits, key=lambda lim: lim.level):
-        colour, dash = LIMIT_STYLES.get(round(lim.level, 3), ("#555", "2 2"))
-        frame.polyline(lim.x, lim.lower, colour, dash, clip_id=clip_id)
-        frame.polyline(lim.x, lim.upper, colour, dash, clip_id=clip_id)
-    px, py = frame.px(x), frame.py(y)
-    parts = frame.parts
-    parts.append(f'<g clip-path="url(#{clip_id})">')
-    for i in np.flatnonzero(ok):
-        colour = FLAG_COLOURS.get(flags[i], "#7a7a7a")
-        pid = f' id="{escape(point_ids[i])}"' if point_ids is not None else ""
-        r = 3 if flags[i] == "no_evidence" else 4
-        parts.append(
-            f'<circle{pid} cx="{_fmt(px[i])}" cy="{_fmt(py[i])}" r="{r}" fill="{colour}" '
-            f'fill-opacity="0.75"><title>{escape(labels[i])}</title></circle>'
-        )
-    parts.append("</g>")
-    if highlight is not None and ok[highlight]:
-        hx, hy = _fmt(px[highlight]), _fmt(py[highlight])
-        parts.append(
-            f'<circle cx="{hx}" cy="{hy}" r="7" fill="none" stroke="#000" stroke-width="2"/>'
-        )
-        anchor = "end" if px[highlight] > width * 0.7 else "start"
-        dx = -10 if anchor == "end" else 10
-        parts.append(
-            f'<text x="{hx}" y="{hy}" dx="{dx}" dy="-8" text-anchor="{anchor}" font-weight="bold">'
-            f"{escape(labels[highlight])}</text>"
-        )
-    # Legend in the top margin, right-aligned, one entry per level.
-    ordered = sorted(limits, key=lambda lim: lim.level)
-    lx = width - frame.right - 100 * len(ordered)
-    for lim in ordered:
-        colour, dash = LIMIT_STYLES.get(round(lim.level, 3), ("#555", "2 2"))
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        parts.append(
-            f'<line x1="{lx}" y1="13" x2="{lx + 18}" y2="13" stroke="{colour}"{dash_attr}/>'
-        )
-        parts.append(f'<text x="{lx + 22}" y="13" dy="0.32em">{lim.level * 100:g}% limits</text>')
-        lx += 100
-    return frame.svg(title)
+    """One funnel plot as an SVG string (see :class:`FunnelFigure`)."""
+    fig = FunnelFigure(
+        x,
+        y,
+        labels,
+        flags,
+        target,
+        limits,
+        title=title,
+        xlabel=xlabel,
+        ylabel=ylabel,
+        id_prefix=id_prefix,
+        point_ids=point_ids,
+        compact=compact,
+        width=width,
+        height=height,
+    )
+    return fig.svg(highlight)
 
 
 def _month_axis(months: Sequence[str]) -> tuple[np.ndarray, list[tuple[float, str]]]:

@@ -34,7 +34,7 @@ from surveillance.stats.limits import level_label, normal_limits
 
 FUNNEL_TYPES = ("ratio", "proportion", "rate", "count", "score")
 LEVELS = (0.95, 0.998)
-_GRID = 80
+_GRID = 48
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,8 @@ def funnel_plot_data(
         return None
     rows = rows.sort_values("trust_code")
     rows = rows[rows["flag"] != "not_applicable"]
+    if rows.empty:
+        return None
     obs = pd.to_numeric(rows["observed"], errors="coerce").to_numpy(float)
     exp = pd.to_numeric(rows["expected"], errors="coerce").to_numpy(float)
     keep = np.isfinite(obs) & np.isfinite(exp) & (exp > 0)

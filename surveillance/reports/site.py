@@ -13,7 +13,7 @@ import math
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from surveillance.errors import SurveillanceError
-from surveillance.reports.figures import cusum_svg, funnel_svg, probability_svg, vlad_svg
+from surveillance.reports.figures import (
+    FunnelFigure,
+    cusum_svg,
+    funnel_svg,
+    probability_svg,
+    vlad_svg,
+)
 from surveillance.reports.funnels import FunnelData, funnel_plot_data
 from surveillance.reports.run import RunData, read_run
 
@@ -158,13 +164,45 @@ def _band_text(band: Any) -> str:
 
 @dataclass
 class _Context:
+    """Everything the page builders share, indexed once so each page is a few dict look-ups."""
+
     run: RunData
-    catalogue: pd.DataFrame
+    info: dict[str, dict]
     trust_file: dict[str, str]
     region_file: dict[str, str]
     funnel_file: dict[str, str]
     funnels: dict[str, FunnelData]
+    n_suppressed: dict[str, int]
     trust_names: dict[str, str]
+    flags_by_trust: dict[str, list[dict]]
+    alerts_by_trust: dict[str, list[dict]]
+    mortality_by_trust: dict[str, list[dict]]
+    wards_by_trust: dict[str, list[dict]]
+    ward_columns: list[dict]
+    paths_by_chart: dict[tuple[str, str], pd.DataFrame]
+    history_by_trust: dict[str, list[dict]]
+    excluded: list[dict]
+    missing_sources: list[dict]
+    figures: dict[str, FunnelFigure] = field(default_factory=dict)
+
+    def figure(self, indicator_id: str) -> FunnelFigure:
+        """The indicator's compact funnel (drawn once, highlighted per trust page)."""
+        if indicator_id not in self.figures:
+            data = self.funnels[indicator_id]
+            self.figures[indicator_id] = FunnelFigure(
+                data.x,
+                data.y,
+                [self.trust_names.get(c, c) for c in data.trust_codes],
+                data.flags,
+                data.target,
+                data.limits,
+                title=self.info[indicator_id]["name"],
+                xlabel=data.xlabel,
+                ylabel=data.ylabel,
+                id_prefix=f"f-{_safe_stem(indicator_id)}",
+                compact=True,
+            )
+        return self.figures[indicator_id]
 
 
 def _environment() -> Environment:
@@ -198,35 +236,36 @@ def _load_catalogue(catalogue: pd.DataFrame | None) -> pd.DataFrame:
     return cat
 
 
-def _indicator_info(
-    cat: pd.DataFrame, indicator_id: str, flags_row: pd.Series | None = None
-) -> dict:
-    if indicator_id in cat.index:
-        row = cat.loc[indicator_id]
-        get = row.get
-    else:
-        row, get = None, (lambda key, default=None: default)
-    domain = _text(get("domain")) or (_text(flags_row["domain"]) if flags_row is not None else "")
-    typ = _text(get("type")) or (_text(flags_row["type"]) if flags_row is not None else "")
-    polarity = _text(get("polarity"))
-    return {
-        "indicator_id": indicator_id,
-        "name": _text(get("name")) or indicator_id,
-        "domain": domain,
-        "type": typ,
-        "polarity": polarity,
-        "polarity_text": {
-            "higher_is_worse": "higher is worse",
-            "lower_is_worse": "lower is worse",
-        }.get(polarity, ""),
-        "source": _text(get("source")),
-        "derived_from": _text(get("derived_from")),
-        "sr_method": _text(get("sr_method")) or None,
-        "overdispersion": _text(get("overdispersion")) or "additive",
-        "means": _text(get("means")) or "No description in the catalogue.",
-        "does_not_mean": _text(get("does_not_mean")) or "No description in the catalogue.",
-        "in_catalogue": row is not None,
-    }
+def _indicator_infos(cat: pd.DataFrame, flags: pd.DataFrame) -> dict[str, dict]:
+    """Catalogue facts for every indicator in the catalogue or the flags (once per run)."""
+    first = flags.drop_duplicates("indicator_id").set_index("indicator_id")
+    out = {}
+    for ind in sorted(set(cat.index) | set(first.index)):
+        row = cat.loc[ind] if ind in cat.index else None
+        get = row.get if row is not None else (lambda key, default=None: default)
+        frow = first.loc[ind] if ind in first.index else None
+        domain = _text(get("domain")) or (_text(frow["domain"]) if frow is not None else "")
+        typ = _text(get("type")) or (_text(frow["type"]) if frow is not None else "")
+        polarity = _text(get("polarity"))
+        out[ind] = {
+            "indicator_id": ind,
+            "name": _text(get("name")) or ind,
+            "domain": domain,
+            "type": typ,
+            "polarity": polarity,
+            "polarity_text": {
+                "higher_is_worse": "higher is worse",
+                "lower_is_worse": "lower is worse",
+            }.get(polarity, ""),
+            "source": _text(get("source")),
+            "derived_from": _text(get("derived_from")),
+            "sr_method": _text(get("sr_method")) or None,
+            "overdispersion": _text(get("overdispersion")) or "additive",
+            "means": _text(get("means")) or "No description in the catalogue.",
+            "does_not_mean": _text(get("does_not_mean")) or "No description in the catalogue.",
+            "in_catalogue": row is not None,
+        }
+    return out
 
 
 def _observed_text(typ: str, value: Any) -> str:
@@ -270,18 +309,27 @@ def _suppressed_funnel(data: FunnelData, typ: str) -> tuple[FunnelData, int]:
     )
 
 
-def _funnels(run: RunData, cat: pd.DataFrame) -> tuple[dict[str, FunnelData], dict[str, int]]:
+def _funnels(
+    flags: pd.DataFrame, info: dict[str, dict]
+) -> tuple[dict[str, FunnelData], dict[str, int]]:
     out: dict[str, FunnelData] = {}
     suppressed: dict[str, int] = {}
-    for indicator_id, rows in run.flags.groupby("indicator_id", sort=True):
-        info = _indicator_info(cat, str(indicator_id), rows.iloc[0])
-        data = funnel_plot_data(rows, info["type"], info["sr_method"], info["overdispersion"])
+    for indicator_id, rows in flags.groupby("indicator_id", sort=True):
+        i = info[str(indicator_id)]
+        data = funnel_plot_data(rows, i["type"], i["sr_method"], i["overdispersion"])
         if data is None or not np.isfinite(data.x).any():
             continue
-        data, n_small = _suppressed_funnel(data, info["type"])
+        data, n_small = _suppressed_funnel(data, i["type"])
         out[str(indicator_id)] = data
         suppressed[str(indicator_id)] = n_small
     return out, suppressed
+
+
+def _by(records: list[dict], key: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        out.setdefault(str(r[key]), []).append(r)
+    return out
 
 
 def _history_frame(
@@ -324,7 +372,8 @@ def build_site(
     run_dir : path
         A finished run (DESIGN.md section 6).
     out_dir : path, optional
-        Where to write the site; default ``run_dir / "reports"``. Replaced if it exists.
+        Where to write the site; default ``run_dir / "reports"``. Replaced if it exists (the new
+        site is written beside it and renamed into place).
     catalogue : DataFrame, optional
         The indicator catalogue (``load_catalogue()`` frame); default: the packaged catalogue.
     history : DataFrame or sequence of run directories, optional
@@ -338,96 +387,119 @@ def build_site(
 
     bands = run.bands.copy()
     bands["trust_code"] = bands["trust_code"].astype(str)
+    bands["region"] = bands["region"].map(_text)
     bands["band"] = bands["band"].map(_band_text)
     bands["previous_band"] = bands["previous_band"].map(_band_text)
     bands = bands.sort_values("trust_code").reset_index(drop=True)
     if bands["trust_code"].duplicated().any():
         dup = bands.loc[bands["trust_code"].duplicated(), "trust_code"].tolist()
         raise SurveillanceError(f"{run.directory / 'bands.csv'}: duplicate trust_code {dup[:5]}")
-    regions = sorted(bands["region"].fillna("").astype(str).unique())
-    trust_file = _unique_names(list(bands["trust_code"]), _safe_stem)
-    region_file = _unique_names(regions, slugify)
-    funnels, n_suppressed = _funnels(run, cat)
-    funnel_file = _unique_names(sorted(funnels), _safe_stem)
+    flags = run.flags.copy()
+    flags["trust_code"] = flags["trust_code"].astype(str)
+    flags["indicator_id"] = flags["indicator_id"].astype(str)
+    info = _indicator_infos(cat, flags)
+    regions = sorted(bands["region"].unique())
+    funnels, n_suppressed = _funnels(flags, info)
+    alerts = run.alerts.assign(trust_code=run.alerts["trust_code"].astype(str))
+    alerts = alerts.sort_values(["trust_code", "diagnosis_group", "signal_month"])
+    mortality = run.mortality.assign(trust_code=run.mortality["trust_code"].astype(str))
+    wards = run.extras.get("wards")
+    ward_records, ward_columns = [], []
+    if wards is not None:
+        wards = wards.assign(trust_code=wards["trust_code"].astype(str))
+        sort_col = next(
+            (c for c in ("share_under_90", "months_under_90") if c in wards.columns), None
+        )
+        if sort_col:
+            wards = wards.sort_values(
+                ["trust_code", sort_col, "ward_code"], ascending=[True, False, True]
+            )
+        cols = [c for c in wards.columns if c != "trust_code"]
+        ward_columns = [
+            {
+                "key": c,
+                "label": c.replace("_", " "),
+                "numeric": pd.api.types.is_numeric_dtype(wards[c]),
+            }
+            for c in cols
+        ]
+        floats = {c for c in cols if pd.api.types.is_float_dtype(wards[c])}
+        for r in wards.to_dict("records"):
+            ward_records.append(
+                {
+                    "trust_code": r["trust_code"],
+                    **{c: _num(r[c], 3) if c in floats else _text(r[c]) for c in cols},
+                }
+            )
+    paths = run.extras.get("cusum_paths")
+    paths_by_chart = {}
+    if paths is not None:
+        for (t, g), p in paths.groupby(
+            [paths["trust_code"].astype(str), paths["diagnosis_group"].astype(str)]
+        ):
+            paths_by_chart[(t, g)] = p
+    hist = _history_frame(run, history)
     ctx = _Context(
         run=run,
-        catalogue=cat,
-        trust_file=trust_file,
-        region_file=region_file,
-        funnel_file=funnel_file,
+        info=info,
+        trust_file=_unique_names(list(bands["trust_code"]), _safe_stem),
+        region_file=_unique_names(regions, slugify),
+        funnel_file=_unique_names(sorted(funnels), _safe_stem),
         funnels=funnels,
+        n_suppressed=n_suppressed,
         trust_names=dict(zip(bands["trust_code"], bands["trust_name"].map(_text), strict=True)),
+        flags_by_trust=_by(
+            flags.sort_values(["trust_code", "indicator_id"]).to_dict("records"), "trust_code"
+        ),
+        alerts_by_trust=_by(alerts.to_dict("records"), "trust_code"),
+        mortality_by_trust=_by(mortality.to_dict("records"), "trust_code"),
+        wards_by_trust=_by(ward_records, "trust_code"),
+        ward_columns=ward_columns,
+        paths_by_chart=paths_by_chart,
+        history_by_trust=_by(hist.to_dict("records"), "trust_code"),
+        excluded=_excluded(run),
+        missing_sources=_missing_sources(run),
     )
-    hist = _history_frame(run, history)
 
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     for sub in ("trusts", "qsg", "funnels"):
         (tmp / sub).mkdir(parents=True)
+    region_counts = bands["region"].value_counts().to_dict()
+    region_links = [
+        {"name": r, "href": f"qsg/{ctx.region_file[r]}.html", "n": int(region_counts[r])}
+        for r in regions
+    ]
+    common = {
+        "quarter": run.quarter,
+        "run_id": _text(run.manifest.get("run_id")),
+        "code_version": _text(run.manifest.get("code_version")),
+        "regions": region_links,
+    }
+    templates = {
+        name: env.get_template(name)
+        for name in ("index.html", "trust.html", "qsg.html", "funnel.html")
+    }
 
-    def common(root: str) -> dict:
-        return {
-            "root": root,
-            "quarter": run.quarter,
-            "run_id": _text(run.manifest.get("run_id")),
-            "code_version": _text(run.manifest.get("code_version")),
-            "regions": [
-                {
-                    "name": r,
-                    "href": f"qsg/{region_file[r]}.html",
-                    "n": int((bands["region"] == r).sum()),
-                }
-                for r in regions
-            ],
-        }
-
-    def write(rel: str, template: str, **context) -> None:
-        root = "../" * rel.count("/")
-        html = env.get_template(template).render(**common(root), **context)
+    def write(rel: str, template: str, context: dict) -> None:
+        html = templates[template].render(root="../" * rel.count("/"), **common, **context)
         (tmp / rel).write_text(html, encoding="utf-8")
 
-    flags = run.flags.copy()
-    flags["trust_code"] = flags["trust_code"].astype(str)
-    flags["indicator_id"] = flags["indicator_id"].astype(str)
-    flags_by_trust = {k: g for k, g in flags.groupby("trust_code", sort=True)}
-    alerts = run.alerts.copy()
-    alerts["trust_code"] = alerts["trust_code"].astype(str)
-    mortality = run.mortality.copy()
-    mortality["trust_code"] = mortality["trust_code"].astype(str)
-    excluded = _excluded(run)
-    missing_sources = _missing_sources(run)
-
-    write("index.html", "index.html", **_index_context(ctx, bands, flags, alerts, excluded))
-    for _, trow in bands.iterrows():
-        code = trow["trust_code"]
+    band_records = bands.to_dict("records")
+    write("index.html", "index.html", _index_context(ctx, band_records, flags, alerts))
+    for b in band_records:
         write(
-            f"trusts/{trust_file[code]}.html",
-            "trust.html",
-            **_trust_context(
-                ctx, trow, flags_by_trust.get(code, flags.iloc[0:0]), alerts, mortality, hist
-            ),
+            f"trusts/{ctx.trust_file[b['trust_code']]}.html", "trust.html", _trust_context(ctx, b)
         )
     for region in regions:
-        write(
-            f"qsg/{region_file[region]}.html",
-            "qsg.html",
-            **_qsg_context(
-                ctx,
-                region,
-                bands[bands["region"] == region],
-                flags_by_trust,
-                alerts,
-                excluded,
-                missing_sources,
-            ),
-        )
+        rb = [b for b in band_records if b["region"] == region]
+        write(f"qsg/{ctx.region_file[region]}.html", "qsg.html", _qsg_context(ctx, region, rb))
     for indicator_id, data in funnels.items():
-        rows = flags[flags["indicator_id"] == indicator_id]
         write(
-            f"funnels/{funnel_file[indicator_id]}.html",
+            f"funnels/{ctx.funnel_file[indicator_id]}.html",
             "funnel.html",
-            **_funnel_context(ctx, indicator_id, data, rows, n_suppressed[indicator_id]),
+            _funnel_context(ctx, indicator_id, data),
         )
 
     if out.exists():
@@ -489,22 +561,24 @@ def _missing_sources(run: RunData) -> list[dict]:
     return out
 
 
-def _band_counts(bands: pd.DataFrame) -> list[dict]:
-    counts = bands["band"].value_counts()
-    keys = sorted(counts.index, key=lambda b: (band_order(b), b))
-    return [{"band": b, "count": int(counts[b]), "css": band_class(b)} for b in keys]
+def _band_counts(band_records: list[dict]) -> list[dict]:
+    counts: dict[str, int] = {}
+    for b in band_records:
+        counts[b["band"]] = counts.get(b["band"], 0) + 1
+    keys = sorted(counts, key=lambda b: (band_order(b), b))
+    return [{"band": b, "count": counts[b], "css": band_class(b)} for b in keys]
 
 
 def _moved(prev: str, band: str) -> bool:
     return bool(prev) and prev != band
 
 
+def _is_true(value: Any) -> bool:
+    return _text(value).lower() in ("true", "1", "1.0")
+
+
 def _index_context(
-    ctx: _Context,
-    bands: pd.DataFrame,
-    flags: pd.DataFrame,
-    alerts: pd.DataFrame,
-    excluded: list[dict],
+    ctx: _Context, band_records: list[dict], flags: pd.DataFrame, alerts: pd.DataFrame
 ) -> dict:
     new_alerts_by_trust = alerts[alerts["status"] == "new"].groupby("trust_code").size().to_dict()
     columns = [
@@ -536,16 +610,15 @@ def _index_context(
         {"key": "new_alerts", "label": "New alerts", "sort": "new_alerts", "numeric": True},
     ]
     rows = []
-    for _, b in bands.iterrows():
-        code = b["trust_code"]
-        band = b["band"]
+    for b in band_records:
+        code, band = b["trust_code"], b["band"]
         p_band = _float(b.get(f"p_band_{band}")) if band.isdigit() else None
         rows.append(
             {
                 "trust_code": code,
                 "trust_name": _text(b["trust_name"]),
                 "href": f"trusts/{ctx.trust_file[code]}.html",
-                "region": _text(b["region"]),
+                "region": b["region"],
                 "band": band,
                 "band_class": band_class(band),
                 "band_order": band_order(band),
@@ -563,15 +636,9 @@ def _index_context(
             }
         )
     rows.sort(key=lambda r: (r["band_order"], r["trust_code"]))
-    movements = [
-        {**r, "previous_band": r["previous_band"]}
-        for r in sorted(rows, key=lambda r: (r["band_order"], r["trust_code"]))
-        if _moved(r["previous_band"], r["band"])
-    ]
+    movements = [r for r in rows if _moved(r["previous_band"], r["band"])]
     new_alerts = []
-    for _, a in (
-        alerts[alerts["status"] == "new"].sort_values(["trust_code", "diagnosis_group"]).iterrows()
-    ):
+    for a in alerts[alerts["status"] == "new"].to_dict("records"):
         code = a["trust_code"]
         new_alerts.append(
             {
@@ -595,25 +662,27 @@ def _index_context(
     indicator_ids = sorted(flags["indicator_id"].unique())
     domains = []
     for key, label in DOMAINS:
-        items = []
-        for ind in indicator_ids:
-            info = _indicator_info(ctx.catalogue, ind, flags[flags["indicator_id"] == ind].iloc[0])
-            if info["domain"] != key:
-                continue
-            href = f"funnels/{ctx.funnel_file[ind]}.html" if ind in ctx.funnel_file else ""
-            items.append({"name": info["name"], "href": href, "type": info["type"]})
+        items = [
+            {
+                "name": ctx.info[i]["name"],
+                "href": f"funnels/{ctx.funnel_file[i]}.html" if i in ctx.funnel_file else "",
+                "type": ctx.info[i]["type"],
+            }
+            for i in indicator_ids
+            if ctx.info[i]["domain"] == key
+        ]
         if items:
             domains.append({"label": label, "indicators": items})
     return {
-        "n_trusts": len(bands),
+        "n_trusts": len(band_records),
         "n_indicators": len(indicator_ids),
         "n_flags_elevated": int((flags["flag"] == "elevated_risk").sum()),
         "n_flags_risk": int((flags["flag"] == "risk").sum()),
         "n_new_alerts": int((alerts["status"] == "new").sum()),
         "n_persisting_alerts": int((alerts["status"] == "persisting").sum()),
-        "excluded": excluded,
-        "missing_sources": _missing_sources(ctx.run),
-        "band_counts": _band_counts(bands),
+        "excluded": ctx.excluded,
+        "missing_sources": ctx.missing_sources,
+        "band_counts": _band_counts(band_records),
         "band_columns": columns,
         "band_rows": rows,
         "movements": movements,
@@ -622,29 +691,21 @@ def _index_context(
     }
 
 
-def _drivers(ctx: _Context, tflags: pd.DataFrame) -> list[dict]:
-    """Flagged indicators of one trust, elevated first, then by adjusted z (largest first)."""
-    flagged = tflags[tflags["flag"].isin(["risk", "elevated_risk"])].copy()
-    if "explanations" in ctx.run.extras and not flagged.empty:
-        # When the pipeline ranks contributions, follow its order.
-        exp = ctx.run.extras["explanations"]
-        rank_col = next((c for c in ("rank", "contribution_rank") if c in exp.columns), None)
-        if rank_col is not None:
-            ranks = exp.set_index(["trust_code", "indicator_id"])[rank_col]
-            flagged["_rank"] = [
-                ranks.get((t, i), np.inf)
-                for t, i in zip(flagged["trust_code"], flagged["indicator_id"], strict=True)
-            ]
-        else:
-            flagged["_rank"] = np.inf
-    else:
-        flagged["_rank"] = np.inf
-    flagged["_sev"] = flagged["flag"].map({"elevated_risk": 0, "risk": 1})
-    flagged["_z"] = -pd.to_numeric(flagged["z_adjusted"], errors="coerce").fillna(-np.inf)
-    flagged = flagged.sort_values(["_sev", "_rank", "_z", "indicator_id"])
+def _drivers(ctx: _Context, trust_flags: list[dict]) -> list[dict]:
+    """Flagged indicators of one trust, ranked as ``surveillance.banding.explain.contributions``
+    ranks them: elevated risks first, then adjusted z (largest first), then indicator id."""
+
+    def key(f: dict) -> tuple:
+        z = _float(f["z_adjusted"])
+        return (
+            0 if f["flag"] == "elevated_risk" else 1,
+            -(z if z is not None else -np.inf),
+            f["indicator_id"],
+        )
+
     out = []
-    for _, f in flagged.iterrows():
-        info = _indicator_info(ctx.catalogue, f["indicator_id"], f)
+    for f in sorted((f for f in trust_flags if f["flag"] in ("risk", "elevated_risk")), key=key):
+        info = ctx.info[f["indicator_id"]]
         out.append(
             {
                 **info,
@@ -653,7 +714,7 @@ def _drivers(ctx: _Context, tflags: pd.DataFrame) -> list[dict]:
                 "flag_text": FLAG_TEXT.get(f["flag"], f["flag"]),
                 "z_adjusted": _float(f["z_adjusted"]),
                 "detail": _detail(info["type"], f["observed"], f["expected"], f.get("cusum")),
-                "persistent": _text(f.get("persistent")).lower() in ("true", "1", "1.0"),
+                "persistent": _is_true(f.get("persistent")),
                 "in_banding": _text(f.get("in_banding")).lower() not in ("false", "0", "0.0"),
             }
         )
@@ -676,24 +737,37 @@ def _detail(typ: str, observed: Any, expected: Any, cusum: Any = None) -> str:
     return f"{noun} {obs}" + (f", expected {exp}" if exp else "")
 
 
-def _na_text(ctx: _Context, row: pd.Series) -> str:
+def _na_text(ctx: _Context, f: dict) -> str:
     """An indicator's name with the reason it is not applicable, when the flags give one."""
-    name = _indicator_info(ctx.catalogue, row["indicator_id"], row)["name"]
-    reason = _text(row.get("reason")) if "reason" in row.index else ""
+    name = ctx.info[f["indicator_id"]]["name"]
+    reason = _text(f.get("reason"))
     return f"{name} ({reason})" if reason else name
 
 
-def _trust_context(
-    ctx: _Context,
-    trow: pd.Series,
-    tflags: pd.DataFrame,
-    alerts: pd.DataFrame,
-    mortality: pd.DataFrame,
-    hist: pd.DataFrame,
-) -> dict:
-    code = trow["trust_code"]
-    band = trow["band"]
-    probs = [_float(trow.get(f"p_band_{b}")) for b in range(1, 7)]
+def _alert_charts(ctx: _Context, code: str, a: dict) -> tuple[str, str]:
+    p = ctx.paths_by_chart.get((code, str(a["diagnosis_group"])))
+    if p is None or p.empty:
+        return "", ""
+    month_col = next((c for c in ("month", "signal_month", "t") if c in p.columns), None)
+    if month_col is None:
+        return "", ""
+    p = p.sort_values(month_col)
+    months = [str(m) for m in p[month_col]]
+    signal = (
+        p["signal"].map(_is_true).to_numpy() if "signal" in p.columns else np.zeros(len(p), bool)
+    )
+    thr = p["threshold"] if "threshold" in p.columns else np.full(len(p), _float(a["threshold"]))
+    group = a["diagnosis_group"]
+    cusum = cusum_svg(months, p["cusum"], thr, signal, title=f"{group}: risk-adjusted CUSUM")
+    vlad = ""
+    if {"observed", "expected"} <= set(p.columns):
+        vlad = vlad_svg(months, p["observed"], p["expected"], title=f"{group}: VLAD")
+    return cusum, vlad
+
+
+def _trust_context(ctx: _Context, b: dict) -> dict:
+    code, band = b["trust_code"], b["band"]
+    probs = [_float(b.get(f"p_band_{k}")) for k in range(1, 7)]
     prob_svg = (
         Markup(probability_svg([p if p is not None else 0.0 for p in probs], band))
         if any(p is not None and p > 0 for p in probs)
@@ -701,7 +775,7 @@ def _trust_context(
     )
     t = {
         **{
-            k: trow[k]
+            k: b[k]
             for k in (
                 "trust_code",
                 "region",
@@ -713,30 +787,27 @@ def _trust_context(
                 "elevated_risks",
             )
         },
-        "trust_name": _text(trow["trust_name"]),
+        "trust_name": _text(b["trust_name"]),
         "band": band,
         "band_class": band_class(band),
-        "band_reason_text": BAND_REASON_TEXT.get(
-            _text(trow["band_reason"]), _text(trow["band_reason"])
-        ),
-        "previous_band": trow["previous_band"],
-        "movement": _text(trow["movement"]),
-        "region_href": f"qsg/{ctx.region_file[_text(trow['region'])]}.html",
+        "band_reason_text": BAND_REASON_TEXT.get(_text(b["band_reason"]), _text(b["band_reason"])),
+        "previous_band": b["previous_band"],
+        "movement": _text(b["movement"]),
+        "region_href": f"qsg/{ctx.region_file[b['region']]}.html",
         "prob_svg": prob_svg,
     }
+    tflags = ctx.flags_by_trust.get(code, [])
     drivers = _drivers(ctx, tflags)
     for d in drivers:
-        data = ctx.funnels.get(d["indicator_id"])
         d["funnel_svg"], d["funnel_note"], d["funnel_missing"], d["funnel_href"] = "", "", "", ""
+        data = ctx.funnels.get(d["indicator_id"])
         if data is None:
             if d["type"] in ("external_band", "rule", "cusum_z"):
                 d["funnel_missing"] = (
                     f"Indicators of type {d['type']} are not assessed on a funnel plot."
                 )
             continue
-        d["funnel_href"] = (
-            f"../funnels/{ctx.funnel_file[d['indicator_id']]}.html#t-{_safe_stem(code)}"
-        )
+        d["funnel_href"] = f"../funnels/{ctx.funnel_file[d['indicator_id']]}.html"
         pos = data.trust_codes.index(code) if code in data.trust_codes else None
         if pos is None or not (np.isfinite(data.x[pos]) and np.isfinite(data.y[pos])):
             d["funnel_missing"] = (
@@ -744,43 +815,27 @@ def _trust_context(
                 "or no plottable value."
             )
             continue
-        labels = [ctx.trust_names.get(c, c) for c in data.trust_codes]
-        d["funnel_svg"] = Markup(
-            funnel_svg(
-                data.x,
-                data.y,
-                labels,
-                data.flags,
-                data.target,
-                data.limits,
-                title=d["name"],
-                xlabel=data.xlabel,
-                ylabel=data.ylabel,
-                highlight=pos,
-                id_prefix=f"f-{d['anchor']}",
-            )
-        )
+        # Link to the trust's own point only when it is drawn (suppressed points have no id).
+        d["funnel_href"] += f"#t-{_safe_stem(code)}"
+        d["funnel_svg"] = Markup(ctx.figure(d["indicator_id"]).svg(pos))
         d["funnel_note"] = data.note
     domains = []
     for key, label in DOMAINS:
-        in_domain = tflags[tflags["domain"] == key]
+        in_domain = [f for f in tflags if ctx.info[f["indicator_id"]]["domain"] == key]
         domains.append(
             {
                 "label": label,
                 "drivers": [d for d in drivers if d["domain"] == key],
-                "n_no_evidence": int((in_domain["flag"] == "no_evidence").sum()),
-                "n_not_applicable": int((in_domain["flag"] == "not_applicable").sum()),
+                "n_no_evidence": sum(f["flag"] == "no_evidence" for f in in_domain),
+                "n_not_applicable": sum(f["flag"] == "not_applicable" for f in in_domain),
             }
         )
-    not_applicable = [
-        _na_text(ctx, r)
-        for _, r in tflags[tflags["flag"] == "not_applicable"]
-        .sort_values("indicator_id")
-        .iterrows()
-    ]
+    not_applicable = [_na_text(ctx, f) for f in tflags if f["flag"] == "not_applicable"]
     talerts = []
-    paths = ctx.run.extras.get("cusum_paths")
-    for _, a in alerts[alerts["trust_code"] == code].sort_values("diagnosis_group").iterrows():
+    for a in sorted(
+        ctx.alerts_by_trust.get(code, []),
+        key=lambda a: (str(a["diagnosis_group"]), str(a["signal_month"])),
+    ):
         item = {
             k: a[k]
             for k in (
@@ -794,40 +849,11 @@ def _trust_context(
                 "false_alarm_rate",
             )
         }
-        item["cusum_svg"] = item["vlad_svg"] = ""
-        if paths is not None:
-            p = paths[
-                (paths["trust_code"].astype(str) == code)
-                & (paths["diagnosis_group"].astype(str) == str(a["diagnosis_group"]))
-            ]
-            month_col = next((c for c in ("month", "signal_month", "t") if c in p.columns), None)
-            if not p.empty and month_col is not None:
-                p = p.sort_values(month_col)
-                months = [str(m) for m in p[month_col]]
-                signal = (
-                    p["signal"].astype(str).str.lower().isin(["true", "1", "1.0"])
-                    if "signal" in p.columns
-                    else np.zeros(len(p), bool)
-                )
-                thr = (
-                    p["threshold"]
-                    if "threshold" in p.columns
-                    else np.full(len(p), _float(a["threshold"]))
-                )
-                title = f"{a['diagnosis_group']}: risk-adjusted CUSUM"
-                item["cusum_svg"] = Markup(cusum_svg(months, p["cusum"], thr, signal, title=title))
-                if {"observed", "expected"} <= set(p.columns):
-                    item["vlad_svg"] = Markup(
-                        vlad_svg(
-                            months,
-                            p["observed"],
-                            p["expected"],
-                            title=f"{a['diagnosis_group']}: VLAD",
-                        )
-                    )
+        cusum, vlad = _alert_charts(ctx, code, a)
+        item["cusum_svg"], item["vlad_svg"] = Markup(cusum), Markup(vlad)
         talerts.append(item)
     tmort = []
-    for _, m in mortality[mortality["trust_code"] == code].iterrows():
+    for m in ctx.mortality_by_trust.get(code, []):
         row = {
             k: m[k]
             for k in (
@@ -845,29 +871,9 @@ def _trust_context(
         row["suppressed"] = is_small_count(m["observed"])
         tmort.append(row)
     tmort.sort(key=lambda r: (r["diagnosis_group"] != "ALL", str(r["diagnosis_group"])))
-    wards, ward_columns, wards_available = [], [], "wards" in ctx.run.extras
-    if wards_available:
-        w = ctx.run.extras["wards"]
-        w = w[w["trust_code"].astype(str) == code]
-        sort_col = next((c for c in ("share_under_90", "months_under_90") if c in w.columns), None)
-        if sort_col:
-            w = w.sort_values([sort_col, "ward_code"], ascending=[False, True])
-        cols = [c for c in w.columns if c != "trust_code"]
-        ward_columns = [
-            {"key": c, "label": c.replace("_", " "), "numeric": pd.api.types.is_numeric_dtype(w[c])}
-            for c in cols
-        ]
-        for _, r in w.iterrows():
-            wards.append(
-                {
-                    c: (_num(r[c], 3) if pd.api.types.is_float_dtype(w[c]) else _text(r[c]))
-                    for c in cols
-                }
-            )
-    th = hist[hist["trust_code"] == code]
     history = [
-        {"quarter": q, "band": b, "band_class": band_class(b)}
-        for q, b in zip(th["quarter"], th["band"], strict=True)
+        {"quarter": h["quarter"], "band": h["band"], "band_class": band_class(h["band"])}
+        for h in ctx.history_by_trust.get(code, [])
     ]
     return {
         "t": t,
@@ -876,52 +882,41 @@ def _trust_context(
         "not_applicable": not_applicable,
         "alerts": talerts,
         "mortality": tmort,
-        "wards": wards,
-        "ward_columns": ward_columns,
-        "wards_available": wards_available,
+        "wards": ctx.wards_by_trust.get(code, []),
+        "ward_columns": ctx.ward_columns,
+        "wards_available": "wards" in ctx.run.extras,
         "history": history,
     }
 
 
-def _qsg_context(
-    ctx: _Context,
-    region: str,
-    rbands: pd.DataFrame,
-    flags_by_trust: dict,
-    alerts: pd.DataFrame,
-    excluded: list[dict],
-    missing_sources: list[dict],
-) -> dict:
-    empty = next(iter(flags_by_trust.values())).iloc[0:0] if flags_by_trust else pd.DataFrame()
-    rbands = rbands.assign(_o=rbands["band"].map(band_order)).sort_values(["_o", "trust_code"])
+def _qsg_context(ctx: _Context, region: str, rbands: list[dict]) -> dict:
+    rbands = sorted(rbands, key=lambda b: (band_order(b["band"]), b["trust_code"]))
     trusts, worried, gaps, single, uncertain = [], [], [], [], []
-    for _, b in rbands.iterrows():
-        code = b["trust_code"]
+    for b in rbands:
+        code, band = b["trust_code"], b["band"]
         href = f"../trusts/{ctx.trust_file[code]}.html"
         name = _text(b["trust_name"])
-        band = b["band"]
-        tflags = flags_by_trust.get(code, empty)
-        flagged = tflags[tflags["flag"].isin(["risk", "elevated_risk"])]
+        tflags = ctx.flags_by_trust.get(code, [])
+        flagged = [f for f in tflags if f["flag"] in ("risk", "elevated_risk")]
         domain_flags = []
         for key, _label in DOMAINS:
-            d = flagged[flagged["domain"] == key]
+            d = [f for f in flagged if ctx.info[f["indicator_id"]]["domain"] == key]
             domain_flags.append(
                 {
-                    "elevated": int((d["flag"] == "elevated_risk").sum()),
-                    "risk": int((d["flag"] == "risk").sum()),
+                    "elevated": sum(f["flag"] == "elevated_risk" for f in d),
+                    "risk": sum(f["flag"] == "risk" for f in d),
                 }
             )
         soft, data_sources = [], set()
-        for _, f in flagged.iterrows():
-            info = _indicator_info(ctx.catalogue, f["indicator_id"], f)
+        for f in flagged:
+            info = ctx.info[f["indicator_id"]]
             if info["derived_from"] == "intelligence":
                 soft.append(f"{info['name']} ({FLAG_TEXT.get(f['flag'], f['flag'])})")
             else:
                 data_sources.add(info["source"] or info["indicator_id"])
-        talerts = alerts[alerts["trust_code"] == code].sort_values("diagnosis_group")
+        talerts = ctx.alerts_by_trust.get(code, [])
         alert_text = [
-            f"{a['diagnosis_group']} ({a['status']}, {a['signal_month']})"
-            for _, a in talerts.iterrows()
+            f"{a['diagnosis_group']} ({a['status']}, {a['signal_month']})" for a in talerts
         ]
         trusts.append(
             {
@@ -936,16 +931,15 @@ def _qsg_context(
         )
         reasons = []
         if band in ("1", "2"):
-            reasons.append(
-                f"band {band} ({BAND_REASON_TEXT.get(_text(b['band_reason']), _text(b['band_reason']))})"
-            )
-        n_new = int((talerts["status"] == "new").sum())
+            why = BAND_REASON_TEXT.get(_text(b["band_reason"]), _text(b["band_reason"]))
+            reasons.append(f"band {band} ({why})")
+        n_new = sum(a["status"] == "new" for a in talerts)
         if n_new:
             reasons.append(f"{n_new} new mortality alert(s)")
         prev = b["previous_band"]
         if band.isdigit() and prev.isdigit() and int(band) < int(prev):
             reasons.append(f"moved up from band {prev}")
-        n_elev = int((flagged["flag"] == "elevated_risk").sum())
+        n_elev = sum(f["flag"] == "elevated_risk" for f in flagged)
         if n_elev >= 2:
             reasons.append(f"{n_elev} elevated risks")
         p_band = _float(b.get(f"p_band_{band}")) if band.isdigit() else None
@@ -964,31 +958,26 @@ def _qsg_context(
                     "_o": band_order(band),
                 }
             )
-        na = sorted(tflags.loc[tflags["flag"] == "not_applicable", "indicator_id"])
+        na = [f for f in tflags if f["flag"] == "not_applicable"]
         if na:
             gaps.append(
                 {
                     "trust_name": name,
                     "href": href,
                     "n": len(na),
-                    "which": [_indicator_info(ctx.catalogue, i, None)["name"] for i in na],
+                    "which": [_na_text(ctx, f) for f in na],
                 }
             )
         n_concerns = len(flagged) + len(talerts)
         if n_concerns == 1:
-            what = (
-                soft[0]
-                if soft
-                else (
-                    alert_text[0]
-                    if alert_text
-                    else _indicator_info(
-                        ctx.catalogue, flagged.iloc[0]["indicator_id"], flagged.iloc[0]
-                    )["name"]
-                )
-            )
+            if soft:
+                what = soft[0]
+            elif alert_text:
+                what = f"a mortality alert in {alert_text[0]}"
+            else:
+                what = ctx.info[flagged[0]["indicator_id"]]["name"]
             single.append({"trust_name": name, "href": href, "text": f"the only concern is {what}"})
-        elif n_concerns > 1 and soft and not data_sources and talerts.empty:
+        elif n_concerns > 1 and soft and not data_sources and not talerts:
             single.append(
                 {
                     "trust_name": name,
@@ -1016,17 +1005,15 @@ def _qsg_context(
         "domain_labels": [label for _, label in DOMAINS],
         "worried": worried,
         "gaps": gaps,
-        "excluded": excluded,
-        "missing_sources": missing_sources,
+        "excluded": ctx.excluded,
+        "missing_sources": ctx.missing_sources,
         "single_source": single,
         "uncertain": uncertain,
     }
 
 
-def _funnel_context(
-    ctx: _Context, indicator_id: str, data: FunnelData, rows: pd.DataFrame, n_suppressed: int
-) -> dict:
-    info = _indicator_info(ctx.catalogue, indicator_id, rows.iloc[0])
+def _funnel_context(ctx: _Context, indicator_id: str, data: FunnelData) -> dict:
+    info = ctx.info[indicator_id]
     labels = [ctx.trust_names.get(c, c) for c in data.trust_codes]
     svg = funnel_svg(
         data.x,
@@ -1043,11 +1030,20 @@ def _funnel_context(
         width=720,
         height=420,
     )
+    rows = [
+        f
+        for code in data.trust_codes
+        for f in ctx.flags_by_trust.get(code, [])
+        if f["indicator_id"] == indicator_id
+    ]
     flagged = []
-    fr = rows[rows["flag"].isin(["risk", "elevated_risk"])].copy()
-    fr["_z"] = -pd.to_numeric(fr["z_adjusted"], errors="coerce").fillna(-np.inf)
-    for _, f in fr.sort_values(["_z", "trust_code"]).iterrows():
-        code = str(f["trust_code"])
+
+    def key(f: dict) -> tuple:
+        z = _float(f["z_adjusted"])
+        return (-(z if z is not None else -np.inf), f["trust_code"])
+
+    for f in sorted((f for f in rows if f["flag"] in ("risk", "elevated_risk")), key=key):
+        code = f["trust_code"]
         flagged.append(
             {
                 "trust_name": ctx.trust_names.get(code, code),
@@ -1061,18 +1057,15 @@ def _funnel_context(
                 "z_adjusted": f["z_adjusted"],
             }
         )
+    phi = next((_float(f["phi"]) for f in rows if _float(f["phi"]) is not None), None)
+    tau2 = next((_float(f["tau2"]) for f in rows if _float(f["tau2"]) is not None), None)
     return {
         "ind": info,
         "svg": Markup(svg),
         "note": data.note,
-        "phi": _first(rows["phi"]),
-        "tau2": _first(rows["tau2"]),
+        "phi": phi,
+        "tau2": tau2,
         "n_points": int(np.isfinite(data.y).sum()),
-        "n_suppressed": n_suppressed,
+        "n_suppressed": ctx.n_suppressed[indicator_id],
         "flagged": flagged,
     }
-
-
-def _first(series: pd.Series) -> float | None:
-    vals = pd.to_numeric(series, errors="coerce").dropna()
-    return float(vals.iloc[0]) if len(vals) else None

@@ -350,3 +350,11 @@ def test_proportion_funnel_agrees_with_flags(fixture_run: Path, indicator_id: st
     adverse = (r / n > upper) if indicator_id == "ae_4h" else (r / n < lower)
     np.testing.assert_array_equal(adverse, z_adj > 1.959964)
     assert adverse.any()
+
+
+def test_indicator_without_applicable_trusts_has_no_funnel(fixture_run: Path):
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    rows = flags[flags.indicator_id == "shmi"].assign(flag="not_applicable")
+    assert funnel_plot_data(rows, "ratio", "SHMI") is None
+    assert funnel_plot_data(rows.iloc[0:0], "ratio", "SHMI") is None
+    assert funnel_plot_data(flags[flags.indicator_id == "whistleblowing"], "rule") is None
