@@ -111,6 +111,19 @@ def _periods(cadence: str, quarter: Quarter) -> list[tuple[pd.Timestamp, pd.Time
     return out
 
 
+def _proportion_at_national(y: np.ndarray, weight: np.ndarray, p0: float) -> np.ndarray:
+    """Trust proportions sin^2(y + c), with c solved by bisection so the weighted mean is p0."""
+    lo, hi = -np.pi / 2, np.pi / 2
+    for _ in range(60):
+        c = 0.5 * (lo + hi)
+        p = np.sin(np.clip(y + c, 0.0, np.pi / 2)) ** 2
+        if np.average(p, weights=weight) < p0:
+            lo = c
+        else:
+            hi = c
+    return np.sin(np.clip(y + 0.5 * (lo + hi), 0.0, np.pi / 2)) ** 2
+
+
 def _draw(
     rng: np.random.Generator,
     kind: str,
@@ -122,15 +135,19 @@ def _draw(
     """One period's columns for every trust; ``worse`` is the signed effect on the z scale."""
     n = size10k.size
     tau = float(profile.get("tau", 0.0))
+    # Trust effects are centred (weighted by size where the level is a pooled rate) so that the
+    # profile's `national` is the expected national level whatever the mix of trust qualities.
     if kind == "proportion":
         p0 = float(profile["national"])
         denom = np.maximum(rng.poisson(profile["denominator_per_10k"] * size10k * years), 1)
         y = np.arcsin(np.sqrt(p0)) + tau * worse
-        p = np.sin(np.clip(y, 0.0, np.pi / 2)) ** 2
+        p = _proportion_at_national(y, size10k, p0)
         return {"numerator": rng.binomial(denom, p), "denominator": denom}
+    multiplier = np.exp(tau * worse)
+    multiplier = multiplier / np.average(multiplier, weights=size10k)
     if kind == "ratio":
         expected = profile["denominator_per_10k"] * size10k * years * rng.uniform(0.9, 1.1, n)
-        observed = rng.poisson(expected * np.exp(tau * worse - tau * tau / 2))
+        observed = rng.poisson(expected * multiplier)
         # Expected counts are calibrated nationally (indirect standardisation: sum O = sum E).
         expected = expected * observed.sum() / max(expected.sum(), 1e-9)
         return {"numerator": observed, "denominator": expected}
@@ -138,18 +155,19 @@ def _draw(
         exposure = np.maximum(
             rng.poisson(profile["denominator_per_10k"] * size10k * years), 1
         ).astype(float)
-        mu = profile["national"] / profile["per"] * exposure * np.exp(tau * worse - tau * tau / 2)
+        mu = profile["national"] / profile["per"] * exposure * multiplier
         return {"numerator": rng.poisson(mu), "denominator": exposure}
     if kind == "count":
         activity = np.rint(profile["denominator_per_10k"] * size10k * years)
-        mu = profile["national"] * size10k * years * np.exp(tau * worse - tau * tau / 2)
+        mu = profile["national"] * size10k * years * multiplier
         return {"numerator": rng.poisson(mu), "denominator": activity}
     if kind == "score":
         se = profile["se"] * rng.uniform(0.8, 1.25, n)
-        value = profile["national"] + tau * worse + rng.normal(0.0, se)
+        value = profile["national"] + tau * (worse - worse.mean()) + rng.normal(0.0, se)
         return {"value": value, "standard_error": se}
     if kind == "rule":
-        mu = profile["national"] * years * np.exp(tau * worse - tau * tau / 2)
+        mu = profile["national"] * years * np.exp(tau * worse)
+        mu = mu * profile["national"] * years / mu.mean()  # per-trust mean as profiled
         return {"numerator": rng.poisson(mu)}
     if kind == "external_band":
         labels = list(profile["bands"])  # worst first

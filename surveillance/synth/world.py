@@ -429,8 +429,8 @@ def build_nation(seed: int, scale: str, final_quarter: Quarter) -> Nation:
 def _plant_deteriorations(nation: Nation) -> pd.DataFrame:
     """Trust x group cells whose odds of death rise by ``odds_ratio`` from ``start_month``.
 
-    Groups are drawn uniformly among those with at least 1% mortality, so the planted cells
-    span small and large volumes; the start month is in the final quarter's last 12 months.
+    Groups are drawn among those with at least 1% mortality, weighted towards more deaths but
+    spanning small and large volumes; the start month is in the final quarter's last 12 months.
     """
     m = nation.config.mortality
     rng = rng_for(nation.seed, STREAM_PLANTED)
@@ -440,10 +440,15 @@ def _plant_deteriorations(nation: Nation) -> pd.DataFrame:
     specialty = nation.trusts["specialty"].to_numpy()
     cells: set[tuple[int, int]] = set()
     rows = []
+    # Weighted towards cells with more deaths (so some are detectable even at demo scale) while
+    # still spanning small ones: group ~ (volume x mortality)^0.6, trust ~ size^0.8.
+    gw = (g.weight[eligible] * g.base_mortality[eligible]) ** 0.6
+    size = nation.trusts["annual_spells"].to_numpy(float)
     while len(rows) < m.deteriorations:
-        gi = int(rng.choice(eligible))
+        gi = int(rng.choice(eligible, p=gw / gw.sum()))
         allowed = np.flatnonzero((specialty == "general") | (specialty == g.specialty[gi]))
-        ti = int(rng.choice(allowed))
+        tw = size[allowed] ** 0.8
+        ti = int(rng.choice(allowed, p=tw / tw.sum()))
         start = months[int(rng.integers(len(months)))]
         odds = float(np.round(rng.uniform(*m.odds_ratio_range), 2))
         if (ti, gi) in cells:
