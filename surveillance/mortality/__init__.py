@@ -1,1 +1,100 @@
-"""surveillance.mortality"""
+"""Mortality outlier programme: risk models, expected deaths, SHMI-style ratios, monthly
+risk-adjusted CUSUM alerts and coding data-quality signals (METHODS.md section 5).
+
+Typical use::
+
+    model = RiskModel().fit(spells, end="2013Q3")          # 36 months of spells
+    result = run_mortality(spells, "2013Q3", model)       # mortality.csv, alerts.csv, ...
+    monthly = monitor_month(spells, model, "2013-10")     # next month, same model
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from surveillance.mortality.encode import read_spells
+from surveillance.mortality.indicators import (
+    alert_flags,
+    load_indicator_groups,
+    mortality_indicators,
+)
+from surveillance.mortality.monitor import (
+    ALERT_COLUMNS,
+    CusumSettings,
+    monitor,
+    monitor_month,
+    threshold_surface,
+)
+from surveillance.mortality.quality import quality_by_quarter, quality_changes, quality_context
+from surveillance.mortality.ratios import MORTALITY_COLUMNS, mortality_table
+from surveillance.mortality.risk_model import RiskModel
+from surveillance.mortality.spec import RiskSpec, load_risk_spec
+from surveillance.periods import Quarter
+from surveillance.stats.thresholds import ThresholdSurface
+
+
+def expected_deaths(model: RiskModel, spells: pd.DataFrame) -> np.ndarray:
+    """Expected deaths per spell: the fitted model's risk of the outcome (input order)."""
+    return model.predict(spells)
+
+
+@dataclass
+class MortalityResult:
+    mortality: pd.DataFrame  # mortality.csv
+    alerts: pd.DataFrame  # alerts.csv (signals in the quarter)
+    indicators: pd.DataFrame  # indicators.csv-shaped rows for derived_from: spells indicators
+    flags: pd.DataFrame  # mort_alert flags (elevated_risk when any alert in the quarter)
+    quality: pd.DataFrame  # trust x quarter coding measures with change tests
+    p: np.ndarray  # risk per spell
+
+
+def run_mortality(
+    spells: pd.DataFrame,
+    quarter: Quarter | str,
+    model: RiskModel | None = None,
+    settings: CusumSettings | None = None,
+    surface: ThresholdSurface | None = None,
+) -> MortalityResult:
+    """Everything the quarterly run needs from the spells (fits the model when not given)."""
+    q = quarter if isinstance(quarter, Quarter) else Quarter.parse(str(quarter))
+    model = model or RiskModel().fit(spells, end=q)
+    enc, pattern = model.encode(spells)
+    p = model.predict_encoded(enc, pattern)
+    del pattern
+    kw = {"outcome": model.outcome, "period_date": model.spec.period_date, "enc": enc}
+    context = quality_context(spells, q, **kw)
+    table = mortality_table(spells, p, q, months=model.spec.monitor_months, context=context, **kw)
+    alerts = monitor(spells, p, q, settings=settings, surface=surface, **kw)
+    indicators = mortality_indicators(spells, p, q, alerts=alerts, **kw)
+    quality = quality_changes(quality_by_quarter(spells, q, **kw)).merge(
+        quality_by_quarter(spells, q, **kw), on=["trust_code", "quarter"], how="right"
+    )
+    flags = alert_flags(alerts, enc.trusts, q)
+    return MortalityResult(table, alerts, indicators, flags, quality, p)
+
+
+__all__ = [
+    "ALERT_COLUMNS",
+    "MORTALITY_COLUMNS",
+    "CusumSettings",
+    "MortalityResult",
+    "RiskModel",
+    "RiskSpec",
+    "alert_flags",
+    "expected_deaths",
+    "load_indicator_groups",
+    "load_risk_spec",
+    "monitor",
+    "monitor_month",
+    "mortality_indicators",
+    "mortality_table",
+    "quality_by_quarter",
+    "quality_changes",
+    "quality_context",
+    "read_spells",
+    "run_mortality",
+    "threshold_surface",
+]

@@ -49,7 +49,9 @@ def read_spells(
     import pyarrow.dataset as ds
 
     cols = list(columns) if columns is not None else [c for c in SPELL_COLUMNS if c != "spell_id"]
-    dataset = ds.dataset(str(path), format="parquet")
+    dict_cols = [c for c in _STRING_COLUMNS if c in cols and c != "spell_id"]
+    fmt = ds.ParquetFileFormat(read_options={"dictionary_columns": dict_cols})
+    dataset = ds.dataset(str(path), format=fmt)
     flt = None
     field = ds.field(date_column)
     typ = dataset.schema.field(date_column).type
@@ -59,12 +61,6 @@ def read_spells(
         cond = field <= _scalar(end, typ)
         flt = cond if flt is None else flt & cond
     table = dataset.to_table(columns=cols, filter=flt)
-    for name in _STRING_COLUMNS:
-        if name in cols and name != "spell_id":
-            idx = table.schema.get_field_index(name)
-            col = table.column(idx)
-            if not hasattr(col.type, "index_type"):
-                table = table.set_column(idx, name, col.dictionary_encode())
     return table.to_pandas(date_as_object=False, self_destruct=True, split_blocks=True)
 
 
@@ -155,12 +151,12 @@ def as_dates(spells: pd.DataFrame, column: str) -> np.ndarray:
         s = pd.to_datetime(s, errors="coerce")
     if s.isna().any():
         fail(column, s.isna().to_numpy(), "date", "missing or unparseable date (ISO 8601)")
-    return s.to_numpy().astype("datetime64[D]").astype(np.int64)
+    return s.to_numpy().astype("datetime64[D]").astype(np.int64).astype(np.int32)
 
 
 def days_to_months(days: np.ndarray) -> np.ndarray:
     """Months since 1970-01 for day numbers."""
-    return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64).astype(np.int32)
 
 
 def month_number(month: str | pd.Timestamp) -> int:
@@ -248,10 +244,13 @@ def covariate_digits(spells: pd.DataFrame, spec: RiskSpec, end_month: int) -> np
 def _deprivation_codes(s: pd.Series, cov) -> np.ndarray:
     levels = [str(v) for v in cov.levels]
     if pd.api.types.is_numeric_dtype(s):
-        values = s.to_numpy(dtype=float)
+        values = s.to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(values)
-        text = np.where(missing, "", np.char.mod("%d", np.nan_to_num(values).astype(np.int64)))
-        codes = pd.Index(levels).get_indexer(text).astype(np.int32)
+        level_values = np.array([float(v) for v in levels])
+        order = np.argsort(level_values)
+        pos = np.clip(np.searchsorted(level_values[order], values), 0, len(levels) - 1)
+        hit = level_values[order][pos] == values
+        codes = np.where(hit, order[pos], -1).astype(np.int32)
     else:
         codes = codes_for(s, levels)
         missing = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()

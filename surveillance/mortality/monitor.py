@@ -66,6 +66,7 @@ class CusumSettings:
     threshold_method: str = "surface"  # or "simulation"
     n_sims: int = 50_000  # per chart, threshold_method="simulation"
     seed: int = 0
+    discrete_expected: float = 0.5  # below this many expected deaths: count floor on h
 
 
 @dataclass
@@ -150,6 +151,27 @@ def threshold_surface(
     return surface
 
 
+def count_floor(expected: np.ndarray, settings: CusumSettings) -> np.ndarray:
+    """Smallest h that needs ``k`` deaths, with P(Poisson(expected) >= k) <= target.
+
+    Each death adds at most log(R_A) and survivors only lower the chart, so with
+    h > (k - 1) log R_A a false alarm needs at least k deaths: the probability is at most the
+    Poisson tail. For charts expecting under ``discrete_expected`` deaths the false-alarm
+    probability is a step function of h that a smooth surface cannot follow; this bound is close
+    to exact there (survivor drift is negligible) and is applied as a floor.
+    """
+    from scipy.stats import poisson
+
+    log_r = np.log(settings.odds_ratio)
+    k = np.ones(len(expected))
+    for _ in range(200):
+        bad = poisson.sf(k - 1, expected) > settings.target
+        if not bad.any():
+            break
+        k[bad] += 1
+    return (k - 1) * log_r + 1e-9
+
+
 def chart_thresholds(
     charts: Charts, settings: CusumSettings, surface: ThresholdSurface | None = None
 ) -> np.ndarray:
@@ -162,7 +184,11 @@ def chart_thresholds(
                 f"threshold surface is for target {surface.target}, odds ratio "
                 f"{surface.odds_ratio}; settings ask {settings.target}, {settings.odds_ratio}"
             )
-        return surface.predict(n, np.clip(mean, 1e-6, 1 - 1e-6), spread)
+        h = surface.predict(n, np.clip(mean, 1e-6, 1 - 1e-6), spread)
+        small = n * mean < settings.discrete_expected
+        if small.any():
+            h[small] = np.maximum(h[small], count_floor(n[small] * mean[small], settings))
+        return h
     if settings.threshold_method == "simulation":
         h = np.empty(len(n))
         for c in range(len(n)):
@@ -215,7 +241,7 @@ def signal_table(
     first, n_in_month = np.unique(key, return_index=True, return_counts=True)[1:]
     r = rows[first]
     c = cid[r]
-    persisting = np.r_[False, c[1:] == c[:-1]]
+    persisting = np.r_[False, c[1:] == c[:-1]][: len(c)]
     out = pd.DataFrame(
         {
             "trust_code": charts.trusts[charts.trust[c]],

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+from threadpoolctl import threadpool_limits
 
 from surveillance.errors import SurveillanceError
 from surveillance.mortality.encode import (
@@ -161,6 +162,14 @@ class RiskModel:
     def _fit_arrays(
         self, group: np.ndarray, groups: np.ndarray, pattern: np.ndarray, died: np.ndarray
     ) -> RiskModel:
+        # one BLAS thread: the pattern matrices are small and BLAS thread pools spin badly on a
+        # shared 2-core machine
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit_arrays_inner(group, groups, pattern, died)
+
+    def _fit_arrays_inner(
+        self, group: np.ndarray, groups: np.ndarray, pattern: np.ndarray, died: np.ndarray
+    ) -> RiskModel:
         n_pat = int(np.prod(self.sizes_))
         key = group.astype(np.int64) * n_pat + pattern
         n_all = np.bincount(key, minlength=len(groups) * n_pat)
@@ -233,19 +242,28 @@ class RiskModel:
         )
 
     def _eta_patterns(self, gm: GroupModel, patterns: np.ndarray) -> np.ndarray:
-        if not gm.covariates:
-            return np.full(len(patterns), gm.coef[0])
-        X = self._design(pattern_digits(patterns, self.sizes_), gm.covariates)
-        return X @ gm.coef
+        return self._eta_digits(gm, pattern_digits(patterns, self.sizes_))
+
+    def _eta_digits(self, gm: GroupModel, digits: np.ndarray) -> np.ndarray:
+        """Linear predictor by coefficient look-up per covariate (no design matrix)."""
+        eta = np.full(len(digits), gm.coef[0])
+        sizes = self.sizes_
+        pos = 1
+        for name in gm.covariates:
+            j = COVARIATE_NAMES.index(name)
+            effect = np.r_[0.0, gm.coef[pos : pos + sizes[j] - 1]]
+            eta += effect[digits[:, j]]
+            pos += sizes[j] - 1
+        return eta
 
     def _build_table(self) -> None:
         """p for every (group, pattern): prediction is then one gather per spell."""
         n_pat = int(np.prod(self.sizes_))
-        all_patterns = np.arange(n_pat, dtype=np.int64)
+        digits = pattern_digits(np.arange(n_pat, dtype=np.int64), self.sizes_)
         self.group_names_ = np.array(sorted(self.models_), dtype=object).astype(str)
         table = np.empty((len(self.group_names_) + 1, n_pat))
         for g, name in enumerate(self.group_names_):
-            table[g] = expit(self._eta_patterns(self.models_[name], all_patterns))
+            table[g] = expit(self._eta_digits(self.models_[name], digits))
         table[-1] = self.national_rate_  # unseen diagnosis groups: national crude rate
         self._table = table
 
