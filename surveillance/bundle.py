@@ -115,7 +115,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         table = pq.read_table(path)
-        frame = table.to_pandas(types_mapper=_string_mapper, date_as_object=False)
+        fields = []
+        for f in table.schema:  # dates become datetime64[ns], as everywhere in the service
+            if pa.types.is_date(f.type) or (pa.types.is_timestamp(f.type) and f.type.unit != "ns"):
+                fields.append(pa.field(f.name, pa.timestamp("ns", tz=getattr(f.type, "tz", None))))
+            else:
+                fields.append(f)
+        table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
+        frame = table.to_pandas(
+            types_mapper=_string_mapper,
+            date_as_object=False,
+            split_blocks=True,
+            self_destruct=True,
+        )
+        del table
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise ContractError(
             [

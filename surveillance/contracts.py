@@ -432,8 +432,41 @@ def _fraction(values: np.ndarray) -> Mask:
 
 
 def _duplicated(t: _Table, columns: tuple[str, ...]) -> Mask:
+    """Rows whose key occurs more than once (every occurrence is marked)."""
+    if len(columns) == 1:
+        return _duplicated_values(t.frame[columns[0]])
     frame = t.frame[list(columns)]
     return frame.duplicated(keep=False).to_numpy(dtype=bool)
+
+
+def _duplicated_values(series: pd.Series) -> Mask:
+    """Every row whose value occurs more than once, by an Arrow sort and a neighbour comparison.
+
+    Sorting is faster and lighter than hashing tens of millions of distinct string ids. Missing
+    values are not compared (the ``required`` rule reports them).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pa.array(series, from_pandas=True)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    n = len(values)
+    mask = np.zeros(n, dtype=bool)
+    if n < 2:
+        return mask
+    order = pc.sort_indices(values)
+    ordered = values.take(order)
+    same = pc.equal(ordered.slice(1), ordered.slice(0, n - 1))
+    same = same.to_numpy(zero_copy_only=False)
+    same = np.asarray(np.where(pd.isna(same), False, same), dtype=bool)
+    if not same.any():
+        return mask
+    in_order = np.zeros(n, dtype=bool)
+    in_order[1:] |= same
+    in_order[:-1] |= same
+    mask[order.to_numpy()] = in_order
+    return mask
 
 
 def _unique_rule(table: str) -> Rule:
