@@ -90,6 +90,7 @@ class Staffing(_Strict):
     spells_per_ward: float = Field(gt=0)
     min_wards: int = Field(gt=0)
     max_wards: int = Field(gt=0)
+    ward_share_by_scale: dict[str, float] = Field(default_factory=dict)
     rn_day_hours: float = Field(gt=0)
     fill_mean: float = Field(gt=0)
     fill_quality_slope: float

@@ -32,8 +32,11 @@ def wards(nation: Nation) -> pd.DataFrame:
     """The nation's wards: trust, ward code, planned-hours size and a persistent fill effect."""
     cfg = nation.config.staffing
     t = nation.trusts
+    share = cfg.ward_share_by_scale.get(nation.scale, 1.0)
     n_wards = np.clip(
-        np.rint(t["annual_spells"].to_numpy() / cfg.spells_per_ward), cfg.min_wards, cfg.max_wards
+        np.rint(t["annual_spells"].to_numpy() / cfg.spells_per_ward * share),
+        max(1, round(cfg.min_wards * share)),
+        cfg.max_wards,
     ).astype(int)
     rng = rng_for(nation.seed, STREAM_STAFFING)
     trust = np.repeat(np.arange(len(t)), n_wards)

@@ -114,3 +114,14 @@ def test_parquet_has_no_timestamps_and_compact_types(nation_dir):
     assert str(schema.field("admission_date").type) == "date32[day]"
     keys = {k.decode() for k in (meta.metadata or {})}
     assert keys <= {"ARROW:schema"}, keys  # no pandas metadata, no creation time
+
+
+@pytest.mark.slow
+def test_demo_scale_bundle_validates(tmp_path):
+    """The demo scale (~1 million spells over 36 months) builds and passes the contracts."""
+    from surveillance.synth import synthesise
+
+    summary = synthesise(tmp_path / "demo", seed=SEED, scale="demo", quarter=QUARTER, quarters=1)
+    spells = summary.counts[QUARTER]["spells"]
+    assert 900_000 < spells < 1_100_000
+    check_bundle(read_bundle(tmp_path / "demo" / QUARTER), QUARTER, load_catalogue())
