@@ -180,6 +180,33 @@ def _draw(
     raise ConfigError(f"indicator_profiles.yaml: unknown kind {kind!r}")
 
 
+def palliative_coding_share(
+    nation: Nation,
+    rng: np.random.Generator,
+    cols: dict[str, np.ndarray],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> dict[str, np.ndarray]:
+    """Deaths coded palliative: the same trust coding rates (and recoding jumps) as the spells.
+
+    The share of the period's months after a recoding trust's start gets the raised rate, so the
+    2013 recoding pattern shows in the data-quality indicator as it would in HES.
+    """
+    rate = nation.trusts["palliative_rate"].to_numpy().copy()
+    months = pd.period_range(start, end, freq="M")
+    after_rate = nation.config.mortality.recoding.palliative_rate_after
+    for row in nation.recoding.itertuples():
+        if row.kind == "palliative":
+            share = np.mean([m >= pd.Period(row.start_month, freq="M") for m in months])
+            rate[row.trust_index] = (1 - share) * rate[row.trust_index] + share * after_rate
+    denominator = cols["denominator"]
+    return {"numerator": rng.binomial(denominator, rate), "denominator": denominator}
+
+
+#: Indicators whose values follow the spells' coding truth rather than latent quality.
+CODING_INDICATORS = {"dq_palliative_coding": palliative_coding_share}
+
+
 def generate_indicators(
     nation: Nation, quarter: Quarter, catalogue: pd.DataFrame, profiles: dict[str, dict]
 ) -> pd.DataFrame:
@@ -210,6 +237,8 @@ def generate_indicators(
             worse = effect if kind == "external_band" else sign * effect
             rng = rng_for(nation.seed, STREAM_INDICATORS, key, stream)
             cols = _draw(rng, kind, profile, size10k, PERIOD_YEARS[row["cadence"]], worse)
+            if ident in CODING_INDICATORS:
+                cols = CODING_INDICATORS[ident](nation, rng, cols, start, end)
             if row["cadence"] == "monthly":  # a series is published whole or not at all
                 present = applies & series_present
             else:

@@ -124,3 +124,13 @@ def test_risk_model_recorded(truth):
     assert model["outcome"] == "died_30d"
     assert len(model["intercepts"]) > 100
     assert model["coefficients"]["emergency"] > 0 and model["coefficients"]["age_per_decade"] > 0
+
+
+def test_palliative_recoding_shows_in_the_data_quality_indicator(nation_dir, truth):
+    ind = pd.read_csv(nation_dir / QUARTER / "indicators.csv", dtype={"band": str})
+    g = ind[ind["indicator_id"] == "dq_palliative_coding"].set_index("trust_code")
+    share = (g["numerator"] / g["denominator"]).sort_values(ascending=False)
+    recoders = [r["trust_code"] for r in truth["recoding"]["rows"] if r["kind"] == "palliative"]
+    for code in recoders:
+        if code in share.index:
+            assert share.index.get_loc(code) < 10, (code, share[code])
