@@ -320,29 +320,41 @@ class LearnedBandingModel:
     def _band_probabilities(
         self, flags, trusts, excluded, rankable, sizes, band, n_draws: int, seed: int
     ) -> pd.DataFrame:
+        """Parametric bootstrap: redraw every z (as the replica's uncertainty), recompute the
+        features, predict, rank with the same sizes; vectorised over draws."""
         codes = trust_frame(trusts)["trust_code"].to_numpy()
         lay = _layout(flags, codes, self.config.features.domains, excluded)
         spec = draw_spec(lay.rows, codes, excluded=())
+        z_obs = pd.to_numeric(lay.rows.get("z_adjusted"), errors="coerce").to_numpy(float)
+        f = self.config.features
+        fixed = self._fixed_features(lay, trusts).to_numpy(float)
+        rank_idx = np.flatnonzero(rankable.reindex(codes).to_numpy(dtype=bool))
+        band_of_rank = np.repeat(np.arange(6), np.asarray(sizes, dtype=np.int64))
+        counts = np.zeros((len(rank_idx), 6), dtype=np.int64)
         rng = np.random.default_rng(seed)
-        counts = pd.DataFrame(0, index=codes[rankable.reindex(codes).to_numpy()], columns=range(6))
-        chunk = 50
+        cols = [self.feature_names_.index(c) for c in self._feature_names()]
         done = 0
         while done < n_draws:
-            k = min(chunk, n_draws - done)
-            z_star = spec.centre[None, :] + spec.sd[None, :] * rng.standard_normal(
-                (k, len(spec.sd))
-            )
-            flagged = z_star > spec.threshold_risk[None, :]
-            # z_adjusted draws are meaningful for z-bearing rows only; others stay fixed
-            z_feat = np.where(lay.has_z[None, :], z_star, np.nan)
-            frames = self._features_from(lay, z_feat, flagged, trusts)
-            for df in frames:
-                r = pd.Series(self.predict_proba(df), index=df.index)[counts.index]
-                b = bands_by_rank(r, sizes)
-                counts.values[np.arange(len(b)), b.to_numpy() - 1] += 1
+            k = min(100, n_draws - done)
+            noise = spec.sd[None, :] * rng.standard_normal((k, len(spec.sd)))
+            flagged = (spec.centre[None, :] + noise) > spec.threshold_risk[None, :]
+            # draws move each row's own z_adjusted (count rows: their mid-p deviate)
+            z_feat = np.where(lay.has_z[None, :], z_obs[None, :] + noise, np.nan)
+            agg = _aggregate(lay, z_feat, flagged, f.clip, f.z_threshold)
+            body = agg.reshape(k, len(codes), -1)
+            feats = np.concatenate([body, np.broadcast_to(fixed, (k, *fixed.shape))], axis=2)
+            feats = feats[:, rank_idx, :].reshape(k * len(rank_idx), -1)
+            ordered = np.empty_like(feats)
+            ordered[:, cols] = feats
+            risk = self.estimator_.predict_proba(ordered)[:, 1].reshape(k, len(rank_idx))
+            order = np.argsort(-risk, axis=1, kind="stable")  # ties: code order
+            bands_draw = np.empty_like(order)
+            np.put_along_axis(bands_draw, order, band_of_rank[None, :], axis=1)
+            for b in range(6):
+                counts[:, b] += (bands_draw == b).sum(axis=0)
             done += k
         probs = pd.DataFrame(np.nan, index=codes, columns=P_BAND_COLUMNS)
-        probs.loc[counts.index, P_BAND_COLUMNS] = counts.to_numpy() / float(n_draws)
+        probs.iloc[rank_idx, :] = counts / float(n_draws)
         for c in codes:
             if not rankable[c] and str(band[c]).isdigit():
                 probs.loc[c] = 0.0
