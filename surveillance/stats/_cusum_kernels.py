@@ -394,15 +394,17 @@ def ra_false_alarm_table(p_values, p_weights, log_r, h_grid, delta, m_min, m_max
         n0 = n0_per_h[a]
         m = min(max(int(np.ceil(h / delta)), m_min), m_max)
         f = _absorbed_curve(p_values, p_values, p_weights, log_r, h, m, n0)
-        q = ra_transition_matrix(p_values, p_values, p_weights, log_r, h, m)
-        arl = np.linalg.solve(np.eye(m) - q, np.ones(m))[0]
-        head = 0.0
-        for t in range(n0):
-            head += 1.0 - f[t]
         s_n0 = 1.0 - f[n0]
-        tail = arl - head
-        eta = s_n0 / tail if tail > 0 else 1.0
-        eta = min(max(eta, 0.0), 1.0)
+        eta = 0.0
+        if n_grid.max() > n0:  # the geometric tail is needed: fix its hazard by the exact ARL
+            q = ra_transition_matrix(p_values, p_values, p_weights, log_r, h, m)
+            arl = np.linalg.solve(np.eye(m) - q, np.ones(m))[0]
+            head = 0.0
+            for t in range(n0):
+                head += 1.0 - f[t]
+            tail = arl - head
+            eta = s_n0 / tail if tail > 0 else 1.0
+            eta = min(max(eta, 0.0), 1.0)
         for c in range(n_grid.shape[0]):
             n = n_grid[c]
             if n <= n0:
@@ -462,3 +464,32 @@ def first_bad_risk_outcome(p, y):
         if first[b] >= 0:
             return first[b]
     return -1
+
+
+@njit(cache=True, parallel=True)
+def grouped_ra_cusum_signals(
+    offsets, p, y, log_r, h, restart_fraction, lower, signal, final, n_signals
+):
+    """As ``grouped_ra_cusum_path`` but without storing the statistic path: per-row signals,
+    per-chart final statistic and signal count (less memory traffic for national runs)."""
+    n_charts = offsets.shape[0] - 1
+    r_minus_1 = np.exp(log_r) - 1.0
+    for c in prange(n_charts):
+        hc = h[c]
+        restart = restart_fraction * hc
+        x = 0.0
+        count = 0
+        for t in range(offsets[c], offsets[c + 1]):
+            w = _ra_weight(p[t], y[t], log_r, r_minus_1)
+            if lower:
+                x = min(0.0, x - w)
+                hit = x <= hc
+            else:
+                x = max(0.0, x + w)
+                hit = x >= hc
+            if hit:
+                x = restart
+                count += 1
+            signal[t] = hit
+        final[c] = x
+        n_signals[c] = count

@@ -241,6 +241,47 @@ def grouped_ra_cusum(
     return CusumPath(stat, signal.view(np.bool_))
 
 
+@dataclass(frozen=True)
+class GroupedSignals:
+    """Signals of many charts without their paths: ``signal`` per row, and per chart the final
+    statistic (after any restart) and the number of signals."""
+
+    signal: NDArray[np.bool_]
+    final: NDArray[np.float64]
+    n_signals: NDArray[np.int64]
+
+
+def grouped_ra_cusum_signals(
+    offsets: ArrayLike,
+    p: ArrayLike,
+    y: ArrayLike,
+    h: ArrayLike,
+    odds_ratio: float = 2.0,
+    restart: Restart = "half",
+) -> GroupedSignals:
+    """``grouped_ra_cusum`` for national runs that need signals, not paths.
+
+    Same charts, same signals; skips writing the statistic for every row (an eighth of the
+    memory traffic of the full path). Draw one chart's path with ``ra_cusum`` when needed.
+    """
+    pa, ya = _risks_and_outcomes(p, y)
+    o = check_offsets(offsets, pa.shape[0])
+    n_charts = o.shape[0] - 1
+    ha = np.ascontiguousarray(np.broadcast_to(np.asarray(h, dtype=np.float64), (n_charts,)))
+    if not np.all(np.isfinite(ha)):
+        raise ValueError("h: every chart's limit must be finite")
+    r = _odds_ratio(odds_ratio)
+    lower = r < 1.0
+    _check_limit_sign(ha, lower)
+    signal = np.empty(pa.shape[0], dtype=np.bool_)
+    final = np.empty(n_charts)
+    n_signals = np.empty(n_charts, dtype=np.int64)
+    _k.grouped_ra_cusum_signals(
+        o, pa, ya, np.log(r), ha, _restart_fraction(restart), lower, signal, final, n_signals
+    )
+    return GroupedSignals(signal, final, n_signals)
+
+
 def grouped_normal_cusum(
     offsets: ArrayLike, z: ArrayLike, h: ArrayLike = 5.48, k: float = 0.5, restart: Restart = "zero"
 ) -> CusumPath:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special
@@ -233,9 +234,7 @@ class ThresholdSurface:
             for c, s in enumerate(self.spreads):
                 pv, pw = logit_normal_case_mix(float(r), float(s), self.mix_nodes)
                 n0 = _transient_length(pv, pw, log_r, h_grid, int(n_grid.max()))
-                log_f = _k.ra_false_alarm_table(
-                    pv, pw, log_r, h_grid, self.delta, self.m_min, self.m_max, n_grid, n0
-                )
+                log_f = self._log_f_table(pv, pw, log_r, h_grid, n_grid, n0, log_target)
                 table[:, b, c] = [
                     _invert(self.h_grid, log_f[:, a], log_target) for a in range(n_grid.shape[0])
                 ]
@@ -250,6 +249,21 @@ class ThresholdSurface:
             method="linear",
         )
         return self
+
+    def _log_f_table(self, pv, pw, log_r, h_grid, n_grid, n0, log_target):
+        """``log P(signal within n)`` on the ``h`` grid, in ascending blocks of ``h``; stops once
+        even the largest volume is well below target (larger ``h`` cannot matter for the
+        inversion; those rows stay at -inf)."""
+        block = max(2, numba.get_num_threads())
+        log_f = np.full((h_grid.shape[0], n_grid.shape[0]), -np.inf)
+        for a in range(0, h_grid.shape[0], block):
+            sl = slice(a, a + block)
+            log_f[sl] = _k.ra_false_alarm_table(
+                pv, pw, log_r, h_grid[sl], self.delta, self.m_min, self.m_max, n_grid, n0[sl]
+            )
+            if log_f[min(a + block, h_grid.shape[0]) - 1, -1] < log_target - _PRUNE_MARGIN:
+                break
+        return log_f
 
     def predict(
         self, volume: ArrayLike, mean_risk: ArrayLike, spread: ArrayLike | float = 0.8
@@ -295,6 +309,7 @@ def _transient_length(pv, pw, log_r, h_grid, n_max):
 
 
 _TRANSIENT_ARLS = 4.0
+_PRUNE_MARGIN = np.log(3.0)
 
 
 def _invert(h_grid: NDArray[np.float64], log_f: NDArray[np.float64], log_target: float) -> float:

@@ -10,6 +10,7 @@ import statsmodels.api as sm
 from surveillance.stats.cusum import (
     grouped_normal_cusum,
     grouped_ra_cusum,
+    grouped_ra_cusum_signals,
     normal_cusum,
     poisson_cusum,
     poisson_reference_value,
@@ -176,3 +177,18 @@ def test_grouped_validation_names_the_bad_row():
         grouped_ra_cusum([0, 3], [0.1, 0.2, np.nan], np.array([0, 1, 0], dtype=np.int8), [2.0])
     with pytest.raises(ValueError, match="row 1 has"):
         grouped_ra_cusum([0, 3], [0.1, 0.2, 0.3], np.array([0, 3, 0], dtype=np.int8), [2.0])
+
+
+@pytest.mark.parametrize("odds_ratio, sign", [(2.0, 1.0), (0.5, -1.0)])
+def test_grouped_signals_match_grouped_paths(odds_ratio, sign):
+    offsets, p, y, h = _random_charts(np.random.default_rng(8))
+    paths = grouped_ra_cusum(offsets, p, y, sign * h, odds_ratio=odds_ratio)
+    sig = grouped_ra_cusum_signals(offsets, p, y, sign * h, odds_ratio=odds_ratio)
+    np.testing.assert_array_equal(sig.signal, paths.signal)
+    counts = np.add.reduceat(paths.signal.astype(int), offsets[:-1]) * (np.diff(offsets) > 0)
+    np.testing.assert_array_equal(sig.n_signals, counts)
+    for c in range(len(h)):
+        if offsets[c + 1] > offsets[c]:
+            assert sig.final[c] == paths.statistic[offsets[c + 1] - 1]
+        else:
+            assert sig.final[c] == 0.0
