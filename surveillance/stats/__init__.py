@@ -93,8 +93,10 @@ from surveillance.stats.arl import (  # noqa: E402
 )
 from surveillance.stats.cusum import (  # noqa: E402
     CusumPath,
+    GroupedSignals,
     grouped_normal_cusum,
     grouped_ra_cusum,
+    grouped_ra_cusum_signals,
     normal_cusum,
     poisson_cusum,
     ra_cusum,
@@ -113,6 +115,7 @@ __all__ += [
     "Calibration",
     "CusumPath",
     "FalseAlarm",
+    "GroupedSignals",
     "RunLengths",
     "ThresholdSurface",
     "arl_normal_cusum",
@@ -124,6 +127,7 @@ __all__ += [
     "false_alarm_probability",
     "grouped_normal_cusum",
     "grouped_ra_cusum",
+    "grouped_ra_cusum_signals",
     "normal_cusum",
     "poisson_cusum",
     "ra_cusum",
