@@ -441,13 +441,13 @@ def _plant_deteriorations(nation: Nation) -> pd.DataFrame:
     cells: set[tuple[int, int]] = set()
     rows = []
     # Weighted towards cells with more deaths (so some are detectable even at demo scale) while
-    # still spanning small ones: group ~ (volume x mortality)^0.6, trust ~ size^0.8.
-    gw = (g.weight[eligible] * g.base_mortality[eligible]) ** 0.6
+    # still spanning small ones: group ~ volume x mortality (its share of deaths), trust ~ size.
+    gw = g.weight[eligible] * g.base_mortality[eligible]
     size = nation.trusts["annual_spells"].to_numpy(float)
     while len(rows) < m.deteriorations:
         gi = int(rng.choice(eligible, p=gw / gw.sum()))
         allowed = np.flatnonzero((specialty == "general") | (specialty == g.specialty[gi]))
-        tw = size[allowed] ** 0.8
+        tw = size[allowed]
         ti = int(rng.choice(allowed, p=tw / tw.sum()))
         start = months[int(rng.integers(len(months)))]
         odds = float(np.round(rng.uniform(*m.odds_ratio_range), 2))
