@@ -648,3 +648,21 @@ def test_check_bundle_raises(tmp_path, frames, catalogue):
     with pytest.raises(ContractError) as info:
         check_bundle(bundle, QUARTER, catalogue)
     assert "spells.csv row(s) 1 column 'sex': [allowed_values]" in str(info.value)
+
+
+def test_parquet_nan_and_inf_in_required_numbers(tmp_path, frames):
+    ind = frames["indicators"].copy()
+    for column in ("numerator", "denominator", "value", "standard_error"):
+        ind[column] = pd.to_numeric(ind[column].replace("", None))
+    ind.loc[0, "numerator"] = float("nan")  # proportion row: missing numerator
+    ind.loc[2, "denominator"] = float("inf")  # rate row: infinite exposure
+    ind.loc[4, "value"] = float("-inf")  # score row
+    frames["indicators"] = ind
+    violations = _run(tmp_path, frames, parquet=("indicators",))
+    assert sorted(_key(v) for v in violations) == sorted(
+        [
+            ("indicators.parquet", "required_for_type", "numerator", (1,)),
+            ("indicators.parquet", "not_finite", "denominator", (3,)),
+            ("indicators.parquet", "not_finite", "value", (5,)),
+        ]
+    )
