@@ -40,11 +40,23 @@ def p(model, spells) -> np.ndarray:
 def surface(tmp_path_factory):
     """A coarse surface (fits in a few seconds); production uses the default grid."""
     return threshold_surface(
-        volumes=np.unique(np.round(np.geomspace(3, 20000, 14))),
-        mean_risks=np.array([0.002, 0.006, 0.02, 0.06, 0.2, 0.5]),
-        spreads=np.array([0.0, 0.8, 1.6, 2.4]),
+        volumes=np.unique(np.round(np.geomspace(3, 5000, 10))),
+        mean_risks=np.array([0.003, 0.01, 0.03, 0.1, 0.3]),
+        spreads=np.array([0.0, 0.8, 1.6]),
+        delta=0.05,
+        m_max=300,
         cache_dir=tmp_path_factory.mktemp("surface"),
     )
+
+
+@pytest.fixture(scope="session")
+def planted() -> list[Deterioration]:
+    return PLANTED
+
+
+@pytest.fixture(scope="session")
+def make_chart_frame():
+    return chart_frame
 
 
 def chart_frame(
