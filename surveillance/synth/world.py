@@ -479,9 +479,3 @@ def _plant_recoding(nation: Nation) -> pd.DataFrame:
         rows.append((str(t["trust_code"].iat[ti]), int(ti), kind, months[int(rng.integers(12))]))
     frame = pd.DataFrame(rows, columns=["trust_code", "trust_index", "kind", "start_month"])
     return frame.sort_values(["trust_code"], ignore_index=True)
-
-
-def expected_marginal_mortality(nation: Nation) -> float:
-    """National average of the groups' base mortality weighted by volume (a sanity figure)."""
-    w = nation.groups.weight
-    return float((w * nation.groups.base_mortality).sum() / w.sum())
