@@ -86,12 +86,15 @@ def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
     started = time.perf_counter()
     q = options.quarter
 
+    pipeline.import_stages()  # import once here: concurrent first imports in threads can race
     fp = tasks.fingerprint(options)
     key = fp.key
     logger.info("run %s", fp.run_id)
 
+    storage = tasks.result_storage(work)
+
     def cached(task_obj):
-        return tasks.with_storage(task_obj, work, tasks.LARGE.get(task_obj.name, ()))
+        return tasks.with_storage(task_obj, storage, tasks.LARGE.get(task_obj.name, ()))
 
     catalogue = tasks.catalogue(str(options.catalogue_path), key)
     bundle = tasks.load(str(options.data_dir), key)
@@ -100,22 +103,17 @@ def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
     derived_future = cached(tasks.derive).submit(validated, catalogue, q, key)
     mortality_future = cached(tasks.mortality).submit(validated, catalogue, q, key)
     previous_bands, previous_flags = pipeline.previous_outputs(options)
-    flags_future = cached(tasks.assess).submit(
-        validated,
-        derived_future,
-        mortality_future,
-        assembly,
-        catalogue,
-        q,
-        previous_flags,
-        key,
-    )
-    bands_future = cached(tasks.band).submit(
-        flags_future, validated.bundle.trusts, q, previous_bands, key
-    )
-    flags = flags_future.result()
-    bands = bands_future.result()
+    # .result() re-raises a failed stage's own exception (never a later "not ready")
+    derived = derived_future.result()
     mortality_result = mortality_future.result()
+    flags = (
+        cached(tasks.assess)
+        .submit(validated, derived, mortality_result, assembly, catalogue, q, previous_flags, key)
+        .result()
+    )
+    bands = (
+        cached(tasks.band).submit(flags, validated.bundle.trusts, q, previous_bands, key).result()
+    )
     results = pipeline.QuarterResults(
         flags, bands, mortality_result, assembly, validated, pipeline.excluded_indicators(flags)
     )

@@ -16,6 +16,7 @@ file-system error is worth a second try, a statistical stage that raised will ra
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,21 @@ def stage_cache_policy(large: tuple[str, ...] = ()) -> CachePolicy:
     return inputs + CacheKeyFnPolicy(cache_key_fn=_fingerprint_key)
 
 
-def with_storage(task_obj: Any, work_dir: Path, large: tuple[str, ...] = ()) -> Any:
-    """The task with its cache policy and result storage under ``work_dir``."""
-    storage = LocalFileSystem(basepath=str(Path(work_dir) / "results"))
+def result_storage(work_dir: Path) -> LocalFileSystem:
+    """A LocalFileSystem block for ``<work_dir>/results``, saved server-side.
+
+    Prefect needs result storage saved as a block so that task runs anywhere (Dask workers
+    included) can load it by reference; the block name is derived from the path.
+    """
+    path = str((Path(work_dir) / "results").resolve())
+    name = "surveillance-work-" + hashlib.sha256(path.encode()).hexdigest()[:16]
+    storage = LocalFileSystem(basepath=path)
+    storage.save(name, overwrite=True)
+    return storage
+
+
+def with_storage(task_obj: Any, storage: LocalFileSystem, large: tuple[str, ...] = ()) -> Any:
+    """The task with its cache policy and the run's result storage."""
     return task_obj.with_options(
         cache_policy=stage_cache_policy(large),
         persist_result=True,

@@ -255,6 +255,30 @@ def fingerprint(options: RunOptions) -> Fingerprint:
 # stages
 
 
+def import_stages() -> None:
+    """Import every stage's module up front (in one thread).
+
+    The stages import their modules lazily; when two stages first run at the same time in a
+    thread pool, two threads importing one package can see it half-initialised.
+    """
+    import importlib
+
+    for name in (
+        "surveillance.contracts",
+        "surveillance.assess",
+        "surveillance.stats",
+        "surveillance.mortality.indicators",
+        "surveillance.mortality.monitor",
+        "surveillance.mortality.quality",
+        "surveillance.mortality.ratios",
+        "surveillance.mortality.risk_model",
+        "surveillance.banding.config",
+        "surveillance.banding.cqc2013",
+        "surveillance.banding.explain",
+    ):
+        importlib.import_module(name)
+
+
 def load(data_dir: Path) -> Any:
     """Read the bundle (:func:`surveillance.store.read_bundle`)."""
     return store.read_bundle(data_dir)
@@ -850,3 +874,101 @@ def run_quarter(options: RunOptions) -> RunSummary:
         fp, results, catalogue = compute_quarter(opts, timings)
         run_dir = write_and_publish(opts, fp, results, catalogue, timings, hold_lock=False)
     return summarise(run_dir)
+
+
+# ============================================================================================
+# the monthly mortality run (between quarters)
+
+MONTHLY_ALERT_KEYS = ["trust_code", "diagnosis_group", "signal_month"]
+
+
+def parse_month(month: str) -> str:
+    """``YYYY-MM`` checked (a clear error otherwise)."""
+    text = str(month).strip()
+    try:
+        period = pd.Period(text, freq="M")
+    except (ValueError, TypeError):
+        raise SurveillanceError(f"--month must look like 2013-08, got {month!r}") from None
+    if period.strftime("%Y-%m") != text:
+        raise SurveillanceError(f"--month must look like 2013-08, got {month!r}")
+    return text
+
+
+def latest_risk_model(out: Path, month: str) -> Path:
+    """``models/risk_model.json`` of the latest published quarter ending before ``month``.
+
+    The monthly run reuses the models fitted by the quarterly run (no refit between quarters).
+    """
+    month = parse_month(month)
+    first_day = pd.Period(month, freq="M").start_time
+    candidates = [r for r in store.published_runs(out) if Quarter.parse(r.quarter).end < first_day]
+    for run in reversed(candidates):
+        path = run.path / "models" / "risk_model.json"
+        if path.is_file():
+            return path
+    raise SurveillanceError(
+        f"no published quarter before {month} in {out} has models/risk_model.json: "
+        "run the quarter first (surveillance run)"
+    )
+
+
+def monthly_alerts(bundle: Any, model_path: Path, month: str) -> pd.DataFrame:
+    """RA-CUSUM alerts signalled in ``month`` with the saved risk models (``alerts.csv``)."""
+    from surveillance.mortality.monitor import monitor_month
+    from surveillance.mortality.risk_model import RiskModel
+
+    if bundle.spells is None:
+        raise SurveillanceError(f"{bundle.directory}: the monthly run needs spells (none found)")
+    model = RiskModel.load(model_path)
+    return monitor_month(bundle.spells, model, parse_month(month))
+
+
+def run_month(
+    data_dir: Path,
+    out: Path,
+    month: str,
+    force: bool = False,
+    code: Mapping[str, Any] | None = None,
+) -> Path:
+    """The monthly mortality run without Prefect: publish ``<out>/monthly/<month>/``."""
+    month = parse_month(month)
+    root = store.ensure_output_dir(out)
+    model_path = latest_risk_model(root, month)
+    bundle = load(Path(data_dir))
+    alerts = monthly_alerts(bundle, model_path, month)
+    return publish_month(root, month, alerts, Path(data_dir), model_path, force, code)
+
+
+def publish_month(
+    out: Path,
+    month: str,
+    alerts: pd.DataFrame,
+    data_dir: Path,
+    model_path: Path,
+    force: bool = False,
+    code: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``alerts.csv`` and a manifest for the month and publish them atomically."""
+    files = {k: v for k, v in input_files(data_dir).items() if k.startswith("spells.")}
+    inputs = {n: {"path": n, "sha256": sha256_file(p)} for n, p in sorted(files.items())}
+    model_sha = sha256_file(model_path)
+    code = dict(code or current_code_version())
+    rid = run_id(month, inputs, "", {"risk_model.json": model_sha}, code)
+    with store.staged_run(out, month, force=force) as staging:
+        store.write_csv(
+            ordered(alerts, ALERTS_COLUMNS), staging / "alerts.csv", sort_by=MONTHLY_ALERT_KEYS
+        )
+        model_run = model_path.parent.parent.name
+        manifest = Manifest(
+            run_id=rid,
+            quarter=month,
+            inputs=inputs,
+            catalogue_sha256="",
+            model_configs={f"{model_run}/models/risk_model.json": model_sha},
+            code_version=code,
+            options={"kind": "monthly_mortality", "risk_model_from": model_run},
+            row_counts={"alerts.csv": count_rows(staging / "alerts.csv")},
+            outputs=hash_outputs(staging),
+        )
+        write_manifest(manifest, staging)
+    return store.run_directory(out, month)

@@ -1,0 +1,270 @@
+"""The quarterly flow end to end under one Prefect test harness (small synthetic bundle)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from surveillance import pipeline, store
+from surveillance.catalogue import load_catalogue
+from surveillance.manifest import VOLATILE_FILES, sha256_file, verify_run
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+CONTRACT = {
+    "flags.csv": pipeline.FLAGS_COLUMNS,
+    "alerts.csv": pipeline.ALERTS_COLUMNS,
+    "mortality.csv": pipeline.MORTALITY_COLUMNS,
+    "bands.csv": pipeline.BANDS_COLUMNS,
+}
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run except the volatile ones (timings.json), by relative path."""
+    return {
+        p.relative_to(run_dir).as_posix(): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name not in VOLATILE_FILES[1:]
+    }
+
+
+def _run_flow(bundles, out: Path, quarter: str, code: dict, **kwargs):
+    from flows.quarterly import quarterly
+
+    return quarterly(
+        data_dir=str(bundles[quarter]), out=str(out), quarter=quarter, code=code, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def published(small_bundles, code_version, tmp_path_factory) -> Path:
+    """2013Q2 then 2013Q3 published by the flow into one output directory."""
+    out = tmp_path_factory.mktemp("runs")
+    for quarter in ("2013Q2", "2013Q3"):
+        result = _run_flow(small_bundles, out, quarter, code_version)
+        assert result["run_dir"] == str(out.resolve() / quarter)
+    return out
+
+
+def test_flow_produces_every_contract_output(published: Path, small_bundles) -> None:
+    run = published / "2013Q3"
+    for name, columns in CONTRACT.items():
+        frame = pd.read_csv(run / name, dtype=str, keep_default_na=False)
+        assert list(frame.columns[: len(columns)]) == columns, name
+    for name in ("manifest.json", "timings.json", "sources.csv", "models/risk_model.json"):
+        assert (run / name).is_file(), name
+    trusts = pd.read_csv(small_bundles["2013Q3"] / "trusts.csv", dtype=str)
+    flags = pd.read_csv(run / "flags.csv", dtype=str, keep_default_na=False)
+    bands = pd.read_csv(run / "bands.csv", dtype=str, keep_default_na=False)
+    catalogue = load_catalogue()
+    # one row per trust x catalogue indicator, one band per trust
+    assert len(flags) == len(trusts) * len(catalogue)
+    assert set(flags["indicator_id"]) == set(catalogue.index)
+    assert sorted(bands["trust_code"]) == sorted(trusts["trust_code"])
+    assert set(flags["flag"]) <= {"no_evidence", "risk", "elevated_risk", "not_applicable"}
+    # rows written in key order
+    assert list(flags["trust_code"]) == sorted(flags["trust_code"])
+    # movement against the previous published quarter
+    previous = pd.read_csv(published / "2013Q2" / "bands.csv", dtype=str, keep_default_na=False)
+    assert (
+        bands["previous_band"].tolist()
+        == bands["trust_code"].map(previous.set_index("trust_code")["band"]).tolist()
+    )
+
+
+def test_band_scores_follow_from_flags(published: Path) -> None:
+    """Independent recomputation: score = 1 per risk + 2 per elevated risk over banded flags."""
+    run = published / "2013Q3"
+    flags = pd.read_csv(run / "flags.csv", dtype=str, keep_default_na=False)
+    bands = pd.read_csv(run / "bands.csv", dtype=str, keep_default_na=False).set_index("trust_code")
+    used = flags[flags["in_banding"] == "True"]
+    points = used["flag"].map({"no_evidence": 0, "risk": 1, "elevated_risk": 2})
+    applicable = used[used["flag"] != "not_applicable"]
+    score = points.groupby(used["trust_code"]).sum()
+    n = applicable.groupby("trust_code").size()
+    for code in bands.index:
+        assert int(bands.loc[code, "score"]) == int(score.get(code, 0)), code
+        assert int(bands.loc[code, "applicable"]) == int(n.get(code, 0)), code
+        assert int(bands.loc[code, "max_score"]) == 2 * int(n.get(code, 0)), code
+
+
+def test_manifest_hashes_and_verify(published: Path, small_bundles) -> None:
+    run = published / "2013Q3"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["quarter"] == "2013Q3"
+    assert manifest["run_id"].startswith("2013Q3-")
+    for name, entry in manifest["inputs"].items():
+        assert entry["sha256"] == sha256_file(small_bundles["2013Q3"] / entry["path"]), name
+    assert manifest["outputs"]["flags.csv"] == sha256_file(run / "flags.csv")
+    assert "timings.json" not in manifest["outputs"]
+    flags_rows = sum(1 for _ in (run / "flags.csv").open()) - 1
+    assert manifest["row_counts"]["flags.csv"] == flags_rows
+    assert manifest["catalogue_sha256"] == sha256_file(pipeline.default_catalogue_path())
+    assert verify_run(run, small_bundles["2013Q3"]).ok
+    timings = json.loads((run / "timings.json").read_text())
+    assert timings["flow_run_id"]
+
+
+def test_duckdb_catalogue_has_both_quarters(published: Path) -> None:
+    counts = store.query_catalogue(
+        published, "SELECT quarter, count(*) AS n FROM bands GROUP BY 1 ORDER BY 1"
+    )
+    assert counts["quarter"].tolist() == ["2013Q2", "2013Q3"]
+    bands = pd.read_csv(published / "2013Q3" / "bands.csv")
+    assert counts["n"].tolist()[1] == len(bands)
+
+
+def test_rerun_is_byte_identical(published: Path, small_bundles, code_version) -> None:
+    run = published / "2013Q3"
+    before = _files(run)
+    _run_flow(small_bundles, published, "2013Q3", code_version, force=True)
+    after = _files(run)
+    assert sorted(after) == sorted(before)
+    changed = [name for name in before if before[name] != after[name]]
+    assert changed == []
+
+
+def test_flow_matches_plain_pipeline(
+    published: Path, small_bundles, code_version, tmp_path
+) -> None:
+    """The flow adds orchestration only: the same bytes as the stage functions chained by hand."""
+    options = pipeline.RunOptions(
+        data_dir=small_bundles["2013Q3"],
+        quarter="2013Q3",
+        out=tmp_path,
+        code=code_version,
+        previous_run=published / "2013Q2",
+    )
+    run_dir = pipeline.run_quarter(options).run_dir
+    assert _files(run_dir) == _files(published / "2013Q3")
+
+
+def test_failed_stage_publishes_nothing_and_rerun_resumes(
+    published: Path, small_bundles, code_version, tmp_path, monkeypatch
+) -> None:
+    out = tmp_path / "out"
+    # same previous quarter as the reference run, so the outputs can be compared byte for byte
+    (out / "2013Q2").parent.mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(published / "2013Q2", out / "2013Q2")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("banding exploded")
+
+    monkeypatch.setattr(pipeline, "band", broken)
+    with pytest.raises(RuntimeError, match="banding exploded"):
+        _run_flow(small_bundles, out, "2013Q3", code_version)
+    assert not (out / "2013Q3").exists()
+    assert not list(out.glob(".2013Q3.staging-*"))
+    assert (out / ".work" / "2013Q3" / "results").is_dir()  # finished stages kept for the rerun
+
+    # the rerun must take mortality, derive and assess from the cache: make them unrunnable
+    monkeypatch.undo()
+
+    def must_be_cached(*args, **kwargs):
+        raise AssertionError("stage recomputed instead of taken from the cache")
+
+    for name in ("mortality", "derive", "assess_flags", "assemble_sources"):
+        monkeypatch.setattr(pipeline, name, must_be_cached)
+    _run_flow(small_bundles, out, "2013Q3", code_version)
+    monkeypatch.undo()
+    assert _files(out / "2013Q3") == _files(published / "2013Q3")
+    assert not (out / ".work").exists()  # working directory removed once published
+
+
+def _hold_lock(out: str, ready, release) -> None:  # pragma: no cover - child process
+    with store.quarter_lock(out, "2013Q3"):
+        ready.set()
+        release.wait(60)
+
+
+def test_lock_refuses_concurrent_run(small_bundles, code_version, tmp_path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(store.RunLockedError, match="another run of 2013Q3 is in progress"):
+            _run_flow(small_bundles, tmp_path, "2013Q3", code_version)
+    finally:
+        release.set()
+        holder.join(60)
+    assert not (tmp_path / "2013Q3").exists()
+
+
+def test_already_published_needs_force(published: Path, small_bundles, code_version) -> None:
+    with pytest.raises(store.AlreadyPublishedError, match="--force"):
+        _run_flow(small_bundles, published, "2013Q3", code_version)
+
+
+def test_scheduled_run_skips_when_not_first_working_day(
+    small_bundles, code_version, tmp_path, monkeypatch
+) -> None:
+    from flows import schedule
+
+    monkeypatch.setattr(schedule, "is_first_working_day", lambda day: False)
+    from flows.quarterly import quarterly
+
+    result = quarterly(
+        data_dir=str(small_bundles["2013Q3"]), out=str(tmp_path), code=code_version, scheduled=True
+    )
+    assert "not the first working day" in result["skipped"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_monthly_flow_reuses_quarter_models(published: Path, small_bundles, code_version) -> None:
+    from flows.monthly import monthly_mortality
+
+    result = monthly_mortality(
+        data_dir=str(small_bundles["2013Q3"]),
+        out=str(published),
+        month="2013-08",
+        code=code_version,
+    )
+    run = Path(result["run_dir"])
+    assert run == published.resolve() / "monthly" / "2013-08"
+    alerts = pd.read_csv(run / "alerts.csv", dtype=str, keep_default_na=False)
+    assert list(alerts.columns[: len(pipeline.ALERTS_COLUMNS)]) == pipeline.ALERTS_COLUMNS
+    assert set(alerts["signal_month"]) <= {"2013-08"}
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["options"]["risk_model_from"] == "2013Q2"  # the latest quarter before August
+    assert verify_run(run).ok
+    # the alerts are those of the saved 2013Q2 models on the 12 months to August
+    from surveillance.mortality.monitor import monitor_month
+    from surveillance.mortality.risk_model import RiskModel
+
+    model = RiskModel.load(published / "2013Q2" / "models" / "risk_model.json")
+    bundle = store.read_bundle(small_bundles["2013Q3"])
+    expected = monitor_month(bundle.spells, model, "2013-08")
+    got = pd.read_csv(run / "alerts.csv", dtype={"trust_code": str})
+    assert len(got) == len(expected)
+    if len(expected):
+        assert got["trust_code"].tolist() == expected["trust_code"].astype(str).tolist()
+        np.testing.assert_allclose(got["cusum"], expected["cusum"].astype(float), rtol=1e-8)
+
+
+@pytest.mark.slow
+def test_dask_runner_gives_same_outputs(published: Path, small_bundles, code_version, tmp_path):
+    import shutil
+
+    from flows.quarterly import quarterly
+    from flows.runners import task_runner
+
+    shutil.copytree(published / "2013Q2", tmp_path / "2013Q2")
+    flow = quarterly.with_options(task_runner=task_runner("dask"))
+    flow(
+        data_dir=str(small_bundles["2013Q3"]),
+        out=str(tmp_path),
+        quarter="2013Q3",
+        code=code_version,
+    )
+    timings = json.loads((tmp_path / "2013Q3" / "timings.json").read_text())
+    assert timings["runner"] == "DaskTaskRunner"
+    assert _files(tmp_path / "2013Q3") == _files(published / "2013Q3")
