@@ -248,7 +248,7 @@ def read_catalogue_document(path: Path) -> dict[str, Any]:
     """Read the YAML file (no validation beyond being a mapping)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
+            document = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read catalogue {path}: {exc}") from None
     if not isinstance(document, dict):

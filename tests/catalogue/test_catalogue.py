@@ -18,9 +18,14 @@ def catalogue():
     return load_catalogue()
 
 
+@pytest.fixture(scope="module")
+def pristine():
+    return read_catalogue_document(DEFAULT_PATH)
+
+
 @pytest.fixture()
-def document():
-    return copy.deepcopy(read_catalogue_document(DEFAULT_PATH))
+def document(pristine):
+    return copy.deepcopy(pristine)
 
 
 def test_catalogue_size_and_coverage(catalogue):
