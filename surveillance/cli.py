@@ -159,5 +159,314 @@ def demo(
     console.print(table)
 
 
+# ------------------------------------------------------------------------------------------
+# run / verify / deploy / report (orchestration, storage and provenance)
+
+#: the quarterly flow's stages, for the progress bar (task names in flows/tasks.py)
+_STAGES = (
+    "fingerprint",
+    "catalogue",
+    "load",
+    "assemble",
+    "validate",
+    "derive",
+    "mortality",
+    "assess",
+    "band",
+    "publish",
+)
+
+
+def _flows():
+    """Import ``flows`` (it lives at the project root, beside the package)."""
+    import importlib
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / "flows" / "__init__.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("flows")
+    except ImportError as exc:  # pragma: no cover - installed without the flows directory
+        raise typer.BadParameter(f"the Prefect flows are not available: {exc}") from None
+
+
+class _StageProgress:
+    """Advance a Rich progress bar as the flow's task runs finish (a logging handler)."""
+
+    def __init__(self, progress, task_id):
+        import logging
+
+        self.progress, self.task_id = progress, task_id
+        self.done: set[str] = set()
+        self.handler = logging.Handler()
+        self.handler.emit = self._emit  # type: ignore[method-assign]
+
+    def _emit(self, record) -> None:
+        name = getattr(record, "task_name", None) or ""
+        message = record.getMessage()
+        if name in _STAGES and "Finished in state" in message and name not in self.done:
+            self.done.add(name)
+            self.progress.update(self.task_id, advance=1, description=f"{name} done")
+
+    def __enter__(self):
+        import logging
+
+        logging.getLogger("prefect.task_runs").addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import logging
+
+        logging.getLogger("prefect.task_runs").removeHandler(self.handler)
+
+
+def _print_summary(console, summary) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{summary.quarter}: run {summary.run_id}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    bands = ", ".join(f"{b}: {n}" for b, n in summary.band_counts.items())
+    table.add_row("bands", bands)
+    table.add_row("new mortality alerts", str(summary.new_alerts))
+    movers = ", ".join(
+        f"{r.trust_code} {r.previous_band}->{r.band}" for r in summary.movers.head(5).itertuples()
+    )
+    table.add_row("biggest movers", movers or "none (no previous quarter or no change)")
+    table.add_row("missing or late sources", str(len(summary.missing_sources)))
+    table.add_row("indicators left out of banding", str(len(summary.excluded)))
+    if summary.quarantined:
+        table.add_row("rows quarantined", f"{summary.quarantined} (see quarantine.csv)")
+    table.add_row("outputs", str(summary.run_dir))
+    table.add_row("report", str(summary.report) if summary.report else "not rendered")
+    table.add_row("wall time", f"{summary.seconds:.1f} s")
+    console.print(table)
+
+
+def _run_quarter_flow(
+    console,
+    data: Path,
+    quarter: str,
+    out: Path,
+    runner: str,
+    dask_address: str | None,
+    force: bool,
+    quarantine: bool,
+):
+    """Run the quarterly flow with a progress bar; return the run summary (or exit non-zero)."""
+    import logging
+    import time
+
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from surveillance import pipeline
+    from surveillance.errors import ContractError, SurveillanceError
+
+    _flows()
+    from flows.quarterly import quarterly
+    from flows.runners import task_runner
+
+    try:
+        runner_obj = task_runner(runner, dask_address)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    flow = quarterly.with_options(task_runner=runner_obj)
+    started = time.perf_counter()
+    for name in ("prefect", "distributed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[q]}"),
+            BarColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task_id = progress.add_task("starting", total=len(_STAGES), q=quarter)
+            with _StageProgress(progress, task_id):
+                logging.getLogger("prefect.task_runs").setLevel(logging.INFO)
+                result = flow(
+                    data_dir=str(data),
+                    out=str(out),
+                    quarter=quarter,
+                    force=force,
+                    quarantine=quarantine,
+                )
+    except ContractError as exc:
+        console.print(str(exc), markup=False)
+        console.print("nothing was published", markup=False)
+        raise typer.Exit(1) from None
+    except SurveillanceError as exc:
+        console.print(f"error: {exc}", markup=False)
+        console.print("nothing was published", markup=False)
+        raise typer.Exit(1) from None
+    summary = pipeline.summarise(Path(result["run_dir"]))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@app.command()
+def run(
+    data: Annotated[
+        Path,
+        typer.Option("--data", exists=True, file_okay=False, help="Input bundle directory."),
+    ],
+    quarter: Annotated[
+        str,
+        typer.Option("--quarter", callback=_parse_quarter_option, help="Quarter, e.g. 2013Q3."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory (one subdirectory per quarter).")
+    ] = Path("out"),
+    runner: Annotated[str, typer.Option("--runner", help="local or dask.")] = "local",
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-address",
+            help="Dask scheduler, e.g. tcp://host:8786 (default with "
+            "--runner dask: a local cluster of 2 workers).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an already published quarter.")
+    ] = False,
+    quarantine: Annotated[
+        bool, typer.Option("--quarantine", help="Set bad input rows aside in quarantine.csv.")
+    ] = False,
+) -> None:
+    """Run the quarterly flow and publish OUT/QUARTER atomically (flags, alerts, mortality, bands,
+    reports, manifest). Nothing is published if any stage fails; a rerun resumes from the cache."""
+    from rich.console import Console
+
+    console = Console()
+    summary = _run_quarter_flow(
+        console, data, quarter, out, runner, dask_address, force, quarantine
+    )
+    _print_summary(console, summary)
+
+
+@app.command()
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="A published run, e.g. out/2013Q3.")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", exists=True, file_okay=False, help="Re-hash the input bundle too."),
+    ] = None,
+) -> None:
+    """Recompute the hashes of a published run (and its inputs with --data) against its manifest.
+
+    Exit status 0 when every file matches, 1 when any file changed, is missing or unexpected.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from surveillance import pipeline
+    from surveillance.errors import SurveillanceError
+    from surveillance.manifest import verify_run
+
+    console = Console()
+    try:
+        result = verify_run(
+            run_dir,
+            data,
+            catalogue_path=pipeline.default_catalogue_path(),
+            model_config_paths=pipeline.default_model_configs(),
+        )
+    except SurveillanceError as exc:
+        console.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    for note in result.notes:
+        console.print(note, markup=False)
+    if result.ok:
+        console.print(
+            f"{run_dir}: OK, {result.checked} file(s) match manifest {result.run_id}", markup=False
+        )
+        return
+    table = Table(title=f"{run_dir}: {len(result.mismatches)} mismatch(es)")
+    for heading in ("kind", "file", "problem", "manifest sha256", "on disk sha256"):
+        table.add_column(heading, overflow="fold")
+    for m in result.mismatches:
+        table.add_row(m.kind, m.name, m.problem, (m.expected or "")[:16], (m.actual or "")[:16])
+    console.print(table)
+    raise typer.Exit(1)
+
+
+@app.command()
+def deploy(
+    data: Annotated[
+        Path, typer.Option("--data", help="Bundle directory the scheduled runs read.")
+    ] = Path("data/current"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory of the scheduled runs.")
+    ] = Path("out"),
+    work_pool: Annotated[
+        str | None, typer.Option("--work-pool", help="Register for this work pool's workers.")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Serve the deployments from this process (blocks).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only show the schedules and the next run dates.")
+    ] = False,
+) -> None:
+    """Register the quarterly deployment (first working day after each quarter, Europe/London)
+    and the monthly mortality deployment with the Prefect API (PREFECT_API_URL)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from rich.console import Console
+    from rich.table import Table
+
+    _flows()
+    from flows import deploy as deploy_module
+    from flows import schedule
+
+    console = Console()
+    now = dt.datetime.now(ZoneInfo(schedule.TIMEZONE))
+    table = Table(title="Schedules (Europe/London)")
+    for heading in ("deployment", "cron", "next runs"):
+        table.add_column(heading)
+    table.add_row(
+        deploy_module.QUARTERLY_NAME,
+        f"{schedule.QUARTERLY_CRON} (+ first-working-day guard)",
+        ", ".join(d.isoformat() for d in deploy_module.next_quarterly_runs(now, 4)),
+    )
+    table.add_row(
+        deploy_module.MONTHLY_NAME,
+        schedule.MONTHLY_CRON,
+        ", ".join(d.isoformat() for d in deploy_module.next_monthly_runs(now, 3)),
+    )
+    console.print(table)
+    if dry_run:
+        return
+    ids = deploy_module.deploy(data, out, work_pool=work_pool, serve=serve)
+    for deployment_id in ids:
+        console.print(f"registered deployment {deployment_id}", markup=False)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A published run, e.g. out/2013Q3.")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out-dir", help="Write the site here instead of republishing the run."),
+    ] = None,
+) -> None:
+    """Re-render a run's reports (static HTML site). In place, the run is republished atomically
+    with its manifest updated, so `surveillance verify` still passes."""
+    from surveillance import pipeline
+    from surveillance.errors import SurveillanceError
+
+    try:
+        index = pipeline.rerender_reports(run_dir, out_dir)
+    except SurveillanceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"report: {index}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

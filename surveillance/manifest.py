@@ -264,7 +264,7 @@ def verify_run(
                 )
     else:
         notes.append("inputs not checked (give --data DIR to re-hash the bundle)")
-    if catalogue_path is not None:
+    if catalogue_path is not None and manifest.get("catalogue_sha256"):
         checked += 1
         digest = sha256_file(catalogue_path)
         if digest != manifest.get("catalogue_sha256"):

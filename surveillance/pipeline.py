@@ -972,3 +972,47 @@ def publish_month(
         )
         write_manifest(manifest, staging)
     return store.run_directory(out, month)
+
+
+# ============================================================================================
+# re-rendering a published run's reports
+
+
+def rerender_reports(run_dir: Path, out_dir: Path | None = None) -> Path:
+    """Render a published run's reports again (e.g. after the reports module changed).
+
+    With ``out_dir`` the site goes there and the run is untouched. Otherwise the run is
+    republished atomically: copied to a staging directory under the quarter's lock, its
+    ``reports/`` rebuilt and its manifest's output hashes (and ``reports_code_version``) updated,
+    then swapped into place, so ``surveillance verify`` still holds afterwards.
+    """
+    import shutil
+
+    from surveillance.manifest import read_manifest
+
+    run_dir = Path(run_dir).resolve()
+    manifest = read_manifest(run_dir)
+    catalogue = load_catalogue()
+    try:
+        from surveillance.reports.site import build_site
+    except ImportError:
+        raise SurveillanceError(
+            "the reports module is not available in this installation"
+        ) from None
+    if out_dir is not None:
+        return build_site(run_dir, out_dir=Path(out_dir), catalogue=catalogue)
+    out, quarter = run_dir.parent, run_dir.name
+    with store.quarter_lock(out, quarter):
+        staging = store.staging_directory(out, quarter)
+        try:
+            shutil.copytree(run_dir, staging, dirs_exist_ok=True)
+            shutil.rmtree(staging / "reports", ignore_errors=True)
+            index = build_site(staging, catalogue=catalogue)
+            manifest["outputs"] = hash_outputs(staging)
+            manifest["reports_code_version"] = current_code_version()
+            store.write_json(manifest, staging / "manifest.json")
+            store.publish(staging, out, quarter, force=True)
+        except BaseException:
+            store.discard(staging)
+            raise
+    return run_dir / index.relative_to(staging)
