@@ -175,6 +175,7 @@ class _Context:
     n_suppressed: dict[str, int]
     trust_names: dict[str, str]
     flags_by_trust: dict[str, list[dict]]
+    flags_by_indicator: dict[str, list[dict]]
     alerts_by_trust: dict[str, list[dict]]
     mortality_by_trust: dict[str, list[dict]]
     wards_by_trust: dict[str, list[dict]]
@@ -439,6 +440,7 @@ def build_site(
         ):
             paths_by_chart[(t, g)] = p
     hist = _history_frame(run, history)
+    flag_records = flags.sort_values(["trust_code", "indicator_id"]).to_dict("records")
     ctx = _Context(
         run=run,
         info=info,
@@ -448,9 +450,8 @@ def build_site(
         funnels=funnels,
         n_suppressed=n_suppressed,
         trust_names=dict(zip(bands["trust_code"], bands["trust_name"].map(_text), strict=True)),
-        flags_by_trust=_by(
-            flags.sort_values(["trust_code", "indicator_id"]).to_dict("records"), "trust_code"
-        ),
+        flags_by_trust=_by(flag_records, "trust_code"),
+        flags_by_indicator=_by(flag_records, "indicator_id"),
         alerts_by_trust=_by(alerts.to_dict("records"), "trust_code"),
         mortality_by_trust=_by(mortality.to_dict("records"), "trust_code"),
         wards_by_trust=_by(ward_records, "trust_code"),
@@ -1030,12 +1031,7 @@ def _funnel_context(ctx: _Context, indicator_id: str, data: FunnelData) -> dict:
         width=720,
         height=420,
     )
-    rows = [
-        f
-        for code in data.trust_codes
-        for f in ctx.flags_by_trust.get(code, [])
-        if f["indicator_id"] == indicator_id
-    ]
+    rows = ctx.flags_by_indicator.get(indicator_id, [])
     flagged = []
 
     def key(f: dict) -> tuple:

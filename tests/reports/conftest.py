@@ -46,3 +46,20 @@ def chromium() -> str:
 def browser(chromium: str):
     with Browser(chromium) as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def demo_run() -> Path:
+    """A quarterly run of the synthetic nation (built once into test-artifacts/ when absent)."""
+    from run_fixture import demo_run_dir
+
+    run = demo_run_dir(PROJECT_ROOT)
+    if not (run / "bands.csv").is_file():
+        pytest.skip(f"no finished run in {run}")
+    return run
+
+
+@pytest.fixture(scope="session")
+def demo_site(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo run's site rendered by the current code (the run's own reports/ is left alone)."""
+    return build_site(demo_run, tmp_path_factory.mktemp("demo") / "reports").parent

@@ -648,3 +648,43 @@ def write_fixture_run(directory: Path, seed: int = 5) -> Path:
     }
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return directory
+
+
+def demo_run_dir(project_root: Path) -> Path:
+    """A quarterly run of the synthetic nation for the slow tests.
+
+    ``SURVEILLANCE_RUN_DIR`` when set, else ``out/2013Q3`` (the demo run) when present, else a
+    test-scale nation synthesised and run once into ``test-artifacts/demo-run/`` (two quarters,
+    so movements exist; reports are rendered by the tests themselves). A file lock keeps two
+    test workers from building it at the same time.
+    """
+    import fcntl
+    import os
+
+    given = os.environ.get("SURVEILLANCE_RUN_DIR")
+    if given:
+        return Path(given)
+    demo = project_root / "out" / QUARTER
+    if (demo / "bands.csv").is_file():
+        return demo
+    base = project_root / "test-artifacts" / "demo-run"
+    target = base / "out" / QUARTER
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "bands.csv").is_file():
+            from surveillance.pipeline import RunOptions, run_quarter
+            from surveillance.synth.build import synthesise
+
+            synthesise(base / "synth", scale="test", quarter=QUARTER, quarters=2)
+            for q in ("2013Q2", QUARTER):
+                run_quarter(
+                    RunOptions(
+                        data_dir=base / "synth" / q,
+                        quarter=q,
+                        out=base / "out",
+                        force=True,
+                        render_reports=False,
+                    )
+                )
+    return target

@@ -1,0 +1,80 @@
+"""The site for a real quarterly run of the synthetic nation (161 trusts, the full catalogue):
+every page present, links resolve, values agree with the run's tables, small counts suppressed,
+and a sample of pages loads cleanly in headless Chromium with screenshots saved."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SCREENSHOTS
+from markupsafe import escape
+from sitecheck import broken_links, parse
+
+from surveillance.reports.site import slugify
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_site_pages_and_links(demo_run: Path, demo_site: Path):
+    bands = pd.read_csv(demo_run / "bands.csv", dtype=str)
+    assert len(bands) == 161
+    assert {p.stem for p in (demo_site / "trusts").glob("*.html")} == set(bands["trust_code"])
+    assert {p.stem for p in (demo_site / "qsg").glob("*.html")} == {
+        slugify(r) for r in bands["region"].unique()
+    }
+    problems, checked = broken_links(demo_site)
+    assert problems == [] and checked > 5000
+    for page in demo_site.rglob("*.html"):
+        text = " ".join(parse(page).text)
+        assert "screening tool" in text and "not a rating" in text, page
+
+
+def test_demo_band_table_matches_bands_csv(demo_run: Path, demo_site: Path):
+    info = parse(demo_site / "index.html")
+    data = json.loads(next(s for s in info.scripts if s["attrs"].get("id") == "band-data")["body"])
+    bands = pd.read_csv(demo_run / "bands.csv", dtype={"band": str, "trust_code": str})
+    got = {r["trust_code"]: (r["band"], r["score"], r["risks"], r["elevated_risks"]) for r in data}
+    want = {b.trust_code: (b.band, b.score, b.risks, b.elevated_risks) for b in bands.itertuples()}
+    assert got == want
+
+
+def test_demo_small_counts_suppressed(demo_run: Path, demo_site: Path):
+    mort = pd.read_csv(demo_run / "mortality.csv", dtype={"trust_code": str})
+    small = mort[(mort.observed >= 1) & (mort.observed <= 4)]
+    assert len(small) > 0
+    for (code, group), _ in list(small.groupby(["trust_code", "diagnosis_group"]))[:50]:
+        html = (demo_site / "trusts" / f"{code}.html").read_text(encoding="utf-8")
+        g = re.escape(str(escape(group)))
+        row = re.search(rf'<tr data-group="{g}">(.*?)</tr>', html, re.S)
+        assert row, (code, group)
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+        assert cells[1] == "&lt;5" and cells[3] == "suppressed", (code, group, cells)
+
+
+@pytest.mark.browser
+def test_demo_pages_load_cleanly_in_chromium(browser, demo_run: Path, demo_site: Path):
+    bands = pd.read_csv(demo_run / "bands.csv", dtype=str).sort_values(["band", "trust_code"])
+    pages = [demo_site / "index.html", *sorted((demo_site / "qsg").glob("*.html"))]
+    pages += [demo_site / "trusts" / f"{c}.html" for c in bands["trust_code"].iloc[::16]]
+    pages += sorted((demo_site / "funnels").glob("*.html"))[::12]
+    page = browser.open()
+    try:
+        for path in pages:
+            report = page.goto(path.resolve().as_uri())
+            assert report.problems == [], (path.relative_to(demo_site), report.problems)
+        page.goto((demo_site / "index.html").resolve().as_uri())
+        assert page.evaluate("document.querySelectorAll('#band-table tbody tr').length") == 161
+        page.screenshot(SCREENSHOTS / "demo_index.png")
+        band1 = bands[bands["band"] == "1"]["trust_code"].iloc[0]
+        page.goto((demo_site / "trusts" / f"{band1}.html").resolve().as_uri())
+        page.screenshot(SCREENSHOTS / f"demo_trust_{band1}.png")
+        region = sorted(bands["region"].unique())[0]
+        page.goto((demo_site / "qsg" / f"{slugify(region)}.html").resolve().as_uri())
+        page.screenshot(SCREENSHOTS / f"demo_qsg_{slugify(region)}.png")
+        assert page.report.problems == []
+    finally:
+        page.close()
