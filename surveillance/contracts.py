@@ -230,7 +230,7 @@ class _Table:
     def has(self, *columns: str) -> bool:
         return all(c in self.frame.columns for c in columns)
 
-    def _cached(self, key: tuple[str, str], fn: Callable[[], Any]) -> Any:
+    def cached(self, key: tuple[str, str], fn: Callable[[], Any]) -> Any:
         if key not in self._cache:
             self._cache[key] = fn()
         return self._cache[key]
@@ -242,11 +242,9 @@ class _Table:
             series = self.frame[column]
             if isinstance(series.dtype, pd.StringDtype):
                 return series
-            if _is_text_dtype(series):
-                return series.astype("string")
-            return series.astype("string")
+            return series.astype("string")  # object text, or a code stored as a number
 
-        return self._cached((column, "text"), make)
+        return self.cached((column, "text"), make)
 
     def empty(self, column: str) -> np.ndarray:
         """Missing, empty or whitespace-only cells."""
@@ -259,7 +257,7 @@ class _Table:
                 missing = missing | blank
             return missing
 
-        return self._cached((column, "empty"), make)
+        return self.cached((column, "empty"), make)
 
     def number(self, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(values as float with NaN where unusable, not_numeric mask, not_finite mask)."""
@@ -288,7 +286,7 @@ class _Table:
             values = np.where(np.isfinite(values), values, np.nan)
             return values, not_numeric, not_finite
 
-        return self._cached((column, "number"), make)
+        return self.cached((column, "number"), make)
 
     def date(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """(datetime64[ns] values with NaT where unusable, not_date mask)."""
@@ -310,7 +308,7 @@ class _Table:
                 return values, np.isnat(values) & ~empty
             return np.full(len(series), np.datetime64("NaT"), dtype="datetime64[ns]"), ~empty
 
-        return self._cached((column, "date"), make)
+        return self.cached((column, "date"), make)
 
     def boolean(self, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(is_true, is_false, not_boolean) masks."""
@@ -327,7 +325,7 @@ class _Table:
             is_false = text.isin(_FALSE).fillna(False).to_numpy(dtype=bool)
             return is_true, is_false, ~(is_true | is_false | empty)
 
-        return self._cached((column, "bool"), make)
+        return self.cached((column, "bool"), make)
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,7 +525,7 @@ def _value_types(t: _Table, catalogue: pd.DataFrame) -> tuple[np.ndarray, np.nda
         value_type = np.where(pd.isna(value_type), "", value_type).astype(object)
         return kind, value_type, cadence
 
-    return t._cached(("indicator_id", "types"), make)
+    return t.cached(("indicator_id", "types"), make)
 
 
 def _indicator_rules(quarter: Quarter, catalogue: pd.DataFrame) -> list[Rule]:
