@@ -151,12 +151,39 @@ def as_dates(spells: pd.DataFrame, column: str) -> np.ndarray:
         s = pd.to_datetime(s, errors="coerce")
     if s.isna().any():
         fail(column, s.isna().to_numpy(), "date", "missing or unparseable date (ISO 8601)")
-    return s.to_numpy().astype("datetime64[D]").astype(np.int64).astype(np.int32)
+    values = s.to_numpy()
+    unit, count = np.datetime_data(values.dtype)
+    per_day = {
+        "D": 1,
+        "h": 24,
+        "m": 1440,
+        "s": 86_400,
+        "ms": 86_400_000,
+        "us": 86_400_000_000,
+        "ns": 86_400_000_000_000,
+    }.get(unit)
+    if per_day is None or count != 1:
+        return values.astype("datetime64[D]").astype(np.int64).astype(np.int32)
+    return (values.view(np.int64) // per_day).astype(np.int32)
 
 
 def days_to_months(days: np.ndarray) -> np.ndarray:
-    """Months since 1970-01 for day numbers."""
-    return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64).astype(np.int32)
+    """Months since 1970-01 for day numbers (look-up over the range of days present)."""
+    days = np.asarray(days)
+    if days.size == 0:
+        return days.astype(np.int32)
+    lo, hi = int(days.min()), int(days.max())
+    lut = np.arange(lo, hi + 1).astype("datetime64[D]").astype("datetime64[M]").astype(np.int32)
+    return lut[days - lo]
+
+
+def _banded(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Band codes; integer columns go through a look-up table (fast at 45 million rows)."""
+    if np.issubdtype(values.dtype, np.integer) and values.size:
+        lo, hi = int(values.min()), int(values.max())
+        lut = band_codes(np.arange(lo, hi + 1, dtype=float), edges)
+        return lut[values - lo]
+    return band_codes(values.astype(float), edges)
 
 
 def month_number(month: str | pd.Timestamp) -> int:
@@ -192,7 +219,9 @@ def level_counts(spec: RiskSpec) -> np.ndarray:
     )
 
 
-def covariate_digits(spells: pd.DataFrame, spec: RiskSpec, end_month: int) -> np.ndarray:
+def covariate_digits(
+    spells: pd.DataFrame, spec: RiskSpec, end_month: int, admission_day: np.ndarray | None = None
+) -> np.ndarray:
     """Per spell the level code of each covariate, shape (n, 7), int8/int16 in COVARIATE_NAMES order.
 
     ``end_month`` (months since 1970-01) is the last month of the fit window: year index 0 is the
@@ -212,33 +241,47 @@ def covariate_digits(spells: pd.DataFrame, spec: RiskSpec, end_month: int) -> np
         ],
     )
     n = len(spells)
-    out = np.empty((n, len(COVARIATE_NAMES)), dtype=np.int16)
+    out = np.empty((len(COVARIATE_NAMES), n), dtype=np.int16)  # returned transposed
 
-    age = pd.to_numeric(spells[c.age_band.source], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(age) | (age < c.age_band.edges[0])
+    age = _numeric(spells[c.age_band.source])
+    bad = _not_finite(age) | (age < c.age_band.edges[0])
     if bad.any():
         fail(c.age_band.source, bad, "range", f"age must be a number >= {c.age_band.edges[0]}")
-    out[:, 0] = band_codes(age, c.age_band.edges)
+    out[0] = _banded(age, c.age_band.edges)
 
     for j, cov in ((1, c.sex), (2, c.admission_method)):
         codes = codes_for(spells[cov.source], cov.levels)
         if (codes < 0).any():
             fail(cov.source, codes < 0, "allowed_values", f"must be one of {cov.levels}")
-        out[:, j] = codes
+        out[j] = codes
 
-    com = pd.to_numeric(spells[c.comorbidity_band.source], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(com) | (com < c.comorbidity_band.edges[0])
+    com = _numeric(spells[c.comorbidity_band.source])
+    bad = _not_finite(com) | (com < c.comorbidity_band.edges[0])
     if bad.any():
         fail(c.comorbidity_band.source, bad, "range", "comorbidity index must be an integer >= 0")
-    out[:, 3] = band_codes(com, c.comorbidity_band.edges)
+    out[3] = _banded(com, c.comorbidity_band.edges)
 
-    out[:, 4] = _deprivation_codes(spells[c.deprivation.source], c.deprivation)
+    out[4] = _deprivation_codes(spells[c.deprivation.source], c.deprivation)
 
-    adm_months = days_to_months(as_dates(spells, c.admission_month.source))
+    if admission_day is None:
+        admission_day = as_dates(spells, c.admission_month.source)
+    adm_months = days_to_months(admission_day)
     month_of_year = adm_months % 12
-    out[:, 5] = month_of_year if c.admission_month.encoding == "month" else month_of_year // 3
-    out[:, 6] = np.clip((end_month - adm_months) // 12, 0, spec.n_years - 1)
-    return out
+    out[5] = month_of_year if c.admission_month.encoding == "month" else month_of_year // 3
+    out[6] = np.clip((end_month - adm_months) // 12, 0, spec.n_years - 1)
+    return out.T
+
+
+def _numeric(s: pd.Series) -> np.ndarray:
+    if pd.api.types.is_integer_dtype(s) and not s.hasnans:
+        return s.to_numpy()
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _not_finite(values: np.ndarray) -> np.ndarray:
+    if np.issubdtype(values.dtype, np.integer):
+        return np.zeros(values.shape, bool)
+    return ~np.isfinite(values)
 
 
 def _deprivation_codes(s: pd.Series, cov) -> np.ndarray:
@@ -247,10 +290,18 @@ def _deprivation_codes(s: pd.Series, cov) -> np.ndarray:
         values = s.to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(values)
         level_values = np.array([float(v) for v in levels])
-        order = np.argsort(level_values)
-        pos = np.clip(np.searchsorted(level_values[order], values), 0, len(levels) - 1)
-        hit = level_values[order][pos] == values
-        codes = np.where(hit, order[pos], -1).astype(np.int32)
+        whole = np.nan_to_num(values, nan=-1.0)
+        if np.all(whole == np.round(whole)) and (level_values == np.round(level_values)).all():
+            ints = whole.astype(np.int64)
+            lo, hi = min(int(ints.min()), 0), max(int(ints.max()), int(level_values.max()))
+            lut = np.full(hi - lo + 1, -1, dtype=np.int32)
+            lut[level_values.astype(np.int64) - lo] = np.arange(len(levels), dtype=np.int32)
+            codes = lut[ints - lo]
+        else:
+            order = np.argsort(level_values)
+            pos = np.clip(np.searchsorted(level_values[order], values), 0, len(levels) - 1)
+            hit = level_values[order][pos] == values
+            codes = np.where(hit, order[pos], -1).astype(np.int32)
     else:
         codes = codes_for(s, levels)
         missing = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
@@ -267,7 +318,10 @@ def _deprivation_codes(s: pd.Series, cov) -> np.ndarray:
 def pattern_index(digits: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Mixed-radix pattern number of each row of ``digits`` (int64)."""
     strides = np.cumprod(np.r_[1, sizes[::-1][:-1]])[::-1]
-    return digits.astype(np.int64) @ strides
+    out = np.zeros(len(digits), dtype=np.int64)
+    for j, stride in enumerate(strides):
+        out += digits[:, j].astype(np.int64) * int(stride)
+    return out
 
 
 def pattern_digits(patterns: np.ndarray, sizes: np.ndarray) -> np.ndarray:

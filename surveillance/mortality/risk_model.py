@@ -132,7 +132,7 @@ class RiskModel:
     def encode(self, spells: pd.DataFrame) -> tuple[EncodedSpells, np.ndarray]:
         """Encoded spells and their covariate pattern numbers (needs a fitted ``end_month_``)."""
         enc = encode_spells(spells, self.outcome, self.spec.period_date)
-        digits = covariate_digits(spells, self.spec, self._end)
+        digits = covariate_digits(spells, self.spec, self._end, enc.admission_day)
         return enc, pattern_index(digits, self.sizes_)
 
     def fit(
@@ -154,7 +154,7 @@ class RiskModel:
                 f"spells: no spells in the {self.spec.fit_months} months to {month_label(self._end)}"
             )
         sub = spells if keep.all() else spells.loc[keep]
-        digits = covariate_digits(sub, self.spec, self._end)
+        digits = covariate_digits(sub, self.spec, self._end, enc.admission_day[keep])
         pattern = pattern_index(digits, self.sizes_)
         del digits
         return self._fit_arrays(enc.group[keep], enc.groups, pattern, enc.died[keep])
