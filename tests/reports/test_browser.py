@@ -89,3 +89,34 @@ def test_screenshots(browser, site: Path):
         assert page.report.dialogs == []
     finally:
         page.close()
+
+
+def test_qsg_reports_print_to_pdf(chromium, site: Path, tmp_path: Path):
+    import shutil
+
+    from surveillance.reports.pdf import export_qsg_pdfs
+
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    pdfs = export_qsg_pdfs(copy, chromium)
+    assert [p.name for p in pdfs] == sorted(
+        p.with_suffix(".pdf").name for p in (copy / "qsg").glob("*.html")
+    )
+    for pdf in pdfs:
+        data = pdf.read_bytes()
+        assert data.startswith(b"%PDF-") and b"%%EOF" in data[-1024:]
+        assert data.count(b"/Type /Page") + data.count(b"/Type/Page") >= 1
+
+
+def test_pdf_export_errors_are_clear(tmp_path: Path):
+    from surveillance.errors import SurveillanceError
+    from surveillance.reports.pdf import export_pdf, export_qsg_pdfs
+
+    with pytest.raises(SurveillanceError, match="page to print does not exist"):
+        export_pdf(tmp_path / "missing.html", tmp_path / "x.pdf", chromium="/bin/false")
+    (tmp_path / "p.html").write_text("<p>x</p>")
+    with pytest.raises(SurveillanceError, match="could not print it to PDF"):
+        export_pdf(tmp_path / "p.html", tmp_path / "x.pdf", chromium="/bin/false")
+    assert not (tmp_path / "x.pdf").exists()
+    with pytest.raises(SurveillanceError, match="no QSG reports"):
+        export_qsg_pdfs(tmp_path)
