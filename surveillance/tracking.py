@@ -156,6 +156,19 @@ def register_model(
     return version
 
 
+def register_banding_models(replica: Any, learned: Any | None, selection: Any) -> dict[str, str]:
+    """Register the replica and (if given, fitted) learned model; the ``champion`` alias goes to
+    the model ``selection.champion`` names (``models/banding/banding.yaml``). Returns
+    {registered name: version}."""
+    versions = {}
+    for key, model in (("cqc2013", replica), ("learned", learned)):
+        if model is None:
+            continue
+        name = MODEL_NAMES[key]
+        versions[name] = register_model(model, name, champion=selection.champion == key)
+    return versions
+
+
 def load_model(name: str, alias: str = "champion"):
     """Load a registered banding model (pyfunc) by alias (or a version number as ``alias``)."""
     import mlflow.pyfunc

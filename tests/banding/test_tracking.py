@@ -11,11 +11,12 @@ from surveillance.banding.config import load_banding_config
 from surveillance.banding.cqc2013 import CQC2013Model
 from surveillance.banding.learned import LearnedBandingModel
 from surveillance.tracking import (
+    MODEL_NAMES,
     configure,
     load_model,
     log_banding_run,
     model_input,
-    register_model,
+    register_banding_models,
     tracking_uri,
 )
 
@@ -76,9 +77,13 @@ def test_models_round_trip_through_registry(store):
     replica = CQC2013Model()
     learned = LearnedBandingModel()
     learned.fit(learned.features(flags, trusts), failing)
-    v1 = register_model(replica, champion=True)
-    v2 = register_model(learned)
-    assert v1 == "1" and v2 == "1"
+    versions = register_banding_models(replica, learned, load_banding_config())
+    assert versions == {"banding-cqc2013": "1", "banding-learned": "1"}
+    from mlflow import MlflowClient
+
+    champion = load_banding_config().champion
+    alias = MlflowClient().get_model_version_by_alias(MODEL_NAMES[champion], "champion")
+    assert str(alias.version) == "1"
     inp = model_input(flags, trusts, "2013Q3", excluded=["I39"])
     direct_rep = replica.predict_bands(flags, trusts, "2013Q3", excluded=["I39"])
     direct_learned = learned.predict_bands(flags, trusts, "2013Q3", excluded=["I39"])
