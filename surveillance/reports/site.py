@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from surveillance.errors import SurveillanceError
+from surveillance.periods import Quarter
 from surveillance.reports.figures import (
     FunnelFigure,
     cusum_svg,
@@ -333,10 +334,30 @@ def _by(records: list[dict], key: str) -> dict[str, list[dict]]:
     return out
 
 
+def _quarter_or_none(text: str) -> Quarter | None:
+    try:
+        return Quarter.parse(text)
+    except ValueError:
+        return None
+
+
 def _history_frame(
     run: RunData, history: pd.DataFrame | Sequence[Path | str] | None
 ) -> pd.DataFrame:
+    """Band per trust and quarter, from (weakest first) the previous_band column, earlier runs
+    published beside this one (``<out>/<quarter>/bands.csv``), the run's ``band_history.csv``,
+    the ``history`` argument, and this run."""
     frames = []
+    quarter = _quarter_or_none(run.quarter)
+    if quarter is not None:
+        prev = run.bands[["trust_code", "previous_band"]].rename(columns={"previous_band": "band"})
+        prev = prev[prev["band"].map(_text) != ""].assign(quarter=str(quarter.previous()))
+        frames.append(prev)
+        for sibling in sorted(Path(run.directory).resolve().parent.iterdir()):
+            sq = _quarter_or_none(sibling.name)
+            if sq is not None and sq < quarter and (sibling / "bands.csv").is_file():
+                past = pd.read_csv(sibling / "bands.csv", dtype=str, usecols=["trust_code", "band"])
+                frames.append(past.assign(quarter=str(sq)))
     if "band_history" in run.extras:
         frames.append(run.extras["band_history"][["trust_code", "quarter", "band"]])
     if isinstance(history, pd.DataFrame):
@@ -353,7 +374,8 @@ def _history_frame(
     current = run.bands[["trust_code", "band"]].copy()
     current["quarter"] = run.quarter
     frames.append(current)
-    hist = pd.concat(frames, ignore_index=True).astype(str)
+    hist = pd.concat([f[["trust_code", "quarter", "band"]] for f in frames], ignore_index=True)
+    hist = hist.astype(str)
     hist["band"] = hist["band"].map(_band_text)
     # Later sources (explicit history, then this run) win for the same trust and quarter.
     hist = hist.drop_duplicates(["trust_code", "quarter"], keep="last")

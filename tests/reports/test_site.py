@@ -324,3 +324,24 @@ def test_indicator_without_applicable_trusts_has_no_funnel(fixture_run: Path):
     assert funnel_plot_data(rows, "ratio", "SHMI") is None
     assert funnel_plot_data(rows.iloc[0:0], "ratio", "SHMI") is None
     assert funnel_plot_data(flags[flags.indicator_id == "whistleblowing"], "rule") is None
+
+
+def test_history_from_earlier_runs_beside_this_one(fixture_run: Path, catalogue, tmp_path: Path):
+    """Without band_history.csv, earlier quarters come from sibling runs and previous_band."""
+    import shutil
+
+    out = tmp_path / "out"
+    now = out / "2013Q3"
+    shutil.copytree(fixture_run, now, ignore=shutil.ignore_patterns("reports", "band_history.csv"))
+    earlier = out / "2012Q4"
+    earlier.mkdir()
+    pd.DataFrame({"trust_code": ["RAA", "RBB"], "band": ["5", "6"]}).to_csv(
+        earlier / "bands.csv", index=False
+    )
+    (out / "notes").mkdir()  # not a quarter: ignored
+    site = build_site(now, tmp_path / "site", catalogue=catalogue).parent
+    raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    hist = re.findall(r"<tr><td>(\d{4}Q\d)</td><td><span class=\"band [^\"]+\">([^<]+)</span>", raa)
+    assert hist == [("2012Q4", "5"), ("2013Q2", "2"), ("2013Q3", "1")]
+    rkk = (site / "trusts" / "RKK.html").read_text(encoding="utf-8")  # no previous band
+    assert re.findall(r"<tr><td>(\d{4}Q\d)</td>", rkk) == ["2013Q3"]
