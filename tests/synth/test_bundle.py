@@ -125,3 +125,27 @@ def test_demo_scale_bundle_validates(tmp_path):
     spells = summary.counts[QUARTER]["spells"]
     assert 900_000 < spells < 1_100_000
     check_bundle(read_bundle(tmp_path / "demo" / QUARTER), QUARTER, load_catalogue())
+
+
+def test_cli_rejects_quarter_before_epoch(tmp_path):
+    result = CliRunner().invoke(
+        app, ["synth", "--scale", "test", "--quarter", "2004Q1", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "epoch" in result.output
+
+
+def test_fixed_decimal_formatting_matches_printf():
+    import numpy as np
+
+    from surveillance.synth.io import format_fixed
+
+    rng = np.random.default_rng(7)
+    # Values away from exact half-way points, where printf and half-away-from-zero agree.
+    x = np.round(rng.normal(0, 1000, 2000), 6) + 1e-7
+    for d in (0, 1, 2, 4):
+        got = format_fixed(pd.Series(x), d).tolist()
+        want = [f"{v:.{d}f}" for v in x]
+        want = [w.lstrip("-") if float(w) == 0 else w for w in want]  # no "-0"
+        assert got == want
+    assert format_fixed(pd.Series([np.nan, -0.0004]), 3).tolist() == [None, "0.000"]
