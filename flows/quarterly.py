@@ -43,6 +43,7 @@ def quarterly(
     scheduled: bool = False,
     code: dict[str, Any] | None = None,
     render_reports: bool = True,
+    mlflow: bool = True,
 ) -> dict[str, Any]:
     """Run one quarter and publish it to ``<out>/<quarter>/``; returns a small summary dict."""
     logger = get_run_logger()
@@ -62,6 +63,7 @@ def quarterly(
         quarantine=quarantine,
         code=code,
         render_reports=render_reports,
+        mlflow=mlflow,
     ).resolved()
     root = store.ensure_output_dir(options.out)
     with store.quarter_lock(root, options.quarter):
@@ -119,6 +121,8 @@ def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
     )
     timings["compute"] = time.perf_counter() - started
     extra = {"flow_run_id": _flow_run_id(), "runner": _runner_name()}
+    if options.mlflow:
+        extra.update(tasks.track(str(options.out), fp, flags, bands, mortality_result))
     run_dir = tasks.publish(options, fp, results, catalogue, timings, extra)
     return Path(run_dir)
 

@@ -102,6 +102,11 @@ def publish(options, fp, results, catalogue_frame, timings, extra) -> str:
     )
 
 
+@task(name="mlflow", **_IO)
+def track(out: str, fp, flags, bands, mortality_result) -> dict:
+    return pipeline.track(Path(out), fp, flags, bands, mortality_result)
+
+
 # ------------------------------------------------------------------ compute tasks (no retries)
 
 

@@ -173,6 +173,7 @@ _STAGES = (
     "mortality",
     "assess",
     "band",
+    "mlflow",
     "publish",
 )
 

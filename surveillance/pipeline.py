@@ -56,6 +56,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = PROJECT_ROOT / "models"
 BUNDLE_TABLES = ("trusts", "indicators", "spells", "staffing", "intelligence", "inspections")
 FEEDS_SUBDIR = "feeds"
+MLFLOW_EXPERIMENT = "surveillance-quarterly"
 
 #: output tables: file name -> key columns for a stable row order.
 OUTPUT_KEYS: dict[str, list[str]] = {
@@ -182,6 +183,7 @@ class RunOptions:
     previous_run: Path | None = None
     code: Mapping[str, Any] | None = None
     render_reports: bool = True
+    mlflow: bool = True
 
     def resolved(self) -> RunOptions:
         """Fill the defaults (catalogue, model configs, code version) once, up front."""
@@ -197,6 +199,7 @@ class RunOptions:
             previous_run=self.previous_run,
             code=dict(self.code or current_code_version()),
             render_reports=self.render_reports,
+            mlflow=self.mlflow,
         )
 
 
@@ -427,30 +430,16 @@ def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityRe
             pd.DataFrame(columns=["trust_code", "indicator_id"]),
             None,
         )
-    from surveillance.mortality.indicators import mortality_indicators
-    from surveillance.mortality.monitor import monitor
-    from surveillance.mortality.quality import quality_context
-    from surveillance.mortality.ratios import mortality_table
+    from surveillance.mortality import run_mortality
     from surveillance.mortality.risk_model import RiskModel
 
-    spells = bundle.spells
-    model = RiskModel().fit(spells, end=quarter)
-    enc, pattern = model.encode(spells)
-    p = model.predict_encoded(enc, pattern)
-    outcome, period_date = model.outcome, model.spec.period_date
-    context = quality_context(spells, quarter, outcome=outcome, period_date=period_date, enc=enc)
-    table = mortality_table(
-        spells, p, quarter, outcome=outcome, period_date=period_date, context=context, enc=enc
-    )
-    alerts = monitor(spells, p, quarter, outcome=outcome, period_date=period_date, enc=enc)
-    indicators = mortality_indicators(
-        spells, p, quarter, alerts=alerts, outcome=outcome, period_date=period_date, enc=enc
-    )
+    model = RiskModel().fit(bundle.spells, end=quarter)
+    run = run_mortality(bundle.spells, quarter, model)
     return MortalityResult(
-        table=table,
-        alerts=alerts,
-        indicators=indicators,
-        precomputed=None,
+        table=run.mortality,
+        alerts=run.alerts,
+        indicators=run.indicators,
+        precomputed=None,  # mort_alert comes as a rule indicator row (count of alerts)
         model_summary=getattr(model, "groups_", None),
         model=model,
     )
@@ -559,6 +548,53 @@ def band(
     model = CQC2013Model()
     bands = model.predict_bands(flags, trusts, quarter, excluded=excluded_indicators(flags))
     return add_movement(bands, previous_bands)
+
+
+# ============================================================================================
+# MLflow
+
+
+def track(
+    out: Path, fp: Fingerprint, flags: pd.DataFrame, bands: pd.DataFrame, mort: MortalityResult
+) -> dict[str, str]:
+    """Log the run to MLflow (``<out>/mlflow.db``, artifacts in ``<out>/mlartifacts``).
+
+    One run in the ``surveillance-quarterly`` experiment (banding params, band and flag counts,
+    flags/bands artifacts; :func:`surveillance.tracking.log_banding_run`) tagged with the
+    deterministic ``surveillance.run_id``, and the fitted risk models in ``risk-models``
+    (:func:`surveillance.mortality.tracking.log_risk_model`). Returns the MLflow run ids; they go
+    to ``timings.json`` (MLflow draws them at random, so they cannot be in the byte-stable
+    manifest, which records the tag to search by instead).
+    """
+    import mlflow
+
+    from surveillance import tracking
+    from surveillance.banding.config import load_banding_config
+
+    root = Path(out).resolve()
+    tracking.configure(root, experiment=MLFLOW_EXPERIMENT)
+    ids = {}
+    run_id_ = tracking.log_banding_run(
+        flags,
+        bands,
+        fp.quarter,
+        config=load_banding_config(),
+        extra_params={"surveillance_run_id": fp.run_id},
+        run_name=f"quarterly-{fp.quarter}",
+    )
+    with tracking.quiet():
+        mlflow.MlflowClient().set_tag(run_id_, "surveillance.run_id", fp.run_id)
+    ids["mlflow_run_id"] = run_id_
+    if mort.model is not None:
+        from surveillance.mortality.tracking import log_risk_model
+
+        ids["mlflow_risk_model_run_id"] = log_risk_model(
+            mort.model,
+            tracking.tracking_uri(root),
+            artifact_location=root / "mlartifacts",
+            run_name=f"risk-models-{fp.quarter}",
+        )
+    return ids
 
 
 # ============================================================================================
@@ -872,7 +908,12 @@ def run_quarter(options: RunOptions) -> RunSummary:
         store.clean_stale(root, opts.quarter)
         timings: dict[str, float] = {}
         fp, results, catalogue = compute_quarter(opts, timings)
-        run_dir = write_and_publish(opts, fp, results, catalogue, timings, hold_lock=False)
+        extra: dict[str, Any] = {}
+        if opts.mlflow:
+            start = time.perf_counter()
+            extra.update(track(opts.out, fp, results.flags, results.bands, results.mortality))
+            timings["mlflow"] = time.perf_counter() - start
+        run_dir = write_and_publish(opts, fp, results, catalogue, timings, extra, hold_lock=False)
     return summarise(run_dir)
 
 

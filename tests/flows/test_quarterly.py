@@ -36,6 +36,7 @@ def _files(run_dir: Path) -> dict[str, bytes]:
 def _run_flow(bundles, out: Path, quarter: str, code: dict, **kwargs):
     from flows.quarterly import quarterly
 
+    kwargs.setdefault("mlflow", False)  # MLflow's first sqlite set-up alone takes ~45 s here
     return quarterly(
         data_dir=str(bundles[quarter]), out=str(out), quarter=quarter, code=code, **kwargs
     )
@@ -56,7 +57,13 @@ def test_flow_produces_every_contract_output(published: Path, small_bundles) -> 
     for name, columns in CONTRACT.items():
         frame = pd.read_csv(run / name, dtype=str, keep_default_na=False)
         assert list(frame.columns[: len(columns)]) == columns, name
-    for name in ("manifest.json", "timings.json", "sources.csv", "models/risk_model.json"):
+    for name in (
+        "manifest.json",
+        "timings.json",
+        "sources.csv",
+        "models/risk_model.json",
+        "reports/index.html",
+    ):
         assert (run / name).is_file(), name
     trusts = pd.read_csv(small_bundles["2013Q3"] / "trusts.csv", dtype=str)
     flags = pd.read_csv(run / "flags.csv", dtype=str, keep_default_na=False)
@@ -139,6 +146,7 @@ def test_flow_matches_plain_pipeline(
         out=tmp_path,
         code=code_version,
         previous_run=published / "2013Q2",
+        mlflow=False,
     )
     run_dir = pipeline.run_quarter(options).run_dir
     assert _files(run_dir) == _files(published / "2013Q3")
@@ -264,7 +272,34 @@ def test_dask_runner_gives_same_outputs(published: Path, small_bundles, code_ver
         out=str(tmp_path),
         quarter="2013Q3",
         code=code_version,
+        mlflow=False,
     )
     timings = json.loads((tmp_path / "2013Q3" / "timings.json").read_text())
     assert timings["runner"] == "DaskTaskRunner"
     assert _files(tmp_path / "2013Q3") == _files(published / "2013Q3")
+
+
+@pytest.mark.slow
+def test_mlflow_run_is_logged_and_tagged(published: Path, small_bundles, code_version, tmp_path):
+    import shutil
+
+    import mlflow
+
+    shutil.copytree(published / "2013Q2", tmp_path / "2013Q2")
+    _run_flow(small_bundles, tmp_path, "2013Q3", code_version, mlflow=True)
+    run = tmp_path / "2013Q3"
+    timings = json.loads((run / "timings.json").read_text())
+    manifest = json.loads((run / "manifest.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
+    logged = client.get_run(timings["mlflow_run_id"])
+    assert logged.data.tags["surveillance.run_id"] == manifest["run_id"]
+    bands = pd.read_csv(run / "bands.csv", dtype=str)
+    n_band_1 = int((bands["band"] == "1").sum())
+    assert any(v == n_band_1 for k, v in logged.data.metrics.items() if k.endswith("1")), (
+        logged.data.metrics
+    )
+    # MLflow is outside the byte-compared files: the published run equals the untracked one
+    assert _files(run) == _files(published / "2013Q3")
+    assert store.query_catalogue(tmp_path, "SELECT mlflow_run_id FROM runs WHERE quarter='2013Q3'")[
+        "mlflow_run_id"
+    ].tolist() == [timings["mlflow_run_id"]]
