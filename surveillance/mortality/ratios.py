@@ -87,7 +87,19 @@ def assess_cells(o: np.ndarray, e: np.ndarray, n: np.ndarray, levels=(0.95, 0.99
     has = (n > 0) & (e > 0)
     obs = np.where(has, o, np.nan)
     exp_ = np.where(has, e, np.nan)
-    a = assess_arrays(
+    with np.errstate(over="ignore"):  # exp of the limits of cells with E near 0 -> inf
+        a = _assess(obs, exp_, levels)
+    return {
+        "z": a.z,
+        "z_adjusted": a.z_adjusted,
+        "phi": np.broadcast_to(np.asarray(a.phi, float).reshape(-1, 1), o.shape),
+        "tau2": np.broadcast_to(np.asarray(a.tau2, float).reshape(-1, 1), o.shape),
+        "limits": a.limits,
+    }
+
+
+def _assess(obs: np.ndarray, exp_: np.ndarray, levels):
+    return assess_arrays(
         obs,
         exp_,
         data_type="SR",
@@ -98,13 +110,6 @@ def assess_cells(o: np.ndarray, e: np.ndarray, n: np.ndarray, levels=(0.95, 0.99
         zero_correction=0.5,
         shmi_rounding=False,
     )
-    return {
-        "z": a.z,
-        "z_adjusted": a.z_adjusted,
-        "phi": np.broadcast_to(np.asarray(a.phi, float).reshape(-1, 1), o.shape),
-        "tau2": np.broadcast_to(np.asarray(a.tau2, float).reshape(-1, 1), o.shape),
-        "limits": a.limits,
-    }
 
 
 def banding(z_adjusted: np.ndarray, level: float = 0.998) -> np.ndarray:
