@@ -32,6 +32,7 @@ from surveillance.reports.figures import (
     vlad_svg,
 )
 from surveillance.reports.funnels import FunnelData, funnel_plot_data
+from surveillance.reports.paths import alert_paths_from_bundle
 from surveillance.reports.run import RunData, read_run
 
 DOMAINS = (
@@ -387,6 +388,7 @@ def build_site(
     out_dir: Path | str | None = None,
     catalogue: pd.DataFrame | None = None,
     history: pd.DataFrame | Sequence[Path | str] | None = None,
+    bundle_dir: Path | str | None = None,
 ) -> Path:
     """Render the static site for a run directory and return the path of ``index.html``.
 
@@ -402,6 +404,10 @@ def build_site(
     history : DataFrame or sequence of run directories, optional
         Earlier bands (columns ``trust_code, quarter, band``) or earlier run directories, added to
         any ``band_history.csv`` in the run for the band history tables.
+    bundle_dir : path, optional
+        The run's input bundle. When the run has no ``cusum_paths.csv``, the alerted charts are
+        re-run from its spells and the run's saved risk model to draw the CUSUM and VLAD figures
+        (:func:`surveillance.reports.paths.alert_paths_from_bundle`).
     """
     run = read_run(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "reports"
@@ -455,6 +461,8 @@ def build_site(
                 }
             )
     paths = run.extras.get("cusum_paths")
+    if paths is None and bundle_dir is not None and len(run.alerts):
+        paths = alert_paths_from_bundle(run.directory, bundle_dir, run.alerts, run.quarter)
     paths_by_chart = {}
     if paths is not None:
         for (t, g), p in paths.groupby(

@@ -60,6 +60,17 @@ def demo_run() -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_site(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo run's site rendered by the current code (the run's own reports/ is left alone)."""
-    return build_site(demo_run, tmp_path_factory.mktemp("demo") / "reports").parent
+def demo_bundle(demo_run: Path) -> Path | None:
+    from run_fixture import demo_bundle_dir
+
+    return demo_bundle_dir(PROJECT_ROOT, demo_run)
+
+
+@pytest.fixture(scope="session")
+def demo_site(
+    demo_run: Path, demo_bundle: Path | None, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The demo run's site rendered by the current code (the run's own reports/ is left alone),
+    with the alerted charts re-run from the bundle when it is known."""
+    out = tmp_path_factory.mktemp("demo") / "reports"
+    return build_site(demo_run, out, bundle_dir=demo_bundle).parent

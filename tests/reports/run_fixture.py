@@ -688,3 +688,17 @@ def demo_run_dir(project_root: Path) -> Path:
                     )
                 )
     return target
+
+
+def demo_bundle_dir(project_root: Path, run: Path) -> Path | None:
+    """The input bundle of the demo run when known: ``SURVEILLANCE_BUNDLE_DIR``, or the bundle
+    the cached test-artifacts run was made from."""
+    import os
+
+    given = os.environ.get("SURVEILLANCE_BUNDLE_DIR")
+    if given:
+        return Path(given)
+    cached = project_root / "test-artifacts" / "demo-run"
+    if run.resolve() == (cached / "out" / QUARTER).resolve():
+        return cached / "synth" / QUARTER
+    return None

@@ -55,6 +55,18 @@ def test_demo_small_counts_suppressed(demo_run: Path, demo_site: Path):
         assert cells[1] == "&lt;5" and cells[3] == "suppressed", (code, group, cells)
 
 
+def test_demo_alerts_have_cusum_and_vlad_charts(demo_run: Path, demo_site: Path, demo_bundle):
+    if demo_bundle is None:
+        pytest.skip("the demo run's input bundle is unknown (set SURVEILLANCE_BUNDLE_DIR)")
+    alerts = pd.read_csv(demo_run / "alerts.csv", dtype={"trust_code": str})
+    if alerts.empty:
+        pytest.skip("the demo run has no mortality alerts this quarter")
+    for (code, group), _ in alerts.groupby(["trust_code", "diagnosis_group"]):
+        html = (demo_site / "trusts" / f"{code}.html").read_text(encoding="utf-8")
+        assert f"{escape(group)}: risk-adjusted CUSUM" in html, (code, group)
+        assert f"{escape(group)}: VLAD" in html, (code, group)
+
+
 @pytest.mark.browser
 def test_demo_pages_load_cleanly_in_chromium(browser, demo_run: Path, demo_site: Path):
     bands = pd.read_csv(demo_run / "bands.csv", dtype=str).sort_values(["band", "trust_code"])

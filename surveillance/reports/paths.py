@@ -1,0 +1,173 @@
+"""Monthly paths of the alerted RA-CUSUM charts, for the CUSUM and VLAD figures.
+
+``alerts.csv`` says that and when a chart signalled; the figures need the chart's course over its
+12-month window. :func:`alert_paths` re-runs only the alerted charts, exactly as
+:func:`surveillance.mortality.monitor.monitor` runs them (same window, spell order, weights,
+restart rule and the threshold ``h`` recorded in the alert), and summarises each chart by month:
+
+``trust_code, diagnosis_group, month, cusum`` (the chart's peak in the month, before any restart,
+so a signal month shows a value at or above ``h``), ``threshold``, ``observed`` and ``expected``
+deaths in the month (for the VLAD), ``signal`` (any signal in the month). Months of the window with
+no spells of the chart have no row.
+
+:func:`alert_paths_from_bundle` does the same from a bundle directory and the run's saved risk
+model (``<run>/models/risk_model.json``), which is how :func:`surveillance.reports.build_site`
+draws the charts when given ``bundle_dir``.
+
+References
+----------
+Steiner, Cook, Farewell, Treasure. Monitoring surgical performance using risk-adjusted cumulative
+sum charts. Biostatistics 2000;1:441. Lovegrove et al. (VLAD), Lancet 1997;350:1128.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from surveillance.errors import SurveillanceError
+from surveillance.periods import Quarter
+
+PATH_COLUMNS = [
+    "trust_code",
+    "diagnosis_group",
+    "month",
+    "cusum",
+    "threshold",
+    "observed",
+    "expected",
+    "signal",
+]
+
+
+def alert_paths(
+    spells: pd.DataFrame,
+    p: np.ndarray,
+    alerts: pd.DataFrame,
+    quarter: Quarter | str,
+    settings=None,
+    outcome: str = "died_30d",
+    period_date: str = "discharge_date",
+) -> pd.DataFrame:
+    """Monthly path of every chart in ``alerts`` (see the module docstring for the columns).
+
+    Parameters
+    ----------
+    spells, p : the spells and their expected risks, as given to ``monitor``.
+    alerts : the ``alerts.csv`` frame (one or more rows per chart; ``threshold`` is the chart's h).
+    quarter : the run's quarter (the window is the 12 months to its end).
+    settings : ``surveillance.mortality.monitor.CusumSettings`` used by the run (default settings).
+    """
+    from surveillance.mortality.encode import encode_spells, month_label, month_number
+    from surveillance.mortality.monitor import CusumSettings, build_charts, run_charts
+
+    settings = settings or CusumSettings()
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in PATH_COLUMNS})
+    if alerts.empty:
+        return empty
+    p = np.asarray(p, dtype=float)
+    if len(p) != len(spells):
+        raise SurveillanceError(f"alert_paths: {len(p)} risks for {len(spells)} spells")
+    h_by_chart = (
+        alerts.assign(
+            trust_code=alerts["trust_code"].astype(str),
+            diagnosis_group=alerts["diagnosis_group"].astype(str),
+        )
+        .groupby(["trust_code", "diagnosis_group"])["threshold"]
+        .first()
+    )
+    wanted = set(h_by_chart.index)
+    pairs = zip(
+        spells["trust_code"].astype(str), spells["diagnosis_group"].astype(str), strict=True
+    )
+    keep = np.fromiter(((t, g) in wanted for t, g in pairs), dtype=bool, count=len(spells))
+    if not keep.any():
+        return empty
+    sub = spells.loc[keep]
+    enc = encode_spells(sub, outcome, period_date)
+    charts = build_charts(
+        enc, p[keep], month_number(Quarter.parse(str(quarter)).end), settings.months
+    )
+    if len(charts.volume) == 0:
+        return empty
+    trust = charts.trusts[charts.trust].astype(str)
+    group = charts.groups[charts.group].astype(str)
+    h = np.array([float(h_by_chart[(t, g)]) for t, g in zip(trust, group, strict=True)])
+    _, signal, value = run_charts(charts, h, settings)
+    cid = np.repeat(np.arange(len(charts.volume)), charts.volume)
+    frame = pd.DataFrame(
+        {
+            "chart": cid,
+            "month_number": charts.month,
+            "value": value,
+            "y": charts.y.astype(np.int64),
+            "p": charts.p,
+            "signal": signal.astype(bool),
+        }
+    )
+    monthly = (
+        frame.groupby(["chart", "month_number"], sort=True)
+        .agg(
+            cusum=("value", "max"),
+            observed=("y", "sum"),
+            expected=("p", "sum"),
+            signal=("signal", "any"),
+        )
+        .reset_index()
+    )
+    out = pd.DataFrame(
+        {
+            "trust_code": trust[monthly["chart"]],
+            "diagnosis_group": group[monthly["chart"]],
+            "month": [month_label(int(m)) for m in monthly["month_number"]],
+            "cusum": monthly["cusum"].to_numpy(),
+            "threshold": h[monthly["chart"]],
+            "observed": monthly["observed"].to_numpy(),
+            "expected": monthly["expected"].to_numpy(),
+            "signal": monthly["signal"].to_numpy(),
+        }
+    )
+    return out.sort_values(["trust_code", "diagnosis_group", "month"]).reset_index(drop=True)
+
+
+def _read_spells(bundle_dir: Path) -> pd.DataFrame:
+    for name in ("spells.parquet", "spells.csv"):
+        path = bundle_dir / name
+        if path.is_file():
+            if path.suffix == ".parquet":
+                return pd.read_parquet(path)
+            return pd.read_csv(path, dtype={"trust_code": str, "diagnosis_group": str})
+    raise SurveillanceError(
+        f"{bundle_dir}: no spells.parquet or spells.csv to draw the CUSUM charts from"
+    )
+
+
+def alert_paths_from_bundle(
+    run_dir: Path | str, bundle_dir: Path | str, alerts: pd.DataFrame, quarter: str
+) -> pd.DataFrame:
+    """:func:`alert_paths` with the spells of ``bundle_dir`` and the run's saved risk model."""
+    from surveillance.mortality.risk_model import RiskModel
+
+    model_path = Path(run_dir) / "models" / "risk_model.json"
+    if not model_path.is_file():
+        raise SurveillanceError(
+            f"{model_path}: the run's risk model is needed to draw the CUSUM charts"
+        )
+    if alerts.empty:
+        return alert_paths(pd.DataFrame(), np.zeros(0), alerts, quarter)
+    model = RiskModel.load(model_path)
+    spells = _read_spells(Path(bundle_dir))
+    wanted = set(
+        zip(alerts["trust_code"].astype(str), alerts["diagnosis_group"].astype(str), strict=True)
+    )
+    pairs = zip(
+        spells["trust_code"].astype(str), spells["diagnosis_group"].astype(str), strict=True
+    )
+    keep = np.fromiter(((t, g) in wanted for t, g in pairs), dtype=bool, count=len(spells))
+    spells = spells.loc[keep].reset_index(drop=True)
+    p = model.predict(spells)
+    return alert_paths(
+        spells, p, alerts, quarter, outcome=model.outcome, period_date=model.spec.period_date
+    )
