@@ -136,3 +136,40 @@ def test_real_data_ae_funnel():
     assert result["tau2"] == pytest.approx(tau2, rel=1e-6)
     # Unadjusted: the binomial limits flag far more trusts than the adjusted ones.
     assert result["outside998_high_unadjusted"] > 3 * result["outside998_high_adjusted"]
+
+
+@pytest.fixture(scope="module")
+def demo_run() -> tuple[Path, Path | None]:
+    fx = _load_fixture_module()
+    run = fx.demo_run_dir(PROJECT)
+    if not (run / "bands.csv").is_file():
+        pytest.skip(f"no finished run in {run}")
+    return run, fx.demo_bundle_dir(PROJECT, run)
+
+
+def test_notebooks_on_the_demo_run(demo_run):
+    """The three run notebooks on a quarterly run of the synthetic nation (161 trusts)."""
+    run, bundle = demo_run
+    env = {"SURVEILLANCE_RUN_DIR": str(run)}
+    if bundle is not None:
+        env["SURVEILLANCE_BUNDLE_DIR"] = str(bundle)
+    bands = pd.read_csv(run / "bands.csv", dtype=str)
+    _, overview = execute("quarter_overview.ipynb", env)
+    assert overview["band_counts"] == bands["band"].value_counts().to_dict()
+    assert sum(overview["band_counts"].values()) == 161
+    _, what_if = execute("banding_what_if.ipynb", env)
+    scored = bands[
+        bands.band.str.fullmatch(r"[1-6]")
+        & ~bands.band_reason.str.contains("special|override", case=False)
+    ]
+    assert what_if["n_scored"] == len(scored)
+    assert what_if["sizes"]["published"] == [
+        int((scored.band == str(k)).sum()) for k in range(1, 7)
+    ]
+    alerts = pd.read_csv(run / "alerts.csv", dtype={"trust_code": str})
+    if len(alerts):
+        _, deep = execute("mortality_alert_deep_dive.ipynb", env)
+        assert (deep["trust_code"], deep["diagnosis_group"]) in set(
+            zip(alerts.trust_code, alerts.diagnosis_group, strict=True)
+        )
+        assert deep["has_path"] is (bundle is not None or (run / "cusum_paths.csv").is_file())
