@@ -11,6 +11,7 @@ Usage: ``python benchmarks/cusum.py [--skip-slow]`` (skip-slow: 1.5 million spel
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,14 @@ from _common import print_table, timed, write_result  # noqa: E402
 
 from surveillance.stats import _cusum_kernels as kernels  # noqa: E402
 from surveillance.stats.arl import arl_normal_cusum  # noqa: E402
-from surveillance.stats.cusum import grouped_ra_cusum, normal_cusum, poisson_cusum, ra_cusum, vlad  # noqa: E402
+from surveillance.stats.cusum import (  # noqa: E402
+    grouped_ra_cusum,
+    grouped_ra_cusum_signals,
+    normal_cusum,
+    poisson_cusum,
+    ra_cusum,
+    vlad,
+)
 
 
 def national_charts(n_spells: int, n_charts: int, seed: int = 0):
@@ -90,6 +98,7 @@ def main() -> int:
         lambda: kernels.grouped_ra_cusum_path(offsets, p, y, np.log(2.0), h, 0.5, False, stat, sig),
         repeat=3,
     )
+    t_signals, _ = timed(lambda: grouped_ra_cusum_signals(offsets, p, y, h), repeat=3)
     t_sum, _ = timed(lambda: (p.sum(), y.sum()), repeat=3)
     signals = int(path.signal.sum())
 
@@ -186,7 +195,8 @@ def main() -> int:
     summary = (
         f"grouped RA-CUSUM {n_spells / 1e6:.1f}M spells / {n_charts} charts: {t_grouped:.3f} s "
         f"(kernel alone {t_kernel:.3f} s; numpy.sum pass {t_sum:.3f} s; ratio {t_grouped / t_sum:.1f}x, "
-        f"kernel {t_kernel / t_sum:.1f}x); R spc: {arl_payload['r_spc'] if r_vals is None else 'compared'}"
+        f"kernel {t_kernel / t_sum:.1f}x; signals-only {t_signals:.3f} s = {t_signals / t_sum:.1f}x; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); R spc: {arl_payload['r_spc'] if r_vals is None else 'compared'}"
     )
     print(summary)
     write_result(
@@ -198,6 +208,9 @@ def main() -> int:
             "grouped_ra_cusum_s": t_grouped,
             "grouped_kernel_only_s": t_kernel,
             "numpy_sum_s": t_sum,
+            "grouped_signals_only_s": t_signals,
+            "signals_only_ratio_to_numpy_sum": t_signals / t_sum,
+            "load_average": os.getloadavg(),
             "ratio_to_numpy_sum": t_grouped / t_sum,
             "kernel_ratio_to_numpy_sum": t_kernel / t_sum,
             "signals": signals,

@@ -493,3 +493,60 @@ def grouped_ra_cusum_signals(
             signal[t] = hit
         final[c] = x
         n_signals[c] = count
+
+
+@njit(cache=True)
+def _sequence_signal_probability(p, start, stop, log_r, h, m, v, nxt):
+    """P(first signal within patients ``start:stop``) by the time-inhomogeneous chain (no alloc)."""
+    delta = h / m
+    r_minus_1 = np.exp(log_r) - 1.0
+    v[:m] = 0.0
+    v[0] = 1.0
+    for t in range(start, stop):
+        pt = p[t]
+        w_fail = _ra_weight(pt, 1, log_r, r_minus_1)
+        w_surv = _ra_weight(pt, 0, log_r, r_minus_1)
+        nxt[:m] = 0.0
+        for i in range(m):
+            vi = v[i]
+            if vi == 0.0:
+                continue
+            x = i * delta
+            j, frac = _land(x, w_surv, h, delta, m)
+            if j >= 0:
+                nxt[j] += vi * (1.0 - pt) * (1.0 - frac)
+                if j + 1 < m:
+                    nxt[j + 1] += vi * (1.0 - pt) * frac
+            j, frac = _land(x, w_fail, h, delta, m)
+            if j >= 0:
+                nxt[j] += vi * pt * (1.0 - frac)
+                if j + 1 < m:
+                    nxt[j + 1] += vi * pt * frac
+        v, nxt = nxt, v
+    return 1.0 - v[:m].sum()
+
+
+@njit(cache=True, parallel=True)
+def calibrate_sequences(offsets, p, charts, log_r, target, delta, m_min, m_max, h_max, tol, out):
+    """Per chart (rows ``offsets[c]:offsets[c+1]``), the smallest ``h`` (to ``tol``) whose
+    probability of a first signal within the chart's own patients is at most ``target``.
+
+    Bisection on the time-inhomogeneous Brook-Evans chain; the probability is a non-increasing
+    step-like function of ``h`` for small charts, so the result sits at the step (conservative).
+    """
+    for a in prange(charts.shape[0]):
+        c = charts[a]
+        start = offsets[c]
+        stop = offsets[c + 1]
+        v = np.empty(m_max)
+        nxt = np.empty(m_max)
+        lo = 0.0
+        hi = h_max
+        while hi - lo > tol:
+            mid = 0.5 * (lo + hi)
+            m = min(max(int(np.ceil(mid / delta)), m_min), m_max)
+            if _sequence_signal_probability(p, start, stop, log_r, mid, m, v, nxt) <= target:
+                hi = mid
+            else:
+                lo = mid
+        out[a] = hi

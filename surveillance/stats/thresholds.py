@@ -32,7 +32,7 @@ from scipy.interpolate import RegularGridInterpolator
 
 from surveillance.stats import _cusum_kernels as _k
 from surveillance.stats.arl import _positive_int, false_alarm_probability
-from surveillance.stats.cusum import _odds_ratio, _risk_array
+from surveillance.stats.cusum import _odds_ratio, _risk_array, check_offsets
 
 # --------------------------------------------------------------------------------------------
 # Exact limits for very small samples
@@ -290,6 +290,56 @@ class ThresholdSurface:
             axis=-1,
         )
         return self._interp(pts)
+
+
+def chart_thresholds(
+    offsets: ArrayLike,
+    p: ArrayLike,
+    surface: ThresholdSurface,
+    exact_below: int = 100,
+    delta: float = 0.02,
+) -> NDArray[np.float64]:
+    """Limits for many charts (rows sorted by chart, delimited by ``offsets``; ``p`` = each
+    chart's in-control risks for one horizon): the fitted ``surface`` for charts with at least
+    ``exact_below`` patients, and for smaller charts the exact smallest ``h`` whose false-alarm
+    probability over the chart's own patients is at most the surface's target
+    (time-inhomogeneous Markov chain, parallel over charts).
+
+    Small charts have a step-like false-alarm probability in ``h`` that no smooth surface can
+    follow; for them the target is often not attainable at all and the limit errs low-risk.
+    """
+    pa = _risk_array(p)
+    o = check_offsets(offsets, pa.shape[0])
+    n = np.diff(o)
+    if np.any(n == 0):
+        raise ValueError(
+            f"offsets: chart(s) {np.flatnonzero(n == 0)[:10].tolist()} have no patients"
+        )
+    if surface.h_table_ is None:
+        raise ValueError("surface: call fit() first")
+    mean = np.add.reduceat(pa, o[:-1]) / n
+    lg = special.logit(np.clip(pa, 1e-6, 1 - 1e-6))
+    m1 = np.add.reduceat(lg, o[:-1]) / n
+    spread = np.sqrt(np.maximum(np.add.reduceat(lg * lg, o[:-1]) / n - m1 * m1, 0.0))
+    h = surface.predict(n, np.clip(mean, 1e-6, 1 - 1e-6), spread)
+    small = np.flatnonzero(n < exact_below).astype(np.int64)
+    if small.size:
+        out = np.empty(small.shape[0])
+        _k.calibrate_sequences(
+            o,
+            pa,
+            small,
+            np.log(_odds_ratio(surface.odds_ratio)),
+            surface.target,
+            delta,
+            60,
+            1000,
+            20.0,
+            1e-3,
+            out,
+        )
+        h[small] = out
+    return h
 
 
 def _transient_length(pv, pw, log_r, h_grid, n_max):

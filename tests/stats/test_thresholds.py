@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 
 from surveillance.stats import _cusum_kernels as kernels
+from surveillance.stats.arl import false_alarm_probability
 from surveillance.stats.thresholds import (
     ThresholdSurface,
     calibrate_threshold,
     case_mix_features,
+    chart_thresholds,
     cusum_limit_exact,
     logit_normal_case_mix,
 )
@@ -107,3 +109,28 @@ def test_surface_needs_fit_and_valid_inputs(small_surface):
         ThresholdSurface().predict(100, 0.1)
     with pytest.raises(ValueError, match="mean_risk"):
         small_surface.predict(100, 1.5)
+
+
+def test_chart_thresholds_small_charts_are_exact_and_large_use_the_surface(small_surface):
+    rng = np.random.default_rng(21)
+    sizes = np.array([12, 40, 300])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    p = rng.uniform(0.05, 0.3, offsets[-1])
+    h = chart_thresholds(offsets, p, small_surface, exact_below=100)
+
+    def grid(hh):  # the chain's grid for limit hh: step 0.02, at least 60 nodes
+        return max(60, int(np.ceil(hh / 0.02)))
+
+    for c in range(2):  # small charts: smallest h (to 1e-3) with P(signal) <= target
+        seq = p[offsets[c] : offsets[c + 1]]
+        at = false_alarm_probability(
+            seq, h[c], sizes[c], method="markov", sequence=True, m=grid(h[c])
+        )
+        assert at.probability <= 0.01 + 1e-12
+        lower = h[c] - 2e-3
+        below = false_alarm_probability(
+            seq, lower, sizes[c], method="markov", sequence=True, m=grid(lower)
+        )
+        assert below.probability > 0.01
+    mean, spread = case_mix_features(p[offsets[2] :])
+    assert h[2] == pytest.approx(small_surface.predict(300, mean, spread)[()], rel=1e-12)
