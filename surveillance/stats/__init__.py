@@ -108,6 +108,7 @@ from surveillance.stats.thresholds import (  # noqa: E402
     ThresholdSurface,
     calibrate_threshold,
     case_mix_features,
+    chart_thresholds,
     cusum_limit_exact,
 )
 
@@ -123,6 +124,7 @@ __all__ += [
     "arl_ra_cusum",
     "calibrate_threshold",
     "case_mix_features",
+    "chart_thresholds",
     "cusum_limit_exact",
     "false_alarm_probability",
     "grouped_normal_cusum",
