@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logit
 
+from surveillance.mortality._kernels import stable_counting_sort
 from surveillance.mortality.encode import EncodedSpells, encode_spells, month_label, month_number
 from surveillance.mortality.ratios import as_quarter, check_risks, window_mask
 from surveillance.periods import Quarter
@@ -91,16 +92,18 @@ class Charts:
 def build_charts(enc: EncodedSpells, p: np.ndarray, end_month: int, months: int) -> Charts:
     """Select the window and sort its spells by chart then period day (stable: input order)."""
     idx = np.flatnonzero(window_mask(enc, end_month, months))
-    T = len(enc.trusts)
+    T, G = len(enc.trusts), len(enc.groups)
     chart = enc.group[idx].astype(np.int64) * T + enc.trust[idx]
     day = enc.period_day[idx]
-    span = int(day.max() - day.min() + 1) if len(day) else 1
-    key = chart * span + (day - (day.min() if len(day) else 0))
-    perm = np.argsort(key, kind="stable")
+    first_day = int(day.min()) if len(day) else 0
+    span = int(day.max()) - first_day + 1 if len(day) else 1
+    # LSD radix: stable by day, then stable by chart (ties keep input order)
+    perm = stable_counting_sort(day - first_day, span)
+    perm = stable_counting_sort(chart, G * T, perm)
     order = idx[perm]
-    chart_sorted = chart[perm]
-    present, counts = np.unique(chart_sorted, return_counts=True)
-    offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    counts = np.bincount(chart, minlength=G * T)
+    present = np.flatnonzero(counts)
+    offsets = np.r_[0, np.cumsum(counts[present])].astype(np.int64)
     return Charts(
         order=order,
         offsets=offsets,
@@ -210,7 +213,8 @@ def chart_thresholds(
 def run_charts(
     charts: Charts, h: np.ndarray, settings: CusumSettings
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Chart statistic (after restarts), signal flags and the value at each row before restart."""
+    """Chart statistic (after restarts), signal flags and, at signal rows, the value before the
+    restart (0 elsewhere)."""
     path = grouped_ra_cusum(
         charts.offsets,
         charts.p,
@@ -219,11 +223,16 @@ def run_charts(
         odds_ratio=settings.odds_ratio,
         restart=settings.restart,
     )
-    w = ra_weights(charts.p, charts.y, settings.odds_ratio)
-    before = np.empty_like(path.statistic)
-    before[1:] = path.statistic[:-1]
-    before[charts.offsets[:-1][charts.volume > 0]] = 0.0
-    return path.statistic, path.signal, np.maximum(before + w, 0.0)
+    # the chart value at a signal, before the restart: previous value + that patient's weight
+    rows = np.flatnonzero(path.signal)
+    value = np.zeros_like(path.statistic)
+    if rows.size:
+        prev = np.where(rows > 0, path.statistic[np.maximum(rows - 1, 0)], 0.0)
+        starts = np.isin(rows, charts.offsets[:-1])
+        prev[starts] = 0.0
+        w = ra_weights(charts.p[rows], charts.y[rows], settings.odds_ratio)
+        value[rows] = np.maximum(prev + w, 0.0)
+    return path.statistic, path.signal, value
 
 
 def signal_table(
@@ -299,8 +308,11 @@ def monitor_month(
     end = month_number(month)
     enc, pattern = model.encode(spells)
     keep = window_mask(enc, end, settings.months)
-    p = np.zeros(len(keep))
-    p[keep] = model.predict_encoded(_subset(enc, keep), pattern[keep])
+    if keep.all():
+        p = model.predict_encoded(enc, pattern)
+    else:
+        p = np.zeros(len(keep))
+        p[keep] = model.predict_encoded(_subset(enc, keep), pattern[keep])
     return _monitor(
         spells,
         p,
