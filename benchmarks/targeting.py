@@ -25,6 +25,10 @@ are left out of banding by the coverage rule (reported in the JSON).
 
 Usage: ``python benchmarks/targeting.py [--skip-slow] [--nations N] [--cache DIR] [--calibrate]``
 (``--skip-slow`` uses 5 nations and no mortality stage).
+
+An ``oracle`` row ranks the same trusts, with the same overrides and band sizes, by their TRUE
+latent quality from ground_truth.json: it is not a model but the ceiling any model could reach,
+because "failing" is a label drawn for 10% of trusts whose latent quality overlaps the others'.
 """
 
 from __future__ import annotations
@@ -104,6 +108,13 @@ def nation(seed: int, cache: Path, catalogue: pd.DataFrame, with_mortality: bool
         "trusts": b.trusts,
         "inspections": b.inspections,
         "failing": set(truth["failing_trusts"]),
+        # ground truth, used ONLY for the oracle ceiling row (never by either model)
+        "latent_badness": pd.Series(
+            {
+                c: -float(np.mean(list(v.values())))
+                for c, v in truth["latent_quality"]["values"][QUARTER].items()
+            }
+        ),
         "timing": timing,
     }
 
@@ -123,6 +134,20 @@ def _metrics(bands: pd.DataFrame, score: pd.Series, failing: set[str]) -> dict:
         "band12_size": int(in12.sum()),
         "auc": float(roc_auc_score(is_fail, s)) if 0 < is_fail.sum() < len(s) else np.nan,
     }
+
+
+def _oracle_bands(replica_bands: pd.DataFrame, badness: pd.Series) -> pd.DataFrame:
+    """Ceiling reference: the replica's overrides and band sizes, the other trusts ranked by
+    their TRUE latent quality (ground truth). No model can do better than this ranking."""
+    from surveillance.banding.scoring import bands_by_rank
+
+    out = replica_bands.copy()
+    reason = out["band_reason"].astype(str)
+    rankable = out["band"].str.isdigit() & ~reason.str.startswith("special measures")
+    sizes = [int((out.loc[rankable, "band"] == str(k)).sum()) for k in range(1, 7)]
+    ranked = bands_by_rank(badness.reindex(out.loc[rankable, "trust_code"]).fillna(0.0), sizes)
+    out.loc[rankable, "band"] = ranked.astype(str).to_numpy()
+    return out
 
 
 def _no_overrides(config):
@@ -164,10 +189,17 @@ def evaluate_nation(test: dict, train: list[dict], replica_cfg, learned_cfg) -> 
         learned = lm.predict_bands(flags, trusts, QUARTER, excl, band_sizes=sizes)
         rep_score = rep.set_index("trust_code")["proportion_score"]
         learned_score = learned.set_index("trust_code")["risk"]
+        oracle = _oracle_bands(rep, test["latent_badness"])
         out[variant] = {
             "replica": _metrics(rep, rep_score, failing),
             "learned": _metrics(learned, learned_score, failing),
+            "oracle": _metrics(oracle, test["latent_badness"], failing),
             "band_sizes": sizes,
+            "failing_not_banded_by_override": int(
+                rep.loc[rep["trust_code"].isin(list(failing)), "band"]
+                .isin(["recently_inspected", "not_banded"])
+                .sum()
+            ),
         }
         if variant == "operational":
             out["bands_learned_vs_replica_same_size"] = [
@@ -262,7 +294,7 @@ def main() -> None:
     rows = []
     summary: dict = {}
     for variant in ("operational", "ranking_only"):
-        for model in ("replica", "learned"):
+        for model in ("replica", "learned", "oracle"):
             m = pd.DataFrame([r[variant][model] for r in results])
             failing = m["failing"].sum()
             row = {
@@ -275,6 +307,9 @@ def main() -> None:
                 "band1_precision": float(m["failing_band1"].sum() / m["band1_size"].sum()),
                 "band12_precision": float(m["failing_band12"].sum() / m["band12_size"].sum()),
                 "auc_mean": float(m["auc"].mean()),
+                "failing_override_unbanded": int(
+                    sum(r[variant]["failing_not_banded_by_override"] for r in results)
+                ),
             }
             rows.append(row)
             summary[f"{variant}_{model}"] = row
@@ -304,7 +339,9 @@ def main() -> None:
         f"replica {op_r['failing_outside_12']} (target <= half: {'met' if target_outside else 'not met'}); "
         f"band-1 precision {op_l['band1_precision']:.3f} vs {op_r['band1_precision']:.3f} "
         f"({'met' if target_precision else 'not met'}); AUC {op_l['auc_mean']:.3f} vs "
-        f"{op_r['auc_mean']:.3f}"
+        f"{op_r['auc_mean']:.3f}; oracle (true latent quality) leaves "
+        f"{summary['operational_oracle']['failing_outside_12']}, AUC "
+        f"{summary['operational_oracle']['auc_mean']:.3f}"
     )
     print(verdict)
     payload = {
