@@ -9,10 +9,14 @@ of month 4 give the detection rate within 6 months of the step (signal in months
 by the end of the window, and the median delay in months (1 = signal in the step's own month),
 by chart volume (expected deaths a year).
 
-Part 2 (synthetic nation ground truth, ``--skip-slow`` skips it at national scale; uses the demo
-nation): fit the risk models, run the quarter's charts over the 12 months, and report how many
+Part 1b: the same odds-ratio-2 charts with thresholds for a looser false-alarm target
+(``--alt-target``, default 1% in 12 months), to show the trade-off.
+
+Part 2 (synthetic nation ground truth): the demo-scale nation (generated into a temporary
+directory; or ``--data`` with any bundle directory; skipped by ``--skip-slow`` unless ``--data``
+is given): fit the risk models, run the quarter's charts over the 12 months, and report how many
 of the planted trust x group deteriorations (ground_truth.json) signalled, by odds ratio band
-and expected deaths.
+and expected deaths, and how many other charts alarmed.
 
 Targets (issue 4): odds ratio 2 with >= 50 expected deaths a year detected within 6 months in
 >= 80% of charts; measured false-alarm probability within 2x of 0.1%.
@@ -53,7 +57,7 @@ def simulate_charts(n_charts, expected_per_year, mean_risk, odds_ratio, seed):
     return offsets, p, y, month
 
 
-def run(offsets, p, y, month, surface):
+def run(offsets, p, y, month, surface, target=0.001):
     from surveillance.mortality.monitor import Charts, CusumSettings, chart_thresholds, run_charts
 
     n_charts = len(offsets) - 1
@@ -68,7 +72,7 @@ def run(offsets, p, y, month, surface):
         trusts=np.array([f"T{i}" for i in range(n_charts)]),
         groups=np.array(["G"]),
     )
-    settings = CusumSettings()
+    settings = CusumSettings(target=target)
     h = chart_thresholds(charts, settings, surface)
     _, signal, _ = run_charts(charts, h, settings)
     cid = np.repeat(np.arange(n_charts), np.diff(offsets))
@@ -176,6 +180,7 @@ def main() -> int:
     parser.add_argument("--in-control-charts", type=int, default=8000)
     parser.add_argument("--mean-risk", type=float, default=0.06)
     parser.add_argument("--data", type=Path, default=None, help="bundle dir for part 2")
+    parser.add_argument("--alt-target", type=float, default=0.01)
     args = parser.parse_args()
     if args.skip_slow:
         args.charts, args.in_control_charts = 200, 2000
@@ -186,6 +191,25 @@ def main() -> int:
     rows, fa_rows = part1(args, surface)
     print_table(rows, title="Detection of a step in the odds of death (from month 4)")
     print_table(fa_rows, title="False alarms of in-control charts in 12 months (target 0.001)")
+    alt_surface = threshold_surface(target=args.alt_target)
+    alt_rows = []
+    for v_i, e in enumerate((25, 50, 100)):
+        offsets, p, y, month = simulate_charts(args.charts, e, args.mean_risk, 2.0, 2000 + 10 * v_i)
+        first, _ = run(offsets, p, y, month, alt_surface, target=args.alt_target)
+        delay = first - STEP_MONTH + 1
+        alt_rows.append(
+            {
+                "target": args.alt_target,
+                "odds_ratio": 2.0,
+                "expected_per_year": e,
+                "detected_6m": float(((first >= STEP_MONTH) & (delay <= 6)).mean()),
+                "alarm_before_step": float((first < STEP_MONTH).mean()),
+            }
+        )
+        ic = simulate_charts(args.in_control_charts // 4, e, args.mean_risk, 1.0, 3000 + v_i)
+        first_ic, _ = run(*ic, alt_surface, target=args.alt_target)
+        alt_rows[-1]["false_alarm_rate"] = float((first_ic < 99).mean())
+    print_table(alt_rows, title=f"Odds ratio 2 with a false-alarm target of {args.alt_target}")
     gt = None
     if not args.skip_slow or args.data is not None:
         if args.data is None:

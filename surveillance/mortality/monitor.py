@@ -70,6 +70,35 @@ class CusumSettings:
     discrete_expected: float = 0.5  # below this many expected deaths: count floor on h
 
 
+def load_cusum_settings(path: Path | str | None = None) -> CusumSettings:
+    """Monitoring settings from YAML (default ``models/risk/monitoring.yaml``), validated."""
+    from typing import Literal
+
+    import yaml
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+    from surveillance.errors import ConfigError
+    from surveillance.mortality.spec import RISK_DIR
+
+    class _Settings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        odds_ratio: float = Field(2.0, gt=1.0)
+        target: float = Field(0.001, gt=0.0, lt=1.0)
+        restart: Literal["half", "zero"] = "half"
+        months: int = Field(12, ge=1, le=36)
+        threshold_method: Literal["surface", "simulation"] = "surface"
+        n_sims: int = Field(50_000, ge=1000)
+        seed: int = 0
+        discrete_expected: float = Field(0.5, ge=0.0)
+
+    path = Path(path) if path is not None else RISK_DIR / "monitoring.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return CusumSettings(**_Settings.model_validate(raw).model_dump())
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{path}: invalid monitoring settings:\n{exc}") from exc
+
+
 @dataclass
 class Charts:
     """All charts of one window, rows sorted by chart then time."""
@@ -304,7 +333,7 @@ def monitor_month(
     The charts run over the 12 months ending with ``month``; ``spells`` needs only those months
     (more is ignored). Risks come from ``model.predict`` (no refit).
     """
-    settings = settings or CusumSettings()
+    settings = settings or load_cusum_settings()
     end = month_number(month)
     enc, pattern = model.encode(spells)
     keep = window_mask(enc, end, settings.months)
@@ -342,7 +371,7 @@ def _subset(enc: EncodedSpells, keep: np.ndarray) -> EncodedSpells:
 
 
 def _monitor(spells, p, end, settings, surface, months, outcome, period_date, enc):
-    settings = settings or CusumSettings()
+    settings = settings or load_cusum_settings()
     enc = enc if enc is not None else encode_spells(spells, outcome, period_date)
     p = check_risks(p, len(enc.died))
     charts = build_charts(enc, p, end, settings.months)

@@ -182,3 +182,14 @@ def test_simulation_thresholds_agree_with_surface(surface):
     )
     surf_h = chart_thresholds(charts, CusumSettings(), surface)
     np.testing.assert_allclose(sim_h, surf_h, rtol=0.08)
+
+
+def test_settings_from_yaml(tmp_path):
+    from surveillance.errors import ConfigError
+    from surveillance.mortality.monitor import load_cusum_settings
+
+    assert load_cusum_settings() == CusumSettings()
+    bad = tmp_path / "m.yaml"
+    bad.write_text("odds_ratio: 0.5\n")
+    with pytest.raises(ConfigError, match="m.yaml"):
+        load_cusum_settings(bad)
