@@ -117,7 +117,14 @@ def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
         cached(tasks.band).submit(flags, validated.bundle.trusts, q, previous_bands, key).result()
     )
     results = pipeline.QuarterResults(
-        flags, bands, mortality_result, assembly, validated, pipeline.excluded_indicators(flags)
+        flags,
+        bands,
+        mortality_result,
+        assembly,
+        validated,
+        pipeline.excluded_indicators(flags),
+        wards=derived.wards,
+        band_history=pipeline.band_history(options),
     )
     timings["compute"] = time.perf_counter() - started
     extra = {"flow_run_id": _flow_run_id(), "runner": _runner_name()}

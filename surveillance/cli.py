@@ -133,29 +133,77 @@ def synth(
 @app.command()
 def demo(
     out: str = typer.Option("data/synth", "--out", help="Where the synthetic nation lives."),
+    runs: str = typer.Option("out", "--runs", help="Where the quarterly runs are published."),
+    runner: str = typer.Option("local", "--runner", help="local or dask."),
 ) -> None:
-    """Build the synthetic nation if absent, validate it against the contracts, show what it is."""
+    """Build the synthetic nation if absent, run the quarterly flow on each of its quarters
+    (the last one always, earlier ones when not yet published), print the band table and
+    where the report is."""
+    import time
+
     from rich.console import Console
     from rich.table import Table
 
-    from surveillance.errors import ContractError
-    from surveillance.synth.demo import ensure_nation, summary_rows, validate_nation
+    from surveillance import store
+    from surveillance.synth.demo import ensure_nation, summary_rows
 
     console = Console()
+    started = time.perf_counter()
     out_dir = Path(out)
-    built, truth = ensure_nation(out_dir)
+    with console.status("building the synthetic nation (first run only)"):
+        built, truth = ensure_nation(out_dir)
     console.print(f"{'Built' if built else 'Found'} the synthetic nation in {out}", markup=False)
-    try:
-        validate_nation(out_dir, truth["quarters"])
-    except ContractError as exc:
-        console.print(str(exc), markup=False)
-        raise typer.Exit(1) from None
-    table = Table(title=f"Synthetic nation (seed {truth['seed']}, scale {truth['scale']}): valid")
+    table = Table(title=f"Synthetic nation (seed {truth['seed']}, scale {truth['scale']})")
     table.add_column("what")
     for q in truth["quarters"]:
         table.add_column(q, justify="right")
     for row in summary_rows(out_dir, truth):
         table.add_row(*row)
+    console.print(table)
+
+    quarters = list(truth["quarters"])
+    summary = None
+    for i, quarter in enumerate(quarters):
+        last = i == len(quarters) - 1
+        if not last and store.run_directory(runs, quarter).is_dir():
+            console.print(f"{quarter}: already published in {runs}", markup=False)
+            continue
+        summary = _run_quarter_flow(
+            console, out_dir / quarter, quarter, Path(runs), runner, None, True, False
+        )
+        console.print(f"{quarter}: published {summary.run_dir}", markup=False)
+    _print_band_table(console, summary.run_dir)
+    _print_summary(console, summary)
+    console.print(
+        f"demo finished in {time.perf_counter() - started:.1f} s; open {summary.report}",
+        markup=False,
+    )
+
+
+def _print_band_table(console, run_dir: Path, rows: int = 15) -> None:
+    """The ranked band table (band 1 first, highest proportion score first within a band)."""
+    import pandas as pd
+    from rich.table import Table
+
+    bands = pd.read_csv(run_dir / "bands.csv", dtype=str, keep_default_na=False)
+    order = {str(b): b for b in range(1, 7)}
+    bands["_band"] = bands["band"].map(order).fillna(9)
+    bands["_p"] = pd.to_numeric(bands["proportion_score"], errors="coerce").fillna(-1)
+    bands = bands.sort_values(["_band", "_p", "trust_code"], ascending=[True, False, True])
+    table = Table(title=f"Priority bands, {run_dir.name} (top {rows} of {len(bands)})")
+    for heading in ("band", "trust", "region", "risks", "elevated", "score", "P(band 1)", "moved"):
+        table.add_column(heading)
+    for r in bands.head(rows).itertuples():
+        table.add_row(
+            r.band,
+            f"{r.trust_code} {r.trust_name}",
+            r.region,
+            r.risks,
+            r.elevated_risks,
+            f"{float(r.proportion_score):.3f}" if r.proportion_score else "",
+            r.p_band_1,
+            f"{r.previous_band or '-'} -> {r.band}" if r.movement != "same" else "same",
+        )
     console.print(table)
 
 
@@ -181,7 +229,11 @@ _STAGES = (
 def _flows():
     """Import ``flows`` (it lives at the project root, beside the package)."""
     import importlib
+    import os
     import sys
+
+    # Prefect's embedded server can take longer than its 20 s default to start on a busy machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
     root = Path(__file__).resolve().parents[1]
     if (root / "flows" / "__init__.py").is_file() and str(root) not in sys.path:
@@ -222,6 +274,23 @@ class _StageProgress:
         logging.getLogger("prefect.task_runs").removeHandler(self.handler)
 
 
+def _quiet_prefect_console() -> None:
+    """Show only Prefect's warnings on the console (the progress bar tells the stages).
+
+    Prefect logs task runs at INFO through a console handler on the root logger; raising that
+    handler's level keeps the records flowing to the API and to :class:`_StageProgress`.
+    """
+    import logging
+
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.setLevel(logging.WARNING)
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
 def _print_summary(console, summary) -> None:
     from rich.table import Table
 
@@ -254,9 +323,9 @@ def _run_quarter_flow(
     dask_address: str | None,
     force: bool,
     quarantine: bool,
+    mlflow: bool = True,
 ):
     """Run the quarterly flow with a progress bar; return the run summary (or exit non-zero)."""
-    import logging
     import time
 
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -274,8 +343,7 @@ def _run_quarter_flow(
         raise typer.BadParameter(str(exc)) from None
     flow = quarterly.with_options(task_runner=runner_obj)
     started = time.perf_counter()
-    for name in ("prefect", "distributed"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _quiet_prefect_console()
     try:
         with Progress(
             SpinnerColumn(),
@@ -288,13 +356,13 @@ def _run_quarter_flow(
         ) as progress:
             task_id = progress.add_task("starting", total=len(_STAGES), q=quarter)
             with _StageProgress(progress, task_id):
-                logging.getLogger("prefect.task_runs").setLevel(logging.INFO)
                 result = flow(
                     data_dir=str(data),
                     out=str(out),
                     quarter=quarter,
                     force=force,
                     quarantine=quarantine,
+                    mlflow=mlflow,
                 )
     except ContractError as exc:
         console.print(str(exc), markup=False)
@@ -337,6 +405,10 @@ def run(
     quarantine: Annotated[
         bool, typer.Option("--quarantine", help="Set bad input rows aside in quarantine.csv.")
     ] = False,
+    mlflow: Annotated[
+        bool,
+        typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow (OUT/mlflow.db)."),
+    ] = True,
 ) -> None:
     """Run the quarterly flow and publish OUT/QUARTER atomically (flags, alerts, mortality, bands,
     reports, manifest). Nothing is published if any stage fails; a rerun resumes from the cache."""
@@ -344,7 +416,7 @@ def run(
 
     console = Console()
     summary = _run_quarter_flow(
-        console, data, quarter, out, runner, dask_address, force, quarantine
+        console, data, quarter, out, runner, dask_address, force, quarantine, mlflow
     )
     _print_summary(console, summary)
 

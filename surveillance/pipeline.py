@@ -376,14 +376,23 @@ def validate(
     return Validated(cleaned, frame, list(violations))
 
 
-def derive(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> pd.DataFrame:
-    """Staffing and intelligence indicators in the ``indicators.csv`` shape."""
+@dataclass
+class Derived:
+    """Staffing and intelligence indicator rows, and the ward table behind the fill rates."""
+
+    indicators: pd.DataFrame
+    wards: pd.DataFrame | None = None
+
+
+def derive(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> Derived:
+    """Staffing and intelligence indicators in the ``indicators.csv`` shape (+ ward table)."""
     from surveillance import assess as assess_module
 
     frames = []
+    wards = None
     codes = bundle.trusts["trust_code"].astype(str).tolist()
     if bundle.staffing is not None:
-        rows, _wards = assess_module.derive_staffing(bundle.staffing, quarter)
+        rows, wards = assess_module.derive_staffing(bundle.staffing, quarter)
         frames.append(rows)
     if bundle.intelligence is not None:
         activity = (
@@ -398,8 +407,8 @@ def derive(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> pd.DataFrame:
         )
     frames = [f for f in frames if f is not None and len(f)]
     if not frames:
-        return pd.DataFrame(columns=assess_module.INDICATOR_COLUMNS)
-    return pd.concat(frames, ignore_index=True)
+        return Derived(pd.DataFrame(columns=assess_module.INDICATOR_COLUMNS), wards)
+    return Derived(pd.concat(frames, ignore_index=True), wards)
 
 
 @dataclass
@@ -447,7 +456,7 @@ def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityRe
 
 def assess_flags(
     validated: Validated,
-    derived: pd.DataFrame,
+    derived: Derived,
     mortality_result: MortalityResult,
     assembly: Assembly,
     catalogue: pd.DataFrame,
@@ -458,7 +467,9 @@ def assess_flags(
     from surveillance import assess as assess_module
 
     bundle = validated.bundle
-    extra = [f for f in (derived, mortality_result.indicators) if f is not None and len(f)]
+    extra = [
+        f for f in (derived.indicators, mortality_result.indicators) if f is not None and len(f)
+    ]
     flags = assess_module.assess(
         bundle.indicators,
         catalogue,
@@ -508,6 +519,26 @@ def explain_unavailable(flags: pd.DataFrame, unavailable: Mapping[str, str]) -> 
         lambda i: f"source unavailable: {unavailable[i]}"
     )
     return out
+
+
+def band_history(options: RunOptions, quarters: int = 8) -> pd.DataFrame:
+    """Bands of the published quarters before this one (``trust_code, quarter, band``).
+
+    Read from ``<out>/<quarter>/bands.csv`` for up to ``quarters`` earlier quarters, so trust
+    pages can show the band history. Like movement, it depends on what is already published.
+    """
+    q = Quarter.parse(options.quarter)
+    root = Path(options.previous_run).parent if options.previous_run else Path(options.out)
+    frames = []
+    for _ in range(quarters):
+        q = q.previous()
+        path = root / str(q) / "bands.csv"
+        if path.is_file():
+            bands = pd.read_csv(path, dtype=str, keep_default_na=False)
+            frames.append(bands[["trust_code", "band"]].assign(quarter=str(q)))
+    if not frames:
+        return pd.DataFrame(columns=["trust_code", "quarter", "band"])
+    return pd.concat(frames, ignore_index=True)[["trust_code", "quarter", "band"]]
 
 
 def previous_outputs(options: RunOptions) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
@@ -620,6 +651,8 @@ class QuarterResults:
     assembly: Assembly
     validated: Validated
     excluded: list[str]
+    wards: pd.DataFrame | None = None
+    band_history: pd.DataFrame | None = None
 
 
 def write_outputs(
@@ -641,6 +674,20 @@ def write_outputs(
         staging / "excluded_indicators.csv",
         sort_by=["indicator_id"],
     )
+    from surveillance.banding.explain import contributions
+
+    store.write_csv(
+        contributions(results.flags, top_n=None, excluded=results.excluded),
+        staging / "explanations.csv",
+        sort_by=["trust_code", "rank"],
+    )
+    if results.wards is not None and len(results.wards):
+        keys = [c for c in ("trust_code", "ward_code") if c in results.wards.columns]
+        store.write_csv(results.wards, staging / "staffing_wards.csv", sort_by=keys)
+    if results.band_history is not None and len(results.band_history):
+        store.write_csv(
+            results.band_history, staging / "band_history.csv", sort_by=["trust_code", "quarter"]
+        )
     if results.mortality.model is not None:
         (staging / "models").mkdir(exist_ok=True)
         results.mortality.model.save(staging / "models" / "risk_model.json")
@@ -867,7 +914,16 @@ def compute_quarter(
         previous_flags,
     )
     bands = timed("band", band, flags, validated.bundle.trusts, opts.quarter, previous_bands)
-    results = QuarterResults(flags, bands, mort, assembly, validated, excluded_indicators(flags))
+    results = QuarterResults(
+        flags,
+        bands,
+        mort,
+        assembly,
+        validated,
+        excluded_indicators(flags),
+        wards=derived.wards,
+        band_history=band_history(opts),
+    )
     return fp, results, catalogue
 
 

@@ -96,7 +96,8 @@ def assemble(
     Returns
     -------
     Assembly
-        ``indicators`` in ``indicators.csv`` columns, sorted by indicator, trust, period;
+        ``indicators`` in ``indicators.csv`` columns: the bundle's rows in file order, then the
+        feeds' rows sorted by indicator, trust, period;
         ``sources`` one :class:`SourceStatus` per (source, status) group, sorted.
     """
     q = quarter if isinstance(quarter, Quarter) else Quarter.parse(str(quarter))
@@ -219,10 +220,9 @@ def assemble(
     frames = [keep_pre, *feed_frames]
     frames = [f for f in frames if len(f)]
     indicators = pd.concat(frames, ignore_index=True) if frames else _empty_like(bundle_indicators)
-    if len(indicators):
-        order = indicators.assign(_p=pd.to_datetime(indicators["period_start"], errors="coerce"))
-        order = order.sort_values(["indicator_id", "trust_code", "_p"], kind="mergesort")
-        indicators = order.drop(columns="_p").reset_index(drop=True)
+    # indicators.csv rows keep their order (contract violations name their file rows); feed rows
+    # follow, sorted by indicator, trust and period (their own file rows are checked by adapters)
+    indicators = indicators.reset_index(drop=True)
     statuses.sort(key=lambda s: (s.source, s.status, s.indicator_ids))
     return Assembly(indicators, statuses, feed_files, notes)
 

@@ -235,3 +235,19 @@ def test_parquet_feed_gives_same_rows(feeds: Path, tmp_path: Path, catalogue) ->
     a = assemble(feeds, catalogue, "2017Q2").indicators
     b = assemble(parquet_dir, catalogue, "2017Q2").indicators
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_bundle_rows_keep_file_order(feeds: Path, catalogue) -> None:
+    """Contract violations name indicators.csv rows: the bundle's rows must stay in file order."""
+    pre = pd.DataFrame(
+        [
+            ["RXX", "survey_ae_overall", "2016-07-01", "2017-06-30", "", "", "7.9", "0.1", ""],
+            ["RAA", "survey_ae_overall", "2016-07-01", "2017-06-30", "", "", "8.1", "0.1", ""],
+        ],
+        columns=INDICATOR_COLUMNS,
+        dtype=object,
+    )
+    result = assemble(feeds, catalogue, "2017Q2", bundle_indicators=pre, trust_codes=["RF4"])
+    head = result.indicators.iloc[:2].reset_index(drop=True)
+    pd.testing.assert_frame_equal(head, pre)
+    assert set(result.indicators.iloc[2:]["indicator_id"]) == {"wait_ae_4h", "wait_ae_4h_cusum"}
