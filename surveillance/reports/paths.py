@@ -58,12 +58,14 @@ def alert_paths(
     spells, p : the spells and their expected risks, as given to ``monitor``.
     alerts : the ``alerts.csv`` frame (one or more rows per chart; ``threshold`` is the chart's h).
     quarter : the run's quarter (the window is the 12 months to its end).
-    settings : ``surveillance.mortality.monitor.CusumSettings`` used by the run (default settings).
+    settings : ``surveillance.mortality.monitor.CusumSettings`` used by the run (default: the
+        monitor's own default, ``load_cusum_settings()``).
     """
     from surveillance.mortality.encode import encode_spells, month_label, month_number
-    from surveillance.mortality.monitor import CusumSettings, build_charts, run_charts
+    from surveillance.mortality.monitor import build_charts, load_cusum_settings, run_charts
 
-    settings = settings or CusumSettings()
+    # The same settings as the monitor uses by default (models/risk/monitoring.yaml).
+    settings = settings or load_cusum_settings()
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in PATH_COLUMNS})
     if alerts.empty:
         return empty
@@ -95,7 +97,10 @@ def alert_paths(
     trust = charts.trusts[charts.trust].astype(str)
     group = charts.groups[charts.group].astype(str)
     h = np.array([float(h_by_chart[(t, g)]) for t, g in zip(trust, group, strict=True)])
-    _, signal, value = run_charts(charts, h, settings)
+    statistic, signal, value = run_charts(charts, h, settings)
+    # The chart's value at each spell before any restart: the statistic, except at a signal where
+    # run_charts gives the value reached before restarting.
+    value = np.where(signal, value, statistic)
     cid = np.repeat(np.arange(len(charts.volume)), charts.volume)
     frame = pd.DataFrame(
         {

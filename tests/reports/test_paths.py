@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from surveillance.mortality.monitor import CusumSettings
 from surveillance.reports.paths import PATH_COLUMNS, alert_paths
 
 
@@ -39,7 +40,7 @@ def test_hand_computed_chart():
             "cusum": [4 * np.log(2 / 1.05)],
         }
     )
-    path = alert_paths(spells, p, alerts, "2013Q3")
+    path = alert_paths(spells, p, alerts, "2013Q3", settings=CusumSettings(restart="half"))
     assert list(path.columns) == PATH_COLUMNS
     assert path["month"].tolist() == ["2012-10", "2012-11"]
     assert path["cusum"].iloc[0] == pytest.approx(4 * np.log(2 / 1.05), rel=1e-12)
@@ -52,7 +53,7 @@ def test_hand_computed_chart():
 
 def test_paths_reproduce_monitor_alerts():
     from surveillance.mortality.encode import encode_spells, month_number
-    from surveillance.mortality.monitor import CusumSettings, build_charts, run_charts, signal_table
+    from surveillance.mortality.monitor import build_charts, run_charts, signal_table
 
     rng = np.random.default_rng(3)
     n = 6000
@@ -70,7 +71,7 @@ def test_paths_reproduce_monitor_alerts():
     _, signal, value = run_charts(charts, h, settings)
     alerts = signal_table(charts, h, signal, value, settings)
     assert len(alerts) > 0
-    path = alert_paths(spells, p, alerts, "2013Q3")
+    path = alert_paths(spells, p, alerts, "2013Q3", settings=settings)
     assert set(zip(path.trust_code, path.diagnosis_group, strict=True)) == set(
         zip(alerts.trust_code, alerts.diagnosis_group, strict=True)
     )
