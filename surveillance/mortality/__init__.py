@@ -69,8 +69,9 @@ def run_mortality(
     table = mortality_table(spells, p, q, months=model.spec.monitor_months, context=context, **kw)
     alerts = monitor(spells, p, q, settings=settings, surface=surface, **kw)
     indicators = mortality_indicators(spells, p, q, alerts=alerts, **kw)
-    quality = quality_changes(quality_by_quarter(spells, q, **kw)).merge(
-        quality_by_quarter(spells, q, **kw), on=["trust_code", "quarter"], how="right"
+    by_quarter = quality_by_quarter(spells, q, **kw)
+    quality = by_quarter.merge(
+        quality_changes(by_quarter), on=["trust_code", "quarter"], how="left"
     )
     flags = alert_flags(alerts, enc.trusts, q)
     return MortalityResult(table, alerts, indicators, flags, quality, p)
