@@ -443,7 +443,8 @@ def _band_block(ids, cat, rows, pos) -> _Block:
 
 def _cusum_block(ids, cat, rows, pos, quarter: Quarter) -> _Block:
     months = quarter.lookback_months(12)
-    mpos = {m: k for k, m in enumerate(months)}
+    first = pd.Period(months[0], freq="M")
+    first_month = first.year * 12 + first.month - 1
     in_quarter = np.isin(months, quarter.months())
     blk = _empty_block(ids, len(pos))
     blk.cusum = np.full((len(ids), len(pos)), np.nan)
@@ -451,10 +452,14 @@ def _cusum_block(ids, cat, rows, pos, quarter: Quarter) -> _Block:
         row = cat.loc[ind]
         kind = row["series_type"]
         sub = rows[rows["indicator_id"] == ind]
-        month = pd.to_datetime(sub["period_start"]).dt.strftime("%Y-%m")
-        sub = sub.assign(_m=month.map(mpos), _t=sub["trust_code"].map(pos)).dropna(
-            subset=["_m", "_t"]
-        )
+        start = pd.DatetimeIndex(sub["period_start"])
+        month_no = start.year * 12 + start.month - 1  # months since year 0, no string work
+        sub = sub.assign(
+            _m=pd.Series(month_no - first_month, index=sub.index).where(
+                lambda m: (m >= 0) & (m < len(months))
+            ),
+            _t=sub["trust_code"].map(pos),
+        ).dropna(subset=["_m", "_t"])
         shape = (len(months), len(pos))
         d = {}
         for col in _NUMERIC:
@@ -534,8 +539,10 @@ def _block_frame(blk: _Block, codes: np.ndarray, cat: pd.DataFrame) -> pd.DataFr
             "threshold_elevated": rep(sub["elevated_threshold"].to_numpy(float)),
             "p_risk": rep(sub["p_risk"].to_numpy(float)),
             "p_elevated": rep(sub["p_elevated"].to_numpy(float)),
-            "band": blk.band.ravel() if blk.band is not None else None,
-            "cusum": blk.cusum.ravel() if blk.cusum is not None else np.nan,
+            "band": blk.band.ravel()
+            if blk.band is not None
+            else np.full(n_i * n_t, None, dtype=object),
+            "cusum": blk.cusum.ravel() if blk.cusum is not None else np.full(n_i * n_t, np.nan),
         }
     )
     return frame
@@ -615,12 +622,10 @@ def assess(
 
     pre_ids = set(pre["indicator_id"]) if pre is not None else set()
     frames = []
-    by_id = {i: g for i, g in rows.groupby("indicator_id", sort=False)}
-    empty = rows.iloc[0:0]
     ind_types = cat["type"]
 
     def rows_for(ids):
-        return pd.concat([by_id.get(i, empty) for i in ids], ignore_index=True)
+        return rows[rows["indicator_id"].isin(ids)]
 
     z_ids = [i for i in cat.index if ind_types[i] in Z_CROSS_TYPES and i not in pre_ids]
     keys = {}
