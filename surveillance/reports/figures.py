@@ -216,7 +216,10 @@ class FunnelFigure:
             if inside.any():
                 ylo = min(ylo, float(np.min(lim.lower[inside])))
                 yhi = max(yhi, float(np.max(lim.upper[inside])))
-        frame = Frame(xlim=(0.0, xmax * 1.04), ylim=_padded(ylo, yhi), width=width, height=height)
+        # Top margin holds the title (first line) and the legend (second line).
+        frame = Frame(
+            xlim=(0.0, xmax * 1.04), ylim=_padded(ylo, yhi), width=width, height=height, top=40
+        )
         self.frame = frame
         clip_id = f"{id_prefix}-clip"
         frame.parts.append(f"<defs>{frame.clip(clip_id)}</defs>")
@@ -257,10 +260,10 @@ class FunnelFigure:
             colour, dash = LIMIT_STYLES.get(round(lim.level, 3), ("#555", "2 2"))
             dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
             parts.append(
-                f'<line x1="{lx}" y1="13" x2="{lx + 18}" y2="13" stroke="{colour}"{dash_attr}/>'
+                f'<line x1="{lx}" y1="31" x2="{lx + 18}" y2="31" stroke="{colour}"{dash_attr}/>'
             )
             parts.append(
-                f'<text x="{lx + 22}" y="13" dy="0.32em">{lim.level * 100:g}% limits</text>'
+                f'<text x="{lx + 22}" y="31" dy="0.32em">{lim.level * 100:g}% limits</text>'
             )
             lx += 100
         self._body = "".join(parts)

@@ -92,6 +92,15 @@ def _num(value: Any, digits: int = 2) -> str:
     return "" if v is None else f"{v:,.{digits}f}"
 
 
+def _limit(value: Any) -> str:
+    """A ratio limit for a table: two decimals, or ">100" where tiny expected counts make the
+    limit astronomically wide."""
+    v = _float(value)
+    if v is None:
+        return ""
+    return ">100" if v > 100 else f"{v:,.2f}"
+
+
 def _pct(value: Any) -> str:
     v = _float(value)
     return "" if v is None else f"{v:.0%}"
@@ -220,6 +229,7 @@ def _environment() -> Environment:
     env.filters["patients"] = suppress_count
     env.filters["num"] = _num
     env.filters["pct"] = _pct
+    env.filters["limit"] = _limit
     # Compact, deterministic JSON for the inline <script type="application/json"> blocks; Jinja's
     # htmlsafe dumps escapes <, >, & and ' so data cannot close the script element.
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
@@ -764,7 +774,7 @@ def _detail(typ: str, observed: Any, expected: Any, cusum: Any = None) -> str:
     if not obs:
         return ""
     exp = _expected_text(typ, expected)
-    noun = "validated cases" if typ == "rule" else "observed"
+    noun = "count" if typ == "rule" else "observed"
     return f"{noun} {obs}" + (f", expected {exp}" if exp else "")
 
 

@@ -345,3 +345,16 @@ def test_history_from_earlier_runs_beside_this_one(fixture_run: Path, catalogue,
     assert hist == [("2012Q4", "5"), ("2013Q2", "2"), ("2013Q3", "1")]
     rkk = (site / "trusts" / "RKK.html").read_text(encoding="utf-8")  # no previous band
     assert re.findall(r"<tr><td>(\d{4}Q\d)</td>", rkk) == ["2013Q3"]
+
+
+def test_limit_formatting_caps_astronomical_limits():
+    from surveillance.reports.site import _limit
+
+    assert [_limit(v) for v in (0.123, 14.01549, 100.0, 1e27, float("nan"), None)] == [
+        "0.12",
+        "14.02",
+        "100.00",
+        ">100",
+        "",
+        "",
+    ]
