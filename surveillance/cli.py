@@ -152,7 +152,7 @@ def demo(
     out_dir = Path(out)
     with console.status("building the synthetic nation (first run only)"):
         built, truth = ensure_nation(out_dir)
-    console.print(f"{'Built' if built else 'Found'} the synthetic nation in {out}", markup=False)
+    typer.echo(f"{'Built' if built else 'Found'} the synthetic nation in {out}")
     table = Table(title=f"Synthetic nation (seed {truth['seed']}, scale {truth['scale']})")
     table.add_column("what")
     for q in truth["quarters"]:
@@ -166,18 +166,15 @@ def demo(
     for i, quarter in enumerate(quarters):
         last = i == len(quarters) - 1
         if not last and store.run_directory(runs, quarter).is_dir():
-            console.print(f"{quarter}: already published in {runs}", markup=False)
+            typer.echo(f"{quarter}: already published in {runs}")
             continue
         summary = _run_quarter_flow(
             console, out_dir / quarter, quarter, Path(runs), runner, None, True, False
         )
-        console.print(f"{quarter}: published {summary.run_dir}", markup=False)
+        typer.echo(f"{quarter}: published {summary.run_dir}")
     _print_band_table(console, summary.run_dir)
     _print_summary(console, summary)
-    console.print(
-        f"demo finished in {time.perf_counter() - started:.1f} s; open {summary.report}",
-        markup=False,
-    )
+    typer.echo(f"demo finished in {time.perf_counter() - started:.1f} s; open {summary.report}")
 
 
 def _print_band_table(console, run_dir: Path, rows: int = 15) -> None:
@@ -365,12 +362,12 @@ def _run_quarter_flow(
                     mlflow=mlflow,
                 )
     except ContractError as exc:
-        console.print(str(exc), markup=False)
-        console.print("nothing was published", markup=False)
+        typer.echo(str(exc))
+        typer.echo("nothing was published")
         raise typer.Exit(1) from None
     except SurveillanceError as exc:
-        console.print(f"error: {exc}", markup=False)
-        console.print("nothing was published", markup=False)
+        typer.echo(f"error: {exc}")
+        typer.echo("nothing was published")
         raise typer.Exit(1) from None
     summary = pipeline.summarise(Path(result["run_dir"]))
     summary.seconds = time.perf_counter() - started
@@ -449,14 +446,12 @@ def verify(
             model_config_paths=pipeline.default_model_configs(),
         )
     except SurveillanceError as exc:
-        console.print(f"error: {exc}", markup=False)
+        typer.echo(f"error: {exc}")
         raise typer.Exit(2) from None
     for note in result.notes:
-        console.print(note, markup=False)
+        typer.echo(note)
     if result.ok:
-        console.print(
-            f"{run_dir}: OK, {result.checked} file(s) match manifest {result.run_id}", markup=False
-        )
+        typer.echo(f"{run_dir}: OK, {result.checked} file(s) match manifest {result.run_id}")
         return
     table = Table(title=f"{run_dir}: {len(result.mismatches)} mismatch(es)")
     for heading in ("kind", "file", "problem", "manifest sha256", "on disk sha256"):
@@ -517,7 +512,7 @@ def deploy(
         return
     ids = deploy_module.deploy(data, out, work_pool=work_pool, serve=serve)
     for deployment_id in ids:
-        console.print(f"registered deployment {deployment_id}", markup=False)
+        typer.echo(f"registered deployment {deployment_id}")
 
 
 @app.command()
