@@ -498,7 +498,10 @@ def build_site(
         ward_columns=ward_columns,
         paths_by_chart=paths_by_chart,
         history_by_trust=_by(hist.to_dict("records"), "trust_code"),
-        excluded=_excluded(run),
+        excluded=[
+            {**e, "name": info.get(e["indicator_id"], {}).get("name", e["indicator_id"])}
+            for e in _excluded(run)
+        ],
         missing_sources=_missing_sources(run),
     )
 
