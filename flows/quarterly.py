@@ -85,37 +85,48 @@ def quarterly(
 
 def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    q = options.quarter
+    clock = [time.perf_counter()]
 
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = now - clock[0]
+        clock[0] = now
+
+    q = options.quarter
     pipeline.import_stages()  # import once here: concurrent first imports in threads can race
     fp = tasks.fingerprint(options)
     key = fp.key
     logger.info("run %s", fp.run_id)
-
     storage = tasks.result_storage(work)
 
     def cached(task_obj):
         return tasks.with_storage(task_obj, storage, tasks.LARGE.get(task_obj.name, ()))
 
+    lap("fingerprint")
     catalogue = tasks.catalogue(str(options.catalogue_path), key)
     bundle = tasks.load(str(options.data_dir), key)
+    lap("load")
     assembly = cached(tasks.assemble)(bundle, catalogue, q, key)
+    lap("assemble")
     validated = tasks.validate(bundle, assembly, catalogue, q, options.quarantine, key)
+    lap("validate")
     derived_future = cached(tasks.derive).submit(validated, catalogue, q, key)
     mortality_future = cached(tasks.mortality).submit(validated, catalogue, q, key)
     previous_bands, previous_flags = pipeline.previous_outputs(options)
     # .result() re-raises a failed stage's own exception (never a later "not ready")
     derived = derived_future.result()
     mortality_result = mortality_future.result()
+    lap("derive_and_mortality")
     flags = (
         cached(tasks.assess)
         .submit(validated, derived, mortality_result, assembly, catalogue, q, previous_flags, key)
         .result()
     )
+    lap("assess")
     bands = (
         cached(tasks.band).submit(flags, validated.bundle.trusts, q, previous_bands, key).result()
     )
+    lap("band")
     results = pipeline.QuarterResults(
         flags,
         bands,
@@ -126,10 +137,10 @@ def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
         wards=derived.wards,
         band_history=pipeline.band_history(options),
     )
-    timings["compute"] = time.perf_counter() - started
     extra = {"flow_run_id": _flow_run_id(), "runner": _runner_name()}
     if options.mlflow:
         extra.update(tasks.track(str(options.out), fp, flags, bands, mortality_result))
+        lap("mlflow")
     run_dir = tasks.publish(options, fp, results, catalogue, timings, extra)
     return Path(run_dir)
 

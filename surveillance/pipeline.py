@@ -13,9 +13,13 @@ Stages, each a function with explicit inputs and outputs (no Prefect here):
    mortality indicators (these two are independent and may run in parallel).
 6. :func:`assess_flags` turns all indicator rows into ``flags.csv``.
 7. :func:`band` places every trust in a band (``bands.csv``) with movement since last quarter.
-8. :func:`write_outputs` writes the tables into a staging directory, :func:`render_reports` the
-   site, :func:`finish_manifest` the manifest; :func:`publish_run` renames the staging directory
-   into place. Nothing is published if any stage fails.
+8. :func:`track` logs the run to MLflow (optional).
+9. :func:`write_and_publish`: :func:`write_outputs` writes the tables into a staging directory,
+   :func:`render_reports` the site, :func:`finish_manifest` the manifest, :func:`write_timings`
+   the volatile ``timings.json``; the staging directory is then renamed into place
+   (:func:`surveillance.store.staged_run`). Nothing is published if any stage fails.
+
+The monthly mortality run (:func:`run_month`) reuses the quarter's saved risk models.
 
 :func:`run_quarter` chains the stages without Prefect (used by tests and as the reference the
 flow must reproduce byte for byte).
@@ -764,6 +768,7 @@ def finish_manifest(
     staging: Path,
     fp: Fingerprint,
     results: QuarterResults,
+    catalogue: pd.DataFrame,
     row_counts: Mapping[str, int],
 ) -> Manifest:
     """Write ``manifest.json`` (deterministic) after every other output is in place."""
@@ -778,7 +783,7 @@ def finish_manifest(
         for s in results.assembly.sources
         if not s.available
     ]
-    excluded = excluded_frame(results.excluded, results.flags, load_catalogue_cached(fp))
+    excluded = excluded_frame(results.excluded, results.flags, catalogue)
     left_out = [{"indicator_id": r.indicator_id, "reason": r.reason} for r in excluded.itertuples()]
     manifest = Manifest(
         run_id=fp.run_id,
@@ -804,10 +809,6 @@ def finish_manifest(
     return manifest
 
 
-def load_catalogue_cached(fp: Fingerprint) -> pd.DataFrame:  # small helper, no state kept
-    return load_catalogue()
-
-
 def write_timings(
     staging_or_run: Path, timings: Mapping[str, float], extra: Mapping[str, Any]
 ) -> Path:
@@ -818,6 +819,7 @@ def write_timings(
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "host": platform.node(),
         "pid": os.getpid(),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),  # UTC
         **extra,
     }
     return store.write_json(payload, Path(staging_or_run) / TIMINGS_FILE)
@@ -946,7 +948,7 @@ def write_and_publish(
             start = time.perf_counter()
             render_reports(staging, catalogue)
             timings["report"] = time.perf_counter() - start
-        finish_manifest(staging, fp, results, counts)
+        finish_manifest(staging, fp, results, catalogue, counts)
         write_timings(staging, timings, dict(extra_timings or {}))
     return store.run_directory(opts.out, opts.quarter)
 

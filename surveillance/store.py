@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,7 +299,13 @@ def staged_run(
             discard(staging)
             raise
     if target.parent == root:
-        register_run(root, target)
+        try:
+            register_run(root, target)
+        except StoreError as exc:
+            # the quarter is published; the catalogue is rebuilt from disk at the next publish
+            warnings.warn(
+                f"{target} published, but the run catalogue was not updated: {exc}", stacklevel=2
+            )
 
 
 def clean_stale(out: Path | str, quarter: str | Quarter) -> list[Path]:

@@ -124,6 +124,11 @@ def test_duckdb_catalogue_has_both_quarters(published: Path) -> None:
     assert counts["quarter"].tolist() == ["2013Q2", "2013Q3"]
     bands = pd.read_csv(published / "2013Q3" / "bands.csv")
     assert counts["n"].tolist()[1] == len(bands)
+    runs = store.query_catalogue(published, "SELECT * FROM runs ORDER BY quarter")
+    manifest = json.loads((published / "2013Q3" / "manifest.json").read_text())
+    assert runs["run_id"].tolist()[1] == manifest["run_id"]
+    assert runs["published_at"].notna().all()
+    assert runs["n_flags"].tolist()[1] == manifest["row_counts"]["flags.csv"]
 
 
 def test_rerun_is_byte_identical(published: Path, small_bundles, code_version) -> None:
@@ -260,23 +265,45 @@ def test_monthly_flow_reuses_quarter_models(published: Path, small_bundles, code
 
 @pytest.mark.slow
 def test_dask_runner_gives_same_outputs(published: Path, small_bundles, code_version, tmp_path):
+    """The flow on a 2-worker Dask cluster (by scheduler address) writes the same bytes."""
     import shutil
+
+    from distributed import LocalCluster
 
     from flows.quarterly import quarterly
     from flows.runners import task_runner
 
     shutil.copytree(published / "2013Q2", tmp_path / "2013Q2")
-    flow = quarterly.with_options(task_runner=task_runner("dask"))
-    flow(
-        data_dir=str(small_bundles["2013Q3"]),
-        out=str(tmp_path),
-        quarter="2013Q3",
-        code=code_version,
-        mlflow=False,
-    )
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        flow = quarterly.with_options(task_runner=task_runner("dask", cluster.scheduler_address))
+        flow(
+            data_dir=str(small_bundles["2013Q3"]),
+            out=str(tmp_path),
+            quarter="2013Q3",
+            code=code_version,
+            mlflow=False,
+        )
     timings = json.loads((tmp_path / "2013Q3" / "timings.json").read_text())
     assert timings["runner"] == "DaskTaskRunner"
     assert _files(tmp_path / "2013Q3") == _files(published / "2013Q3")
+
+
+def test_task_runner_choices() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.runners import task_runner
+
+    assert isinstance(task_runner("local"), ThreadPoolTaskRunner)
+    local_cluster = task_runner("dask")
+    assert isinstance(local_cluster, DaskTaskRunner)
+    assert local_cluster.cluster_kwargs["n_workers"] == 2
+    assert task_runner("dask", "tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+    for bad in (("local", "tcp://x:1"), ("dask", "10.0.0.5:8786"), ("spark", None)):
+        with pytest.raises(ValueError):
+            task_runner(*bad)
 
 
 @pytest.mark.slow

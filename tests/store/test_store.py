@@ -346,3 +346,34 @@ def test_read_only_file_system_is_a_clear_error(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
     with pytest.raises(store.StoreError, match="the file system is read-only"):
         store.ensure_output_dir(tmp_path)
+
+
+def test_catalogue_busy_does_not_unpublish(tmp_path: Path) -> None:
+    """An analyst holding catalogue.duckdb open for writing: the run still publishes (warning)."""
+    import duckdb
+
+    with store.staged_run(tmp_path, "2013Q3") as staging:
+        _write_run(staging, "2013Q3")
+    holder = multiprocessing.get_context("fork")
+    ready, release = holder.Event(), holder.Event()
+
+    def hold() -> None:  # pragma: no cover - child process
+        con = duckdb.connect(str(tmp_path / store.CATALOGUE_FILE))
+        ready.set()
+        release.wait(30)
+        con.close()
+
+    child = holder.Process(target=hold)
+    child.start()
+    try:
+        assert ready.wait(30)
+        with pytest.warns(UserWarning, match="run catalogue was not updated"):
+            with store.staged_run(tmp_path, "2013Q4") as staging:
+                _write_run(staging, "2013Q4")
+    finally:
+        release.set()
+        child.join(30)
+    assert (tmp_path / "2013Q4" / "manifest.json").is_file()
+    store.register_run(tmp_path)  # rebuilt from disk afterwards
+    quarters = store.query_catalogue(tmp_path, "SELECT quarter FROM runs ORDER BY 1")["quarter"]
+    assert quarters.tolist() == ["2013Q3", "2013Q4"]
