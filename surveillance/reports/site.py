@@ -446,6 +446,11 @@ def build_site(
     ward_records, ward_columns = [], []
     if wards is not None:
         wards = wards.assign(trust_code=wards["trust_code"].astype(str))
+        if "frequently_under_90" in wards.columns:
+            # The assessment lists every ward; the page shows those frequently under 90% fill.
+            wards = wards[wards["frequently_under_90"].map(_is_true)].drop(
+                columns="frequently_under_90"
+            )
         sort_col = next(
             (c for c in ("share_under_90", "months_under_90") if c in wards.columns), None
         )

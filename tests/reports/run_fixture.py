@@ -592,8 +592,9 @@ def _wards() -> pd.DataFrame:
     rows = [
         ("RAA", "RAA-W01", "Ward 1 (Acute Medicine)", 12, 9, 0.75, 0.84),
         ("RAA", "RAA-W07", "Ward 7 (Elderly care)", 12, 5, 0.4167, 0.88),
+        ("RAA", "RAA-W09", "Ward 9 (Surgery)", 12, 1, 0.0833, 0.96),
         ("RDD", "RDD-W03", FORMULA_NAME, 12, 6, 0.5, 0.87),
-        ("RBB", "RBB-W02", "<img src=x onerror=alert(2)>", 12, 4, 0.3333, 0.9),
+        ("RBB", "RBB-W02", "<img src=x onerror=alert(2)>", 12, 5, 0.4167, 0.9),
     ]
     cols = [
         "trust_code",
@@ -604,7 +605,10 @@ def _wards() -> pd.DataFrame:
         "share_under_90",
         "mean_fill_rate",
     ]
-    return pd.DataFrame(rows, columns=cols)
+    frame = pd.DataFrame(rows, columns=cols)
+    # As the assessment writes it: every ward, flagged when under 90% fill in >= 1/3 of months.
+    frame["frequently_under_90"] = frame["share_under_90"] >= 1 / 3
+    return frame
 
 
 def _band_history() -> pd.DataFrame:

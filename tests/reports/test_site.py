@@ -188,7 +188,9 @@ def test_trust_page_explains_flags_by_domain(site: Path, fixture_run: Path, cata
         assert len(order) == len(flagged)
     raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
     assert raa.count('class="prob"') == 1 and "risk-adjusted CUSUM" in raa and "VLAD" in raa
-    assert "Ward 1 (Acute Medicine)" in raa
+    assert "Ward 1 (Acute Medicine)" in raa and "Ward 7 (Elderly care)" in raa
+    assert "Ward 9 (Surgery)" not in raa  # under 90% in 1 of 12 months: not frequent
+    assert "frequently under 90" not in raa
     hist = re.findall(r"<tr><td>(\d{4}Q\d)</td><td><span class=\"band [^\"]+\">([^<]+)</span>", raa)
     assert hist == [("2012Q4", "4"), ("2013Q1", "3"), ("2013Q2", "2"), ("2013Q3", "1")]
 
