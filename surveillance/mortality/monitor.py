@@ -169,7 +169,19 @@ def threshold_surface(
 ) -> ThresholdSurface:
     """A fitted :class:`ThresholdSurface`, cached on disk by its settings (fitting takes ~30 s)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    tag = repr((target, odds_ratio, sorted((k, np.asarray(v).tolist()) for k, v in grid.items())))
+    import surveillance.stats._cusum_kernels as kernels_module
+    import surveillance.stats.thresholds as thresholds_module
+
+    # the key includes the calibration code itself, so a changed method never reuses a stale file
+    code = b"".join(Path(m.__file__).read_bytes() for m in (thresholds_module, kernels_module))
+    tag = repr(
+        (
+            target,
+            odds_ratio,
+            sorted((k, np.asarray(v).tolist()) for k, v in grid.items()),
+            hashlib.sha256(code).hexdigest(),
+        )
+    )
     path = cache / f"threshold_surface_{hashlib.sha256(tag.encode()).hexdigest()[:16]}.pkl"
     if path.exists():
         with path.open("rb") as fh:
