@@ -58,18 +58,14 @@ def national_case_mixes(n_charts: int, seed: int = 0):
     return offsets, p
 
 
-def chart_features(offsets: np.ndarray, p: np.ndarray):
-    """Per chart: volume, mean risk, sd of logit risk (vectorised over all charts)."""
-    n = np.diff(offsets)
-    mean = np.add.reduceat(p, offsets[:-1]) / n
-    lg = special.logit(np.clip(p, 1e-6, 1 - 1e-6))
-    m1 = np.add.reduceat(lg, offsets[:-1]) / n
-    m2 = np.add.reduceat(lg * lg, offsets[:-1]) / n
-    return n, mean, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+def chart_features(surface: ThresholdSurface, offsets: np.ndarray, p: np.ndarray):
+    """Per chart: volume, mean risk, equivalent spread (vectorised over all charts)."""
+    mean, spread = surface.chart_features(offsets, p)
+    return np.diff(offsets), mean, spread
 
 
 def check_sample(surface, offsets, p, sample, target, n_sims, seed):
-    n, mean, spread = chart_features(offsets, p)
+    n, mean, spread = chart_features(surface, offsets, p)
     h = surface.predict(n[sample], mean[sample], spread[sample])
     # hybrid: exact per-chart calibration for the small charts of the sample
     small = sample[n[sample] < 100].astype(np.int64)
@@ -153,7 +149,7 @@ def main() -> int:
     cpu0 = time.process_time()
     t_fit, surface = timed(lambda: ThresholdSurface(target=0.001).fit())
     cpu_fit = time.process_time() - cpu0
-    t_feat, feats = timed(lambda: chart_features(offsets, p))
+    t_feat, feats = timed(lambda: chart_features(surface, offsets, p))
     t_pred, h_all = timed(lambda: surface.predict(*feats))
     total = t_fit + t_feat + t_pred
     cpu0 = time.process_time()

@@ -184,15 +184,50 @@ def logit_normal_case_mix(
     return special.expit(mu + spread * z), w
 
 
-def case_mix_features(p: ArrayLike) -> tuple[float, float]:
-    """``(mean risk, sd of logit risk)``: the case-mix summary the surface is indexed by."""
-    pa = np.clip(_risk_array(p), 1e-6, 1 - 1e-6)
-    return float(pa.mean()), float(np.std(special.logit(pa)))
+def _death_weighted_log(p: NDArray[np.float64], w: NDArray[np.float64], odds_ratio: float) -> float:
+    """``sum p log(1 + (R-1) p) / sum p``: how much a death's CUSUM jump is shrunk, on average
+    over deaths (``W = log R - log(1 + (R-1) p)`` for a death)."""
+    return float(np.sum(w * p * np.log1p((odds_ratio - 1.0) * p)) / np.sum(w * p))
+
+
+def equivalent_spread(
+    mean_risk: float, death_weighted_log: float, odds_ratio: float = 2.0, nodes: int = 10
+) -> float:
+    """Spread (sd of logit risk) of the logit-normal case mix with the same mean risk and the same
+    death-weighted ``log(1 + (R-1) p)`` as a chart's own case mix.
+
+    Matching this, rather than the chart's own sd of logit risk, makes skewed case mixes
+    (a long tail of high-risk patients, whose deaths move the chart less) land on the right
+    limit: on skewed test mixes the achieved false-alarm probability moved from 0.66-0.8 of
+    target to 0.9-1.1 (``benchmarks/thresholds.py``). Clipped to [0, 3].
+    """
+
+    def gap(s: float) -> float:
+        pv, pw = logit_normal_case_mix(mean_risk, s, nodes)
+        return _death_weighted_log(pv, pw, odds_ratio) - death_weighted_log
+
+    if gap(0.0) >= 0:
+        return 0.0
+    if gap(3.0) <= 0:
+        return 3.0
+    return float(optimize.brentq(gap, 0.0, 3.0, xtol=1e-6))
+
+
+def case_mix_features(p: ArrayLike, odds_ratio: float = 2.0) -> tuple[float, float]:
+    """``(mean risk, equivalent spread)``: the case-mix summary the surface is indexed by."""
+    pa = np.clip(_risk_array(p), 1e-9, 1 - 1e-9)
+    mean = float(pa.mean())
+    return mean, equivalent_spread(
+        mean, _death_weighted_log(pa, np.ones_like(pa), odds_ratio), odds_ratio
+    )
 
 
 @dataclass
 class ThresholdSurface:
-    """Fitted ``h(volume, mean risk, risk spread)`` for a target false-alarm probability.
+    """Fitted ``h(volume, mean risk, spread)`` for a target false-alarm probability.
+
+    ``spread`` is a chart's *equivalent* logit-normal spread (``equivalent_spread``,
+    ``chart_features``), not its raw sd of logit risk.
 
     ``fit`` calibrates, by Brook-Evans Markov chain (grid step ``delta`` of the statistic, exact
     DP up to ``n0`` patients then the geometric tail fixed by the exact ARL), the limit at every
@@ -212,7 +247,7 @@ class ThresholdSurface:
             np.linspace(special.logit(0.002), special.logit(0.6), 12)
         )
     )
-    spreads: NDArray[np.float64] = field(default_factory=lambda: np.array([0.0, 1.0, 2.0]))
+    spreads: NDArray[np.float64] = field(default_factory=lambda: np.array([0.0, 0.8, 1.6, 2.4]))
     h_grid: NDArray[np.float64] = field(default_factory=lambda: np.geomspace(0.3, 15.0, 22))
     delta: float = 0.015
     m_min: int = 60
@@ -220,6 +255,7 @@ class ThresholdSurface:
     mix_nodes: int = 10
     h_table_: NDArray[np.float64] | None = None
     _interp: RegularGridInterpolator | None = None
+    _dwl_table: tuple | None = None
 
     def fit(self) -> ThresholdSurface:
         """Calibrate ``h`` at every design point (parallel over ``h`` inside numba)."""
@@ -265,6 +301,34 @@ class ThresholdSurface:
                 break
         return log_f
 
+    def chart_features(
+        self, offsets: NDArray[np.int64], p: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per chart (rows ``offsets[c]:offsets[c+1]``, none empty): mean risk and equivalent
+        spread (``equivalent_spread``), vectorised through a table of the logit-normal family's
+        death-weighted log over (mean risk, spread) built once."""
+        n = np.diff(offsets)
+        pc = np.clip(p, 1e-9, 1 - 1e-9)
+        mean = np.add.reduceat(pc, offsets[:-1]) / n
+        dwl = np.add.reduceat(pc * np.log1p((self.odds_ratio - 1.0) * pc), offsets[:-1]) / (
+            mean * n
+        )
+        if self._dwl_table is None:
+            self._dwl_table = _dwl_table(self.odds_ratio, self.mix_nodes)
+        r_axis, s_axis, table = self._dwl_table
+        lr = np.clip(special.logit(mean), r_axis[0], r_axis[-1])
+        # the family's value at each chart's mean risk, for every spread on the axis
+        i = np.clip(np.searchsorted(r_axis, lr) - 1, 0, r_axis.shape[0] - 2)
+        t = (lr - r_axis[i]) / (r_axis[i + 1] - r_axis[i])
+        at_r = table[i] * (1 - t)[:, None] + table[i + 1] * t[:, None]  # (charts, spreads)
+        # invert the (increasing) curve in spread, linearly
+        j = np.clip((at_r < dwl[:, None]).sum(axis=1) - 1, 0, s_axis.shape[0] - 2)
+        rows = np.arange(n.shape[0])
+        lo, hi = at_r[rows, j], at_r[rows, j + 1]
+        u = np.clip((dwl - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
+        spread = s_axis[j] + u * (s_axis[j + 1] - s_axis[j])
+        return mean, spread
+
     def predict(
         self, volume: ArrayLike, mean_risk: ArrayLike, spread: ArrayLike | float = 0.8
     ) -> NDArray[np.float64]:
@@ -289,7 +353,7 @@ class ThresholdSurface:
             ),
             axis=-1,
         )
-        return self._interp(pts)
+        return self._interp(pts.reshape(-1, 3)).reshape(pts.shape[:-1])
 
 
 def chart_thresholds(
@@ -317,11 +381,8 @@ def chart_thresholds(
         )
     if surface.h_table_ is None:
         raise ValueError("surface: call fit() first")
-    mean = np.add.reduceat(pa, o[:-1]) / n
-    lg = special.logit(np.clip(pa, 1e-6, 1 - 1e-6))
-    m1 = np.add.reduceat(lg, o[:-1]) / n
-    spread = np.sqrt(np.maximum(np.add.reduceat(lg * lg, o[:-1]) / n - m1 * m1, 0.0))
-    h = surface.predict(n, np.clip(mean, 1e-6, 1 - 1e-6), spread)
+    mean, spread = surface.chart_features(o, pa)
+    h = surface.predict(n, mean, spread)
     small = np.flatnonzero(n < exact_below).astype(np.int64)
     if small.size:
         out = np.empty(small.shape[0])
@@ -340,6 +401,18 @@ def chart_thresholds(
         )
         h[small] = out
     return h
+
+
+def _dwl_table(odds_ratio: float, nodes: int):
+    """Death-weighted log of logit-normal case mixes on a (logit mean risk, spread) grid."""
+    r_axis = np.linspace(special.logit(1e-4), special.logit(0.9), 60)
+    s_axis = np.linspace(0.0, 3.0, 31)
+    table = np.empty((r_axis.shape[0], s_axis.shape[0]))
+    for a, lr in enumerate(r_axis):
+        for b, sd in enumerate(s_axis):
+            pv, pw = logit_normal_case_mix(float(special.expit(lr)), float(sd), nodes)
+            table[a, b] = _death_weighted_log(pv, pw, odds_ratio)
+    return r_axis, s_axis, table
 
 
 def _transient_length(pv, pw, log_r, h_grid, n_max):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import special
 
 from surveillance.stats import _cusum_kernels as kernels
 from surveillance.stats.arl import false_alarm_probability
@@ -14,6 +15,7 @@ from surveillance.stats.thresholds import (
     case_mix_features,
     chart_thresholds,
     cusum_limit_exact,
+    equivalent_spread,
     logit_normal_case_mix,
 )
 
@@ -75,7 +77,7 @@ def test_markov_calibration_agrees_with_simulation():
 def test_logit_normal_case_mix_has_the_requested_mean():
     pv, pw = logit_normal_case_mix(0.03, 1.5)
     assert np.sum(pv * pw) == pytest.approx(0.03, rel=1e-10)
-    mean, sd = case_mix_features(np.array([0.1, 0.1, 0.1]))
+    mean, sd = case_mix_features(np.array([0.1, 0.1, 0.1]))  # equal risks: no spread
     assert mean == pytest.approx(0.1) and sd == pytest.approx(0.0, abs=1e-12)
 
 
@@ -132,5 +134,23 @@ def test_chart_thresholds_small_charts_are_exact_and_large_use_the_surface(small
             seq, lower, sizes[c], method="markov", sequence=True, m=grid(lower)
         )
         assert below.probability > 0.01
-    mean, spread = case_mix_features(p[offsets[2] :])
-    assert h[2] == pytest.approx(small_surface.predict(300, mean, spread)[()], rel=1e-12)
+    mean, spread = small_surface.chart_features(offsets, p)
+    assert h[2] == pytest.approx(small_surface.predict(300, mean[2], spread[2])[()], rel=1e-12)
+
+
+def test_equivalent_spread_round_trips_the_logit_normal_family():
+    pv, pw = logit_normal_case_mix(0.05, 1.3, 10)
+    dwl = float(np.sum(pw * pv * np.log1p(pv)) / np.sum(pw * pv))
+    assert equivalent_spread(0.05, dwl, 2.0, 10) == pytest.approx(1.3, abs=1e-5)
+
+
+def test_vectorised_chart_features_match_per_chart_features(small_surface):
+    rng = np.random.default_rng(2)
+    sizes = np.array([50, 300, 1000])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    p = special.expit(rng.normal(-3, 1, offsets[-1]) + rng.gamma(2, 0.5, offsets[-1]))
+    mean, spread = small_surface.chart_features(offsets, p)
+    for c in range(3):
+        m1, s1 = case_mix_features(p[offsets[c] : offsets[c + 1]])
+        assert mean[c] == pytest.approx(m1, rel=1e-12)
+        assert spread[c] == pytest.approx(s1, abs=3e-3)
