@@ -54,6 +54,7 @@ from surveillance.banding.cqc2013 import CQC2013Model  # noqa: E402
 from surveillance.banding.learned import (  # noqa: E402
     LearnedBandingModel,
     evaluate,
+    time_split_validation,
     training_table,
 )
 from surveillance.banding.scoring import calibrate_cut_points, rescale_sizes  # noqa: E402
@@ -242,6 +243,21 @@ def evaluate_nation(test: dict, train: list[dict], replica_cfg, learned_cfg) -> 
     return out
 
 
+def time_assess(root: Path, catalogue: pd.DataFrame) -> float:
+    """Best of three wall times of assess() for one nation's quarter (derived rows included)."""
+    b = read_bundle(root / QUARTER)
+    staff, _ = A.derive_staffing(b.staffing, QUARTER)
+    activity = A.spells_activity(b.spells, QUARTER)
+    intel = A.derive_intelligence(b.intelligence, QUARTER, b.trusts["trust_code"], activity)
+    rows = pd.concat([staff, intel], ignore_index=True)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        A.assess(b.indicators, catalogue, QUARTER, derived=rows, trusts=b.trusts)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def calibrate(cache: Path, catalogue: pd.DataFrame, with_mortality: bool) -> tuple[float, ...]:
     """Median over seeds 101-105 of the cut-points reproducing the October 2013 band sizes."""
     cfg = load_cqc2013_config()
@@ -328,12 +344,21 @@ def main() -> None:
             val["replica_band1_inadequate"].sum() / max(val["n_inadequate"].sum(), 1)
         ),
     }
+    # time split: inspections to 2011 train, 2012-2013 validate (pooled over the nations)
+    split = time_split_validation(
+        learned_cfg,
+        [(n["flags"], n["trusts"], n["inspections"], n["excluded"]) for n in nations],
+        "2011-12-31",
+    )
+    validation.update({f"time_split_{k}": v for k, v in split.items()})
+    assess_best = time_assess(cache / "seed1", catalogue)
     print_table(rows, title=f"Targeting over {n_nations} synthetic nations (scale {SCALE})")
     print_table([validation], title="Validation on each held-out nation's own inspections")
     op_r, op_l = summary["operational_replica"], summary["operational_learned"]
     target_outside = op_l["failing_outside_12"] <= op_r["failing_outside_12"] / 2
     target_precision = op_l["band1_precision"] > op_r["band1_precision"]
     assess_s = [n["timing"].get("assess_s") for n in nations if n["timing"].get("assess_s")]
+    print(f"assess(): {assess_best:.3f} s for 161 trusts x {len(catalogue)} indicators (best of 3)")
     verdict = (
         f"learned leaves {op_l['failing_outside_12']} failing trusts outside bands 1-2 vs "
         f"replica {op_r['failing_outside_12']} (target <= half: {'met' if target_outside else 'not met'}); "
@@ -355,7 +380,8 @@ def main() -> None:
         "validation": validation,
         "target_outside_bands_12_met": bool(target_outside),
         "target_band1_precision_met": bool(target_precision),
-        "assess_seconds_median": float(np.median(assess_s)) if assess_s else None,
+        "assess_seconds_best_of_3": assess_best,
+        "assess_seconds_median_first_run": float(np.median(assess_s)) if assess_s else None,
         "excluded_indicators_example": nations[0]["excluded"],
         "prep_seconds": prep_s,
         "per_nation": results,

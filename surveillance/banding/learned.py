@@ -432,3 +432,31 @@ def training_table(
     X = X.loc[targets.index]
     y = failing_target(targets["overall_rating"], model.config.failing_ratings)
     return X, y, targets.reset_index()
+
+
+def time_split_validation(
+    config: LearnedConfig | None,
+    nations: Sequence[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Iterable[str]]],
+    split: pd.Timestamp | str,
+) -> dict[str, float]:
+    """Fit on inspections on or before ``split`` and validate on the later ones (time split).
+
+    ``nations`` is a sequence of (flags, trusts, inspections, excluded) tuples (one or several
+    bundles). Training targets are each trust's latest inspection up to ``split``; validation
+    targets its latest inspection after ``split`` (history feature: the rating before it, which
+    may be the training target: known by then). Returns :func:`evaluate`'s AUC and Brier on the
+    later inspections plus their number and prevalence.
+    """
+    model = LearnedBandingModel(config)
+    Xs, ys, Xv, yv = [], [], [], []
+    for flags, trusts, inspections, excluded in nations:
+        X, y, _ = training_table(model, flags, trusts, inspections, before=split, excluded=excluded)
+        Xs.append(X)
+        ys.append(y)
+        X, y, _ = training_table(model, flags, trusts, inspections, after=split, excluded=excluded)
+        Xv.append(X)
+        yv.append(y)
+    model.fit(pd.concat(Xs), np.concatenate(ys))
+    y_val = np.concatenate(yv)
+    res = evaluate(model.predict_proba(pd.concat(Xv)), y_val)
+    return {k: res[k] for k in ("n", "prevalence", "auc", "brier")}
