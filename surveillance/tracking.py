@@ -86,9 +86,12 @@ def model_input(
     f = flags.drop(columns=[c for c in TRUST_COLUMNS if c in flags.columns]).copy()
     f["trust_code"] = f["trust_code"].astype(str)
     excluded = set(excluded)
-    f["in_banding"] = ~f["indicator_id"].isin(excluded) & (
-        f["in_banding"].astype(bool) if "in_banding" in f.columns else True
-    )
+    counted = (
+        f["in_banding"].astype(str).str.strip().str.lower().isin(["true", "1"])
+        if "in_banding" in f.columns
+        else True
+    )  # flags read back from CSV carry "True"/"False" text
+    f["in_banding"] = ~f["indicator_id"].isin(excluded) & counted
     out = f.merge(t, on="trust_code", how="left", validate="many_to_one")
     out["quarter"] = str(quarter)
     return out
