@@ -231,6 +231,8 @@ def _flows():
 
     # Prefect's embedded server can take longer than its 20 s default to start on a busy machine
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    # the embedded server's telemetry fails noisily on machines without internet access
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     root = Path(__file__).resolve().parents[1]
     if (root / "flows" / "__init__.py").is_file() and str(root) not in sys.path:
@@ -351,7 +353,7 @@ def _run_quarter_flow(
             console=console,
             transient=True,
         ) as progress:
-            task_id = progress.add_task("starting", total=len(_STAGES), q=quarter)
+            task_id = progress.add_task("starting", total=len(_STAGES) - (not mlflow), q=quarter)
             with _StageProgress(progress, task_id):
                 result = flow(
                     data_dir=str(data),
