@@ -695,8 +695,8 @@ def demo_run_dir(project_root: Path) -> Path:
 
 
 def demo_bundle_dir(project_root: Path, run: Path) -> Path | None:
-    """The input bundle of the demo run when known: ``SURVEILLANCE_BUNDLE_DIR``, or the bundle
-    the cached test-artifacts run was made from."""
+    """The input bundle of the demo run when known: ``SURVEILLANCE_BUNDLE_DIR``, the bundle the
+    cached test-artifacts run was made from, or ``data/synth/<quarter>`` for ``out/<quarter>``."""
     import os
 
     given = os.environ.get("SURVEILLANCE_BUNDLE_DIR")
@@ -705,4 +705,7 @@ def demo_bundle_dir(project_root: Path, run: Path) -> Path | None:
     cached = project_root / "test-artifacts" / "demo-run"
     if run.resolve() == (cached / "out" / QUARTER).resolve():
         return cached / "synth" / QUARTER
+    demo_bundle = project_root / "data" / "synth" / QUARTER  # where `surveillance demo` builds it
+    if run.resolve() == (project_root / "out" / QUARTER).resolve() and demo_bundle.is_dir():
+        return demo_bundle
     return None
