@@ -42,6 +42,7 @@ from surveillance.mortality.ratios import as_quarter, check_risks, window_mask
 from surveillance.periods import Quarter
 from surveillance.stats.cusum import grouped_ra_cusum, ra_weights
 from surveillance.stats.thresholds import ThresholdSurface, calibrate_threshold
+from surveillance.stats.thresholds import chart_thresholds as stats_chart_thresholds
 
 ALERT_COLUMNS = [
     "trust_code",
@@ -220,7 +221,8 @@ def chart_thresholds(
     charts: Charts, settings: CusumSettings, surface: ThresholdSurface | None = None
 ) -> np.ndarray:
     """Limit h per chart for ``settings.target`` false-alarm probability in the window."""
-    n, mean, spread = chart_case_mix(charts)
+    n = charts.volume.astype(float)
+    mean = np.add.reduceat(charts.p, charts.offsets[:-1]) / n if len(n) else n
     if settings.threshold_method == "surface":
         surface = surface or threshold_surface(settings.target, settings.odds_ratio)
         if surface.target != settings.target or surface.odds_ratio != settings.odds_ratio:
@@ -228,7 +230,10 @@ def chart_thresholds(
                 f"threshold surface is for target {surface.target}, odds ratio "
                 f"{surface.odds_ratio}; settings ask {settings.target}, {settings.odds_ratio}"
             )
-        h = surface.predict(n, np.clip(mean, 1e-6, 1 - 1e-6), spread)
+        # the surface for charts of 100+ patients (indexed by volume, mean risk and the
+        # equivalent logit-normal spread of the chart's own risks), the exact sequence chain of
+        # the chart's own patients below that (surveillance.stats.thresholds.chart_thresholds)
+        h = stats_chart_thresholds(charts.offsets, charts.p, surface)
         small = n * mean < settings.discrete_expected
         if small.any():
             h[small] = np.maximum(h[small], count_floor(n[small] * mean[small], settings))
