@@ -105,3 +105,15 @@ def test_bad_risks_are_rejected(spells, p):
     bad[3] = 1.5
     with pytest.raises(Exception, match="rows \\[4\\]"):
         mortality_table(spells, bad, "2013Q3")
+
+
+def test_rerun_gives_identical_tables(spells, p):
+    a = mortality_table(spells, p, "2013Q3")
+    b = mortality_table(
+        spells.sample(frac=1.0, random_state=3),
+        p[spells.index.get_indexer(spells.sample(frac=1.0, random_state=3).index)],
+        "2013Q3",
+    )
+    pd.testing.assert_frame_equal(a, mortality_table(spells, p, "2013Q3"))
+    # the table does not depend on the input row order (sums only)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
