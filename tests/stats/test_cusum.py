@@ -93,8 +93,10 @@ def test_normal_cusum_hand_computed():
 
 
 def test_normal_cusum_signal_is_strictly_above_h():
-    path = normal_cusum([5.98], k=0.5, h=5.48)  # exactly 5.48 (to rounding) is not a signal
-    assert not path.signal[0] or path.statistic[0] == 0.0
+    at_limit = normal_cusum([6.0], k=0.5, h=5.5)  # C = 5.5 exactly: not a signal (C > h rule)
+    assert not at_limit.signal[0] and at_limit.statistic[0] == 5.5
+    above = normal_cusum([6.0 + 1e-9], k=0.5, h=5.5)
+    assert above.signal[0] and above.statistic[0] == 0.0
 
 
 def test_poisson_cusum_reference_value_and_path():
