@@ -84,7 +84,13 @@ def demo_run_dir(skip_slow: bool, given: str | None) -> Path | None:
     synthesise(tmp / "synth", scale="test", quarter="2013Q3", quarters=2)
     for q in ("2013Q2", "2013Q3"):
         run_quarter(
-            RunOptions(data_dir=tmp / "synth" / q, quarter=q, out=tmp / "out", render_reports=False)
+            RunOptions(
+                data_dir=tmp / "synth" / q,
+                quarter=q,
+                out=tmp / "out",
+                render_reports=False,
+                mlflow=False,
+            )
         )
     print(f"(built a test-scale synthetic run in {time.perf_counter() - start:.0f} s)")
     return tmp / "out" / "2013Q3"

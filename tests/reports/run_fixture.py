@@ -689,6 +689,7 @@ def demo_run_dir(project_root: Path) -> Path:
                         out=base / "out",
                         force=True,
                         render_reports=False,
+                        mlflow=False,
                     )
                 )
     return target
