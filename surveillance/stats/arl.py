@@ -177,8 +177,7 @@ def arl_ra_cusum(
 
 def _true_risk_matrix(pv, pw, h, odds_ratio, true_odds_ratio, m):
     """Transient matrix when outcomes occur with the in-control odds times ``true_odds_ratio``."""
-    odds = pv / (1.0 - pv) * true_odds_ratio
-    pt = np.where(pv >= 1.0, 1.0, odds / (1.0 + odds))
+    pt = true_odds_ratio * pv / (1.0 - pv + true_odds_ratio * pv)  # odds times the ratio
     if not (np.isfinite(h) and h > 0):
         raise ValueError(f"h: must be finite and positive, got {h}")
     if int(m) < 10:
