@@ -938,9 +938,14 @@ def _trust_context(ctx: _Context, b: dict) -> dict:
     }
 
 
+def _is_data_quality(info: dict) -> bool:
+    """Data-quality indicators (``dq_*``, "Data quality: ..."): a flag questions the other data."""
+    return info["indicator_id"].startswith("dq_") or info["name"].lower().startswith("data quality")
+
+
 def _qsg_context(ctx: _Context, region: str, rbands: list[dict]) -> dict:
     rbands = sorted(rbands, key=lambda b: (band_order(b["band"]), b["trust_code"]))
-    trusts, worried, gaps, single, uncertain = [], [], [], [], []
+    trusts, worried, gaps, single, uncertain, data_quality = [], [], [], [], [], []
     for b in rbands:
         code, band = b["trust_code"], b["band"]
         href = f"../trusts/{ctx.trust_file[code]}.html"
@@ -1007,6 +1012,13 @@ def _qsg_context(ctx: _Context, region: str, rbands: list[dict]) -> dict:
                     "_o": band_order(band),
                 }
             )
+        dq = [
+            ctx.info[f["indicator_id"]]["name"]
+            for f in flagged
+            if _is_data_quality(ctx.info[f["indicator_id"]])
+        ]
+        if dq:
+            data_quality.append({"trust_name": name, "href": href, "which": dq})
         na = [f for f in tflags if f["flag"] == "not_applicable"]
         if na:
             gaps.append(
@@ -1058,6 +1070,7 @@ def _qsg_context(ctx: _Context, region: str, rbands: list[dict]) -> dict:
         "missing_sources": ctx.missing_sources,
         "single_source": single,
         "uncertain": uncertain,
+        "data_quality": data_quality,
     }
 
 

@@ -109,6 +109,15 @@ CATALOGUE_ROWS = [
         "staffing",
         "",
     ),
+    (
+        "dq_nrls_submission",
+        "Data quality: late or missing NRLS uploads",
+        "well_led",
+        "rule",
+        "higher_is_worse",
+        "",
+        "",
+    ),
 ]
 
 
@@ -316,6 +325,12 @@ def _flags(rng: np.random.Generator) -> pd.DataFrame:
                 np.nan,
             )
         )
+    # dq_nrls_submission: late or missing incident uploads (a data-quality rule), REE only.
+    for c in codes:
+        late = 1.0 if c == "REE" else 0.0
+        flag = "risk" if late else "no_evidence"
+        row = (c, "dq_nrls_submission", "well_led", "rule", late, np.nan, np.nan, np.nan, np.nan)
+        rows.append((*row, flag, "rule", np.nan, np.nan))
     # inpatient_survey: publisher's band mapped to a flag.
     for c in codes:
         flag = "risk" if c in ("RAA", "REE") else "no_evidence"

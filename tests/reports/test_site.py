@@ -248,6 +248,14 @@ def test_qsg_reports_answer_three_questions(site: Path, fixture_run: Path):
             if len(na):
                 assert name in q3.split("Single-source")[0]
         assert "cancer_62d" in q3
+        dq = q3.split("Data-quality concerns")[1].split("Single-source")[0]
+        for _, b in rb.iterrows():
+            flagged_dq = (
+                (flags.trust_code == b.trust_code)
+                & (flags.indicator_id.str.startswith("dq_"))
+                & flags.flag.isin(["risk", "elevated_risk"])
+            ).any()
+            assert (_escaped(b.trust_name) in dq) == flagged_dq, b.trust_code
     # Kendal (RKK) has one flag only? check the single-source rule against an independent count.
     for _, b in bands.iterrows():
         n = ((flags.trust_code == b.trust_code) & flags.flag.isin(["risk", "elevated_risk"])).sum()
