@@ -368,3 +368,26 @@ def test_limit_formatting_caps_astronomical_limits():
         "",
         "",
     ]
+
+
+def test_run_without_spells_or_extras_renders(fixture_run: Path, catalogue, tmp_path: Path):
+    """A run whose bundle had no spells: header-only alerts and mortality, no extras."""
+    import shutil
+
+    bare = tmp_path / "2013Q3"
+    keep = {"flags.csv", "bands.csv", "manifest.json"}
+    bare.mkdir()
+    for f in keep:
+        shutil.copy(fixture_run / f, bare / f)
+    for f in ("alerts.csv", "mortality.csv"):
+        header = (fixture_run / f).read_text().splitlines()[0]
+        (bare / f).write_text(header + "\n")
+    site = build_site(bare, catalogue=catalogue).parent
+    raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    assert "No mortality alerts for this trust." in raa
+    assert "No mortality ratios for this trust." in raa
+    assert "The run does not include ward staffing detail." in raa
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert "No new mortality alerts this quarter." in index
+    problems, _ = broken_links(site)
+    assert problems == []
