@@ -285,17 +285,18 @@ def signal_table(
     charts: Charts, h: np.ndarray, signal: np.ndarray, value: np.ndarray, settings: CusumSettings
 ) -> pd.DataFrame:
     """One row per chart x month with a signal (all months of the window), ALERT_COLUMNS + extras."""
-    cid = np.repeat(np.arange(len(charts.volume)), charts.volume)
-    cum_o = np.cumsum(charts.y, dtype=np.int64)
-    cum_e = np.cumsum(charts.p)
-    start = charts.offsets[:-1]
-    base_o = np.where(start > 0, cum_o[np.maximum(start - 1, 0)], 0)
-    base_e = np.where(start > 0, cum_e[np.maximum(start - 1, 0)], 0.0)
     rows = np.flatnonzero(signal)
-    key = cid[rows].astype(np.int64) * 100_000 + charts.month[rows]
+    cid = np.searchsorted(charts.offsets, rows, side="right") - 1  # chart of each signal row
+    key = cid.astype(np.int64) * 100_000 + charts.month[rows]
     first, n_in_month = np.unique(key, return_index=True, return_counts=True)[1:]
     r = rows[first]
-    c = cid[r]
+    c = cid[first]
+    # deaths and expected deaths from the chart's start to the signal (signals are few)
+    start = charts.offsets[c]
+    observed = np.array(
+        [int(charts.y[a : b + 1].sum()) for a, b in zip(start, r, strict=True)], dtype=np.int64
+    )
+    expected = np.array([float(charts.p[a : b + 1].sum()) for a, b in zip(start, r, strict=True)])
     persisting = np.r_[False, c[1:] == c[:-1]][: len(c)]
     out = pd.DataFrame(
         {
@@ -304,8 +305,8 @@ def signal_table(
             "signal_month": [month_label(int(m)) for m in charts.month[r]],
             "cusum": value[r],
             "threshold": h[c],
-            "observed": (cum_o[r] - base_o[c]).astype(np.int64),
-            "expected": cum_e[r] - base_e[c],
+            "observed": observed,
+            "expected": expected,
             "false_alarm_rate": settings.target,
             "status": np.where(persisting, "persisting", "new"),
             "signals_in_month": n_in_month.astype(np.int64),
