@@ -8,10 +8,14 @@ restart at h/2 (default) after a signal. Charts start at 0 at the window start (
 the threshold calibration (probability of any false alarm in 12 months of that chart's own
 in-control case mix = 0.1% by default) is exactly the chart's situation.
 
-Thresholds: ``threshold_method="surface"`` (default) reads h from a fitted
-:class:`surveillance.stats.thresholds.ThresholdSurface` by the chart's 12-month volume, mean risk
-and logit-risk spread (national runs: tens of thousands of charts); ``"simulation"`` calibrates
-every chart by direct simulation of its own case mix (small runs, tests).
+Thresholds: ``threshold_method="surface"`` (default) uses
+:func:`surveillance.stats.thresholds.chart_thresholds`: a fitted ``ThresholdSurface`` (by the
+chart's 12-month volume, mean risk and equivalent logit-normal spread of its own risks; fitted
+once, ~30 s, and cached on disk by :func:`threshold_surface`) for charts of 100 or more patients,
+and the exact Markov chain of the chart's own patient sequence below that. Charts expecting
+fewer than ``discrete_expected`` (0.5) deaths also get a Poisson count floor (:func:`count_floor`).
+``"simulation"`` calibrates every chart by direct simulation of its own case mix (small runs).
+Settings live in ``models/risk/monitoring.yaml`` (:func:`load_cusum_settings`).
 
 An alert row is one chart x calendar month with at least one signal; its ``cusum`` is the chart
 value at the month's first signal (before the restart), ``observed``/``expected`` are the chart's
