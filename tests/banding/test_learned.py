@@ -162,3 +162,24 @@ def test_band_probabilities_without_sampling_error_reproduce_point_bands():
     p = bands[[f"p_band_{k}" for k in range(1, 7)]].to_numpy()
     assert (p.max(axis=1) == 1.0).all()
     assert ((p.argmax(axis=1) + 1) == bands["band"].astype(int).to_numpy()).all()
+
+
+def test_time_split_validation_fits_early_and_scores_late_inspections():
+    from surveillance.banding.learned import time_split_validation
+
+    f, t, _, quality = _world(7, n=120, k=30)
+    rng = np.random.default_rng(7)
+    rows = []
+    for code, q in zip(t["trust_code"], quality, strict=True):
+        for date in ("2010-06-01", "2012-06-01"):
+            noisy = q + rng.normal(scale=0.5)
+            rating = (
+                "Inadequate" if noisy > 1.2 else "Requires improvement" if noisy > 0.2 else "Good"
+            )
+            rows.append((code, date, rating))
+    ins = pd.DataFrame(rows, columns=["trust_code", "inspection_date", "overall_rating"])
+    res = time_split_validation(None, [(f, t, ins, [])], "2011-12-31")
+    late = ins[ins["inspection_date"] > "2011-12-31"]
+    assert res["n"] == len(late)
+    assert res["prevalence"] == pytest.approx(late["overall_rating"].ne("Good").mean())
+    assert res["auc"] > 0.8 and res["brier"] < 0.2
