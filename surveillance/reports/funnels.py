@@ -146,6 +146,13 @@ def funnel_plot_data(
     keep = np.isfinite(obs) & np.isfinite(exp) & (exp > 0)
     tau2 = _first_finite(rows["tau2"])
     phi = _first_finite(rows["phi"])
+    # What the assessment actually applied (flags.csv ``method``, e.g. "log(SHMI)+additive")
+    # wins over the catalogue's setting.
+    applied = " ".join(rows["method"].dropna().astype(str).unique()).lower()
+    if "multiplicative" in applied:
+        overdispersion = "multiplicative"
+    elif "additive" in applied:
+        overdispersion = "additive"
     multiplicative = overdispersion == "multiplicative"
     note = ""
     if indicator_type == "score":
@@ -185,7 +192,7 @@ def funnel_plot_data(
         target = p0
         xlabel, ylabel = "denominator", "proportion"
     else:
-        method = (sr_method or _method_of(rows) or "SHMI").upper()
+        method = (_method_of(rows) or sr_method or "SHMI").upper()
         x = np.where(keep, exp, np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             y = np.where(keep, obs / exp, np.nan)
@@ -214,8 +221,11 @@ def funnel_plot_data(
 
 
 def _method_of(rows: pd.DataFrame) -> str | None:
-    methods = rows["method"].dropna().astype(str)
-    for m in methods:
-        if m.upper() in ("SHMI", "CQC"):
-            return m.upper()
+    """The ratio transform the assessment recorded in ``method`` (SHMI or CQC), if any."""
+    for m in rows["method"].dropna().astype(str):
+        upper = m.upper()
+        if "SHMI" in upper:
+            return "SHMI"
+        if "CQC" in upper:
+            return "CQC"
     return None

@@ -391,3 +391,17 @@ def test_run_without_spells_or_extras_renders(fixture_run: Path, catalogue, tmp_
     assert "No new mortality alerts this quarter." in index
     problems, _ = broken_links(site)
     assert problems == []
+
+
+def test_funnel_follows_the_method_the_assessment_applied(fixture_run: Path):
+    """flags.csv ``method`` (e.g. "sqrt(CQC)+multiplicative") decides the scale and the
+    overdispersion of the drawn limits, over the catalogue's defaults."""
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    rows = flags[flags.indicator_id == "shmi"].assign(method="sqrt(CQC)+multiplicative")
+    data = funnel_plot_data(rows, "ratio", "SHMI", "additive")
+    phi = float(rows.phi.iloc[0])
+    lim = {round(x.level, 3): x for x in data.limits}[0.95]
+    # CQC scale, multiplicative: (1 +- z sqrt(phi) / (2 sqrt(E)))^2
+    np.testing.assert_allclose(
+        lim.upper, (1 + 1.959964 * np.sqrt(phi) / (2 * np.sqrt(lim.x))) ** 2, rtol=1e-6
+    )
