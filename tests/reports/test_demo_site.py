@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import SCREENSHOTS
@@ -90,3 +91,29 @@ def test_demo_pages_load_cleanly_in_chromium(browser, demo_run: Path, demo_site:
         assert page.report.problems == []
     finally:
         page.close()
+
+
+def test_demo_funnels_agree_with_the_flags(demo_run: Path):
+    """On every ratio and proportion indicator of the run, a trust is outside the drawn 99.8%
+    limits exactly when |z_adjusted| > 3.09 (trusts within 0.05 of the boundary and zero
+    counts, where the assessment's 0.5 correction applies, are left out)."""
+    from surveillance.reports.funnels import funnel_plot_data
+
+    flags = pd.read_csv(demo_run / "flags.csv", dtype={"trust_code": str}, low_memory=False)
+    checked = 0
+    for ind, rows in flags[flags.type.isin(["ratio", "proportion"])].groupby("indicator_id"):
+        data = funnel_plot_data(rows, rows.type.iloc[0])
+        if data is None:
+            continue
+        lim = {round(x.level, 3): x for x in data.limits}[0.998]
+        z = rows.set_index("trust_code").z_adjusted.reindex(data.trust_codes).to_numpy(float)
+        obs = rows.set_index("trust_code").observed.reindex(data.trust_codes).to_numpy(float)
+        ok = np.isfinite(data.x) & np.isfinite(data.y) & np.isfinite(z) & (obs > 0)
+        ok &= np.abs(np.abs(z) - 3.090232) > 0.05
+        lo = np.interp(data.x, lim.x, lim.lower)
+        hi = np.interp(data.x, lim.x, lim.upper)
+        # The drawn curve, interpolated at each trust (the 0.05 margin covers the grid).
+        outside = (data.y > hi) | (data.y < lo)
+        np.testing.assert_array_equal(outside[ok], (np.abs(z) > 3.090232)[ok], err_msg=ind)
+        checked += int(ok.sum())
+    assert checked > 1000
