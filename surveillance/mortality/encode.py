@@ -102,11 +102,10 @@ def factorize_sorted(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         remap = np.full(len(cats), -1, dtype=np.int32)
         remap[order] = np.arange(len(order), dtype=np.int32)
         return remap[codes], cats[order]
-    values = series.to_numpy()
-    if pd.isna(values).any():
-        fail(series.name, pd.isna(values), "not_null", "missing code")
-    codes, uniques = pd.factorize(values.astype(str), sort=True)
-    return codes.astype(np.int32), np.asarray(uniques, dtype=object).astype(str)
+    if series.isna().any():
+        fail(series.name, series.isna().to_numpy(), "not_null", "missing code")
+    # via a categorical: dictionary-encodes Arrow strings without building Python strings
+    return factorize_sorted(series.astype("category"))
 
 
 def codes_for(series: pd.Series, levels: list[str] | np.ndarray) -> np.ndarray:
@@ -118,7 +117,7 @@ def codes_for(series: pd.Series, levels: list[str] | np.ndarray) -> np.ndarray:
         codes = series.cat.codes.to_numpy()
         out = np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1)
         return out.astype(np.int32)
-    return pd.Index(levels).get_indexer(series.astype(str)).astype(np.int32)
+    return codes_for(series.astype("category"), levels)
 
 
 def as_bool(spells: pd.DataFrame, column: str) -> np.ndarray:
