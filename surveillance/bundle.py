@@ -9,6 +9,14 @@ name the offending rows. Nothing is dropped, rounded or guessed here.
 
 Row numbers used across the service are 1-based data rows: data row 1 is the first row after the
 header (line 2 of a CSV file).
+
+Text encoding and size limits (CSV): files are UTF-8. A UTF-8 byte-order mark at the start of a file
+is accepted and stripped (spreadsheet programs write one). Any other encoding (Latin-1,
+Windows-1252, UTF-16) is rejected as ``file_unreadable`` naming the file, the byte offset and the
+line of the first byte that is not UTF-8. No line may be longer than :data:`MAX_LINE_BYTES` (so no
+field either): a bundle row is well under a kilobyte, and a runaway line (a missing closing quote,
+a binary file renamed ``.csv``) is rejected as ``file_unreadable`` naming the line, after reading
+it in :data:`_SCAN_CHUNK_BYTES` chunks, never whole, so it cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ import pyarrow.parquet as pq
 from surveillance.contracts import COLUMN_KINDS, OPTIONAL_TABLES, REQUIRED_TABLES, TABLES
 from surveillance.errors import ContractError, Violation
 
+#: longest CSV line (hence field) accepted, in bytes; see the module docstring.
+MAX_LINE_BYTES = 1 << 20
+_SCAN_CHUNK_BYTES = 1 << 20
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -75,7 +86,87 @@ def _string_mapper(arrow_type: pa.DataType):
     return None
 
 
+def _unreadable(path: Path, message: str) -> ContractError:
+    return ContractError([Violation(file=path.name, rule="file_unreadable", message=message)])
+
+
+def scan_text(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    """Check a CSV file is UTF-8 with no line longer than ``max_line_bytes``, streaming it.
+
+    Reads the file in fixed chunks (memory stays bounded whatever the file holds) and raises
+    :class:`ContractError` (``file_unreadable``) naming the line and byte offset of the first
+    problem. A leading UTF-8 byte-order mark is allowed (the CSV reader strips it).
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0  # bytes read before the current chunk
+    line = 1  # 1-based line number at the start of the current chunk
+    line_start = 0  # byte offset where the current line starts
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise _unreadable(path, f"cannot open: {exc.strerror or exc}") from None
+    with handle:
+        while True:
+            chunk = handle.read(_SCAN_CHUNK_BYTES)
+            if not chunk:
+                break
+            pending = decoder.getstate()[0]
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                at = offset - len(pending) + exc.start
+                bad_line = line + chunk.count(b"\n", 0, max(at - offset, 0))
+                raise _unreadable(
+                    path,
+                    f"not valid UTF-8 text ({exc.reason} at byte {at}, line {bad_line}); "
+                    "save the file as UTF-8",
+                ) from None
+            last = chunk.rfind(b"\n")
+            newlines = chunk.count(b"\n")
+            if last < 0:
+                if offset + len(chunk) - line_start > max_line_bytes:
+                    raise _unreadable(
+                        path,
+                        f"line {line} is longer than {max_line_bytes:,} bytes (the maximum "
+                        "line and field size); is a closing quote missing?",
+                    )
+            else:
+                first = chunk.find(b"\n")
+                if offset + first - line_start > max_line_bytes:
+                    raise _unreadable(
+                        path,
+                        f"line {line} is longer than {max_line_bytes:,} bytes (the maximum "
+                        "line and field size); is a closing quote missing?",
+                    )
+                if newlines > 1 and last - first - 1 > max_line_bytes:
+                    pieces = chunk[first + 1 : last].split(b"\n")
+                    longest = max(len(piece) for piece in pieces)
+                    if longest > max_line_bytes:
+                        k = next(i for i, piece in enumerate(pieces) if len(piece) == longest)
+                        raise _unreadable(
+                            path,
+                            f"line {line + 1 + k} is longer than {max_line_bytes:,} bytes (the "
+                            "maximum line and field size); is a closing quote missing?",
+                        )
+                line_start = offset + last + 1
+                line += newlines
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise _unreadable(
+                path, f"not valid UTF-8 text (truncated character at the end, byte {offset - 1})"
+            ) from None
+    if offset - line_start > max_line_bytes:
+        raise _unreadable(
+            path, f"line {line} is longer than {max_line_bytes:,} bytes (the maximum line size)"
+        )
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
+    scan_text(path)
     try:
         frame = pd.read_csv(
             path,
