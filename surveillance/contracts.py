@@ -1016,7 +1016,21 @@ def validate_table(
             )
     checked = cases[cases["check"].isin(order.keys())]
     grouped = {k: g for k, g in checked.groupby("check", sort=False)}
+    missing_columns = [c for c in COLUMN_KINDS[name] if c not in frame.columns]
     for key in sorted(grouped, key=order.__getitem__):
+        if key not in outcomes:  # the rule raised: it reads a column the file lacks
+            if missing_columns:
+                continue  # the missing_column violation already stops the run
+            rule = rules[order[key]]
+            violations.append(
+                Violation(
+                    file=file,
+                    rule="check_error",
+                    column=rule.column,
+                    message=f"rule {rule.rule} could not be evaluated on this file",
+                )
+            )
+            continue
         rule, total, message = outcomes[key]
         index = pd.to_numeric(grouped[key]["index"], errors="coerce").dropna().astype(int)
         rows = tuple(sorted(int(i) + 1 for i in index.unique())[:MAX_ROWS_PER_RULE])
