@@ -72,7 +72,7 @@ def check_sample(surface, offsets, p, sample, target, n_sims, seed):
     h_small = np.empty(small.shape[0])
     log_r = np.log(2.0)
     kernels.calibrate_sequences(
-        offsets, p, small, log_r, target, 0.02, 60, 1000, 20.0, 1e-4, h_small
+        offsets, p, small, log_r, target, 0.005, 60, 1000, 20.0, 1e-4, h_small
     )
     h_hybrid = h.copy()
     h_hybrid[np.isin(sample, small)] = h_small
@@ -81,10 +81,10 @@ def check_sample(surface, offsets, p, sample, target, n_sims, seed):
     h_12 = np.empty(small.shape[0])
     h_08 = np.empty(small.shape[0])
     kernels.calibrate_sequences(
-        offsets, p, small, log_r, 1.2 * target, 0.02, 60, 1000, 20.0, 1e-4, h_12
+        offsets, p, small, log_r, 1.2 * target, 0.005, 60, 1000, 20.0, 1e-4, h_12
     )
     kernels.calibrate_sequences(
-        offsets, p, small, log_r, 0.8 * target, 0.02, 60, 1000, 20.0, 1e-4, h_08
+        offsets, p, small, log_r, 0.8 * target, 0.005, 60, 1000, 20.0, 1e-4, h_08
     )
     attainable_small = dict(zip(small.tolist(), (h_12 < h_08 - 2e-4).tolist(), strict=True))
     rows = []

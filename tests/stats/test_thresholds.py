@@ -120,8 +120,8 @@ def test_chart_thresholds_small_charts_are_exact_and_large_use_the_surface(small
     p = rng.uniform(0.05, 0.3, offsets[-1])
     h = chart_thresholds(offsets, p, small_surface, exact_below=100)
 
-    def grid(hh):  # the chain's grid for limit hh: step 0.02, at least 60 nodes
-        return max(60, int(np.ceil(hh / 0.02)))
+    def grid(hh):  # the chain's grid for limit hh: step 0.005, 60 to 1000 nodes
+        return min(1000, max(60, int(np.ceil(hh / 0.005))))
 
     for c in range(2):  # small charts: smallest h (to 1e-3) with P(signal) <= target
         seq = p[offsets[c] : offsets[c + 1]]
