@@ -940,7 +940,12 @@ def _rules_for(
     return rules + specific()
 
 
-def _schema(table: _Table, rules: list[Rule], outcomes: dict[str, tuple[Rule, int, str]]):
+def _schema(
+    table: _Table,
+    rules: list[Rule],
+    outcomes: dict[str, tuple[Rule, int, str]],
+    max_rows: int | None = MAX_ROWS_PER_RULE,
+):
     """A pandera schema whose checks run ``rules`` on ``table`` and record totals in ``outcomes``."""
     import pandera.pandas as pa
 
@@ -958,7 +963,7 @@ def _schema(table: _Table, rules: list[Rule], outcomes: dict[str, tuple[Rule, in
             return pd.Series(~mask, index=series.index)
 
         checks[rule.column].append(
-            pa.Check(run, name=key, ignore_na=False, n_failure_cases=MAX_ROWS_PER_RULE)
+            pa.Check(run, name=key, ignore_na=False, n_failure_cases=max_rows)
         )
     columns = {
         c: pa.Column(checks=checks[c], nullable=True, required=True)
@@ -974,15 +979,20 @@ def validate_table(
     quarter: Quarter,
     catalogue: pd.DataFrame,
     known_trusts: pd.Index | None,
+    max_rows: int | None = MAX_ROWS_PER_RULE,
 ) -> list[Violation]:
-    """All violations of one file's contract (see module docstring for the rule names)."""
+    """All violations of one file's contract (see module docstring for the rule names).
+
+    ``max_rows`` caps the row numbers listed per rule (``None``: every offending row, as
+    :mod:`surveillance.quarantine` needs).
+    """
     import pandera.pandas as pa
 
     frame = frame.reset_index(drop=True) if not isinstance(frame.index, pd.RangeIndex) else frame
     table = _Table(name, file, frame)
     rules = _rules_for(name, quarter, catalogue, known_trusts)
     outcomes: dict[str, tuple[Rule, int, str]] = {}
-    schema = _schema(table, rules, outcomes)
+    schema = _schema(table, rules, outcomes, max_rows)
     violations: list[Violation] = []
     if name in REQUIRED_TABLES and len(frame) == 0:
         violations.append(Violation(file=file, rule="no_rows", message="file has no data rows"))
@@ -1033,7 +1043,7 @@ def validate_table(
             continue
         rule, total, message = outcomes[key]
         index = pd.to_numeric(grouped[key]["index"], errors="coerce").dropna().astype(int)
-        rows = tuple(sorted(int(i) + 1 for i in index.unique())[:MAX_ROWS_PER_RULE])
+        rows = tuple(sorted(int(i) + 1 for i in index.unique())[:max_rows])
         suffix = f" [{total} row(s)]" if total > len(rows) else ""
         violations.append(
             Violation(
@@ -1056,12 +1066,16 @@ def validate_table(
 
 
 def validate_bundle(
-    bundle: Bundle, quarter: Quarter | str, catalogue: pd.DataFrame
+    bundle: Bundle,
+    quarter: Quarter | str,
+    catalogue: pd.DataFrame,
+    max_rows: int | None = MAX_ROWS_PER_RULE,
 ) -> list[Violation]:
     """Every contract violation of ``bundle`` for the run ``quarter``; empty when the bundle is valid.
 
     Files are checked in DESIGN.md order; within a file, rules follow the column order. Row numbers
-    are 1-based data rows (line = row + 1 in a CSV file with its header).
+    are 1-based data rows (line = row + 1 in a CSV file with its header); at most ``max_rows`` are
+    listed per rule (``None``: all).
     """
     quarter = quarter if isinstance(quarter, Quarter) else Quarter.parse(str(quarter))
     trusts = bundle.trusts
@@ -1073,7 +1087,9 @@ def validate_bundle(
         frame = bundle.table(name)
         if frame is None:
             continue
-        violations += validate_table(name, bundle.file_name(name), frame, quarter, catalogue, known)
+        violations += validate_table(
+            name, bundle.file_name(name), frame, quarter, catalogue, known, max_rows
+        )
     return violations
 
 
