@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import logit
 
 from surveillance.mortality._kernels import stable_counting_sort
 from surveillance.mortality.encode import EncodedSpells, encode_spells, month_label, month_number
@@ -149,17 +148,6 @@ def build_charts(enc: EncodedSpells, p: np.ndarray, end_month: int, months: int)
         trusts=enc.trusts,
         groups=enc.groups,
     )
-
-
-def chart_case_mix(charts: Charts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per chart: volume, mean risk and standard deviation of logit risk."""
-    n = charts.volume.astype(float)
-    cid = np.repeat(np.arange(len(n)), charts.volume)
-    mean = np.bincount(cid, weights=charts.p, minlength=len(n)) / n
-    lp = logit(np.clip(charts.p, 1e-6, 1 - 1e-6))
-    m1 = np.bincount(cid, weights=lp, minlength=len(n)) / n
-    m2 = np.bincount(cid, weights=lp * lp, minlength=len(n)) / n
-    return n, mean, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
 
 
 def default_cache_dir() -> Path:
