@@ -963,7 +963,13 @@ def spells_activity(spells: pd.DataFrame, quarter: Quarter | str, months: int = 
     q = Quarter.parse(str(quarter))
     dates = pd.to_datetime(spells["discharge_date"])
     m = (dates >= q.lookback_start(months)) & (dates <= q.end)
-    return spells.loc[m, "trust_code"].astype(str).value_counts().sort_index().astype(float)
+    codes = spells.loc[m, "trust_code"]
+    if isinstance(codes.dtype, pd.CategoricalDtype):  # dictionary-encoded (Parquet): count codes
+        counts = codes.value_counts(sort=False)
+        counts = counts[counts > 0]
+        counts.index = counts.index.astype(str)
+        return counts.sort_index().astype(float)
+    return codes.astype(str).value_counts().sort_index().astype(float)
 
 
 def derive_intelligence(

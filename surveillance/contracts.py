@@ -215,7 +215,18 @@ _FALSE = ("false", "0")
 
 
 def _is_text_dtype(series: pd.Series) -> bool:
+    if isinstance(series.dtype, pd.CategoricalDtype):  # dictionary-encoded codes (Parquet)
+        categories = series.dtype.categories
+        return pd.api.types.is_object_dtype(categories) or pd.api.types.is_string_dtype(categories)
     return pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
+
+
+def _per_category(series: pd.Series, test: Callable[[pd.Series], np.ndarray], na: bool) -> Mask:
+    """``test`` evaluated once per category of a categorical and spread to its rows (``na`` for
+    missing cells): a 45-million-row code column has a few hundred distinct values."""
+    categories = pd.Series(series.dtype.categories).astype("string")
+    per = np.append(np.asarray(test(categories), dtype=bool), na)
+    return per[series.cat.codes.to_numpy()]  # code -1 (missing) picks the appended ``na``
 
 
 class _Table:
@@ -242,6 +253,8 @@ class _Table:
             series = self.frame[column]
             if isinstance(series.dtype, pd.StringDtype):
                 return series
+            if isinstance(series.dtype, pd.CategoricalDtype) and _is_text_dtype(series):
+                return series  # isin/equality work on the categories (see also empty())
             return series.astype("string")  # object text, or a code stored as a number
 
         return self.cached((column, "text"), make)
@@ -252,7 +265,12 @@ class _Table:
         def make() -> np.ndarray:
             series = self.frame[column]
             missing = series.isna().to_numpy(dtype=bool)
-            if _is_text_dtype(series):
+            if isinstance(series.dtype, pd.CategoricalDtype) and _is_text_dtype(series):
+                blank = _per_category(
+                    series, lambda c: (c.str.strip() == "").fillna(True).to_numpy(bool), True
+                )
+                missing = missing | blank
+            elif _is_text_dtype(series):
                 blank = (self.text(column).str.strip() == "").fillna(True).to_numpy(dtype=bool)
                 missing = missing | blank
             return missing
@@ -972,6 +990,19 @@ def _schema(
     return pa.DataFrameSchema(columns, strict=True, name=table.file)
 
 
+def _pandera_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with categorical columns as their integer codes, columns not copied.
+
+    The checks read the real columns through :class:`_Table`; pandera only reports the index of
+    failing rows, and cannot list failure cases of a categorical column holding missing values.
+    """
+    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not categorical:
+        return frame
+    columns = {c: frame[c].cat.codes if c in categorical else frame[c] for c in frame.columns}
+    return pd.DataFrame(columns, index=frame.index, copy=False)
+
+
 def validate_table(
     name: str,
     file: str,
@@ -997,7 +1028,7 @@ def validate_table(
     if name in REQUIRED_TABLES and len(frame) == 0:
         violations.append(Violation(file=file, rule="no_rows", message="file has no data rows"))
     try:
-        schema.validate(frame, lazy=True, inplace=True)
+        schema.validate(_pandera_view(frame), lazy=True, inplace=True)
         return violations
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
