@@ -1,6 +1,6 @@
 """Run one quarter in this process and SIGKILL it when a named stage starts (a test hook).
 
-    python fault_runner.py DATA OUT QUARTER STAGE
+    python fault_runner.py DATA OUT QUARTER STAGE [cli]
 
 ``STAGE`` is an attribute of :mod:`surveillance.pipeline` (``fingerprint``, ``load``,
 ``validate``, ``mortality``, ``write_outputs``, ``render_reports``, ``finish_manifest``, ...) or
@@ -9,6 +9,11 @@ rename; ``store.register_run``: just after it), or ``none`` for an uninterrupted
 function is replaced by one that kills the process with SIGKILL (no cleanup, no ``finally``), as
 an operator's ``kill -9`` or the OOM killer would. The run uses the fixed code version of the
 reliability tests, no MLflow, reports on.
+
+With ``cli`` the quarter runs through ``surveillance run`` (the Prefect flow, its result cache in
+``<out>/.work`` and its embedded server) instead of :func:`surveillance.pipeline.run_quarter`;
+the Prefect tasks call the same :mod:`surveillance.pipeline` functions, so the same stage names
+apply (and ``current_code_version`` is pinned to the tests' fixed version).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def _killer(name: str):
     return kill
 
 
-def main(data: str, out: str, quarter: str, stage: str) -> int:
+def main(data: str, out: str, quarter: str, stage: str, mode: str = "pipeline") -> int:
     sys.path.insert(0, str(HERE))
     from conftest import CODE
 
@@ -41,6 +46,16 @@ def main(data: str, out: str, quarter: str, stage: str) -> int:
         if not hasattr(module, name):
             raise SystemExit(f"unknown stage {stage}")
         setattr(module, name, _killer(stage))
+    if mode == "cli":
+        from surveillance.cli import app
+
+        pipeline.current_code_version = lambda: dict(CODE)
+        args = ["run", "--data", data, "--quarter", quarter, "--out", out, "--no-mlflow"]
+        code = app(args, standalone_mode=False)
+        if code:
+            return int(code)
+        sys.stdout.write(f"published {out}/{quarter}\n")
+        return 0
     options = pipeline.RunOptions(
         data_dir=Path(data), quarter=quarter, out=Path(out), mlflow=False, code=CODE
     )
@@ -50,4 +65,4 @@ def main(data: str, out: str, quarter: str, stage: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(*sys.argv[1:5]))
+    raise SystemExit(main(*sys.argv[1:6]))

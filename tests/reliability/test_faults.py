@@ -293,3 +293,33 @@ def test_read_only_output_directory_cli(hostile_bundle, tmp_path):
     assert result.exit_code == 1, result.output
     assert "read-only" in result.output and "nothing was published" in result.output
     assert list(source.iterdir()) == []
+
+
+#: stages killed under the Prefect flow (each run starts Prefect's embedded server, ~30 s): one
+#: cached compute stage, the stage after it (resume from the cache), half-way through staging and
+#: just before the rename.
+CLI_STAGES = ["mortality", "assess_flags", "render_reports", "store.publish"]
+
+
+@pytest.mark.slow  # 5 subprocess runs through `surveillance run` (Prefect), ~3 min on 2 cores
+def test_sigkill_under_prefect_then_rerun_resumes_identically(published, hostile_bundle, tmp_path):
+    out = tmp_path / "out"
+    for stage in CLI_STAGES:
+        proc = subprocess.run(
+            [sys.executable, str(RUNNER), str(hostile_bundle), str(out), QUARTER, stage, "cli"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == -9, (stage, proc.returncode, proc.stdout[-2000:])
+        assert f"killed at {stage}" in proc.stdout
+        assert not (out / QUARTER).exists(), stage
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER), str(hostile_bundle), str(out), QUARTER, "none", "cli"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _differences(out / QUARTER, published["b"] / QUARTER) == []
+    assert not (out / ".work" / QUARTER).exists()  # the result cache goes once published
