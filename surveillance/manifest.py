@@ -145,6 +145,7 @@ class Manifest:
     missing_sources: list[dict[str, str]] = field(default_factory=list)
     quarantined_rows: int = 0
     mlflow: dict[str, Any] = field(default_factory=dict)
+    source_notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +159,7 @@ class Manifest:
             "model_configs": self.model_configs,
             "sources": self.sources,
             "missing_sources": self.missing_sources,
+            "source_notes": self.source_notes,
             "left_out_of_banding": self.left_out_of_banding,
             "quarantined_rows": self.quarantined_rows,
             "row_counts": self.row_counts,

@@ -799,6 +799,7 @@ def finish_manifest(
         left_out_of_banding=left_out,
         missing_sources=missing,
         quarantined_rows=len(results.validated.quarantine),
+        source_notes=list(results.assembly.notes),
         mlflow={
             "experiment": "surveillance-quarterly",
             "tag": {"surveillance.run_id": fp.run_id},

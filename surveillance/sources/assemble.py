@@ -2,7 +2,9 @@
 
 Each catalogue ``source`` is looked up in :data:`ADAPTERS`. When the feeds directory holds that
 adapter's file, the file is validated in its own format, hashed, and turned into indicator rows;
-its rows replace any pre-assembled rows for the same indicators. Indicators no adapter provides
+its rows replace any pre-assembled rows for the same indicators (also when the feed is late or
+does not reach back to the quarter: the feed is the record, and its indicators are then
+``not_applicable`` rather than filled from another copy). Indicators no adapter provides
 are taken from the bundle's ``indicators.csv`` when it has rows for them. Indicators derived from
 ``spells``/``staffing``/``intelligence`` are left to the assessment and mortality stages, provided
 the bundle has that file.
@@ -144,6 +146,9 @@ def assemble(
             from_feed = [i for i in plain if i in adapter.provides]
             digest = sha256_file(path)
             feed_files[f"feeds/{path.name}"] = path
+            # the feed is the record for what it provides: indicators.csv rows for the same
+            # indicators are dropped even when the feed is late or lacks the quarter
+            replaced.update(i for i in from_feed if i in pre_ids)
             feed = adapter.read(path)
             result = adapter.to_indicators(feed, q, codes)
             notes.extend(f"{source}: {n}" for n in result.notes)
@@ -167,7 +172,6 @@ def assemble(
                 usable = [i for i in from_feed if i not in gaps]
                 rows = result.indicators[result.indicators["indicator_id"].isin(usable)]
                 feed_frames.append(rows)
-                replaced.update(i for i in usable if i in pre_ids)
                 if usable:
                     statuses.append(
                         SourceStatus(
@@ -211,7 +215,7 @@ def assemble(
 
     if replaced:
         notes.append(
-            "pre-assembled indicators.csv rows replaced by feeds for: "
+            "pre-assembled indicators.csv rows superseded by feeds for: "
             + ", ".join(sorted(replaced))
         )
     keep_pre = pre[~pre["indicator_id"].astype(str).isin(replaced)] if len(pre) else pre

@@ -251,3 +251,15 @@ def test_bundle_rows_keep_file_order(feeds: Path, catalogue) -> None:
     head = result.indicators.iloc[:2].reset_index(drop=True)
     pd.testing.assert_frame_equal(head, pre)
     assert set(result.indicators.iloc[2:]["indicator_id"]) == {"wait_ae_4h", "wait_ae_4h_cusum"}
+
+
+def test_feed_not_reaching_the_quarter_supersedes_bundle_rows(feeds: Path, catalogue) -> None:
+    pre = pd.DataFrame(
+        [["RF4", "wait_ae_4h", "2013-07-01", "2013-09-30", "10", "1000", "", "", ""]],
+        columns=INDICATOR_COLUMNS,
+        dtype=object,
+    )
+    result = assemble(feeds, catalogue, "2013Q3", bundle_indicators=pre)
+    assert result.indicators.empty
+    assert "feed starts 2016-04" in result.unavailable()["wait_ae_4h"]
+    assert any("superseded by feeds for: wait_ae_4h" in n for n in result.notes)
