@@ -101,3 +101,47 @@ def test_run_id_changes_with_any_input(small_bundles, code_version, tmp_path) ->
     )
     with_feed = pipeline.fingerprint(opts)
     assert "feeds/ae_attendances.csv" in with_feed.inputs
+
+
+def test_missing_source_reaches_flags_sources_and_manifest(
+    small_bundles, code_version, tmp_path
+) -> None:
+    """The real A&E feed cannot give 2013Q2 (it starts 2016-04): its indicators are
+    not_applicable with the reason everywhere, and the feed's hash is in the manifest."""
+    import json
+
+    from surveillance.manifest import sha256_file
+
+    data = tmp_path / "data"
+    shutil.copytree(small_bundles["2013Q2"], data)
+    (data / "feeds").mkdir()
+    feed = Path(pipeline.__file__).parent / "sources" / "data" / "ae_attendances.csv"
+    shutil.copy(feed, data / "feeds" / "ae_attendances.csv")
+    options = pipeline.RunOptions(
+        data_dir=data,
+        quarter="2013Q2",
+        out=tmp_path / "out",
+        code=code_version,
+        mlflow=False,
+        render_reports=False,
+    )
+    run = pipeline.run_quarter(options).run_dir
+    flags = pd.read_csv(run / "flags.csv", dtype=str, keep_default_na=False)
+    ae = flags[flags["indicator_id"] == "wait_ae_4h"]
+    assert len(ae) > 0 and (ae["flag"] == "not_applicable").all()
+    in_scope = ae[ae["reason"] != "does not apply to specialist trusts"]
+    assert (
+        in_scope["reason"]
+        .str.startswith("source unavailable: NHS England A&E: feed starts 2016-04")
+        .all()
+    )
+    sources = pd.read_csv(run / "sources.csv", dtype=str, keep_default_na=False)
+    row = sources[sources["indicator_id"] == "wait_ae_4h"].iloc[0]
+    assert (row["status"], row["file"]) == ("missing", "feeds/ae_attendances.csv")
+    assert row["sha256"] == sha256_file(feed)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["inputs"]["feeds/ae_attendances.csv"]["sha256"] == sha256_file(feed)
+    assert any(
+        m["source"] == "NHS England A&E" and "wait_ae_4h" in m["indicators"].split(", ")
+        for m in manifest["missing_sources"]
+    )
