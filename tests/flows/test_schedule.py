@@ -125,3 +125,19 @@ def test_deployments_carry_schedule_and_parameters(tmp_path) -> None:
         False,
     )
     assert monthly.schedules[0].schedule.cron == "0 7 15 * *"
+
+
+def test_task_runner_choices() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.runners import task_runner
+
+    assert isinstance(task_runner("local"), ThreadPoolTaskRunner)
+    local_cluster = task_runner("dask")
+    assert isinstance(local_cluster, DaskTaskRunner)
+    assert local_cluster.cluster_kwargs["n_workers"] == 2
+    assert task_runner("dask", "tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+    for bad in (("local", "tcp://x:1"), ("dask", "10.0.0.5:8786"), ("spark", None)):
+        with pytest.raises(ValueError):
+            task_runner(*bad)
