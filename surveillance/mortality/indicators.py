@@ -76,13 +76,35 @@ def indicator_masks(
     mapping: IndicatorGroups,
 ) -> dict[str, np.ndarray]:
     """Boolean spell mask per indicator id (window applied)."""
+    idx = np.flatnonzero(window)
+    out = {}
+    for ind, sub in window_masks(spells, enc, p, idx, mapping).items():
+        mask = np.zeros(len(window), dtype=bool)
+        mask[idx[sub]] = True
+        out[ind] = mask
+    return out
+
+
+def window_masks(
+    spells: pd.DataFrame,
+    enc: EncodedSpells,
+    p: np.ndarray,
+    idx: np.ndarray,
+    mapping: IndicatorGroups,
+) -> dict[str, np.ndarray]:
+    """Per indicator id a boolean mask over the window's spells ``idx`` (positions in ``enc``).
+
+    Works on the window only (a third of a 36-month national file) and touches each spell column
+    once, not once per indicator.
+    """
     G = len(enc.groups)
-    n_g = np.bincount(enc.group[window], minlength=G).astype(float)
+    group = enc.group[idx]
+    n_g = np.bincount(group, minlength=G).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_p = np.bincount(enc.group[window], weights=p[window], minlength=G) / n_g
-    deaths_g = np.bincount(enc.group[window], weights=enc.died[window], minlength=G)
+        mean_p = np.bincount(group, weights=p[idx], minlength=G) / n_g
+    deaths_g = np.bincount(group, weights=enc.died[idx], minlength=G)
     method = None
-    weekday = (enc.admission_day + 3) % 7  # Monday = 0 (1970-01-01 was a Thursday)
+    weekend = None
     out = {}
     for ind, spec in mapping.indicators.items():
         if spec.groups == "all":
@@ -97,13 +119,17 @@ def indicator_masks(
             use[order[:k]] = True
         else:
             use = np.isin(enc.groups, spec.groups)
-        mask = window & use[enc.group]
+        mask = use[group]
         if spec.admission_method is not None:
             if method is None:
-                method = codes_for(spells["admission_method"], ["elective", "emergency"])
+                method = codes_for(spells["admission_method"], ["elective", "emergency"])[idx]
             mask &= method == (1 if spec.admission_method == "emergency" else 0)
         if spec.weekend:
-            mask &= weekday >= 5
+            if weekend is None:
+                weekend = (
+                    enc.admission_day[idx] + 3
+                ) % 7 >= 5  # Monday = 0 (1970-01-01 a Thursday)
+            mask &= weekend
         out[ind] = mask
     return out
 
@@ -134,10 +160,13 @@ def mortality_indicators(
     start, stop = q.lookback_start(months).date().isoformat(), q.end.date().isoformat()
     T = len(enc.trusts)
     frames = []
-    for ind, mask in indicator_masks(spells, enc, p, window, mapping).items():
-        n = np.bincount(enc.trust[mask], minlength=T)
-        o = np.bincount(enc.trust[mask], weights=enc.died[mask], minlength=T)
-        e = np.bincount(enc.trust[mask], weights=p[mask], minlength=T)
+    idx = np.flatnonzero(window)
+    trust_w, died_w, p_w = enc.trust[idx], enc.died[idx], p[idx]
+    for ind, mask in window_masks(spells, enc, p, idx, mapping).items():
+        trust_m = trust_w[mask]
+        n = np.bincount(trust_m, minlength=T)
+        o = np.bincount(trust_m, weights=died_w[mask], minlength=T)
+        e = np.bincount(trust_m, weights=p_w[mask], minlength=T)
         has = n > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             value = np.where(e > 0, o / e, np.nan)
@@ -155,12 +184,11 @@ def mortality_indicators(
             )
         )
     # monthly all-diagnosis series for the cusum_z indicator
-    idx = np.flatnonzero(window)
     rel = (enc.period_month[idx] - (end - months + 1)).astype(np.int64)
-    key = rel * T + enc.trust[idx]
+    key = rel * T + trust_w
     n = np.bincount(key, minlength=months * T).reshape(months, T)
-    o = np.bincount(key, weights=enc.died[idx], minlength=months * T).reshape(months, T)
-    e = np.bincount(key, weights=p[idx], minlength=months * T).reshape(months, T)
+    o = np.bincount(key, weights=died_w, minlength=months * T).reshape(months, T)
+    e = np.bincount(key, weights=p_w, minlength=months * T).reshape(months, T)
     mi, ti = np.nonzero(n > 0)
     labels = [month_label(end - months + 1 + k) for k in range(months)]
     m_start = np.array([pd.Period(lb, "M").start_time.date().isoformat() for lb in labels])

@@ -10,6 +10,7 @@ not adjusted for but reported as context). Bottle & Aylin, Health Serv Res 2008;
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +131,15 @@ class RiskModel:
 
     # ------------------------------------------------------------------ fit
     def encode(self, spells: pd.DataFrame) -> tuple[EncodedSpells, np.ndarray]:
-        """Encoded spells and their covariate pattern numbers (needs a fitted ``end_month_``)."""
+        """Encoded spells and their covariate pattern numbers (needs a fitted ``end_month_``).
+
+        The first call with the very frame ``fit`` saw whole (every spell in the fit window, as
+        in the quarterly run) reuses the encoding ``fit`` made instead of encoding 45 million
+        spells twice; the reuse is handed out once and then dropped.
+        """
+        cached = self.__dict__.pop("_fit_encoding", None)
+        if cached is not None and cached[0]() is spells and cached[1] == len(spells):
+            return cached[2], cached[3]
         enc = encode_spells(spells, self.outcome, self.spec.period_date)
         digits = covariate_digits(spells, self.spec, self._end, enc.admission_day)
         return enc, pattern_index(digits, self.sizes_)
@@ -153,11 +162,21 @@ class RiskModel:
             raise SurveillanceError(
                 f"spells: no spells in the {self.spec.fit_months} months to {month_label(self._end)}"
             )
-        sub = spells if keep.all() else spells.loc[keep]
+        whole = bool(keep.all())
+        sub = spells if whole else spells.loc[keep]
         digits = covariate_digits(sub, self.spec, self._end, enc.admission_day[keep])
         pattern = pattern_index(digits, self.sizes_)
         del digits
-        return self._fit_arrays(enc.group[keep], enc.groups, pattern, enc.died[keep])
+        self.__dict__.pop("_fit_encoding", None)
+        fitted = self._fit_arrays(enc.group[keep], enc.groups, pattern, enc.died[keep])
+        if whole:  # what encode(spells) would compute: reuse it once (see encode)
+            self._fit_encoding = (weakref.ref(spells), len(spells), enc, pattern)
+        return fitted
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_fit_encoding", None)  # never pickle 45 million encoded spells with the model
+        return state
 
     def _fit_arrays(
         self, group: np.ndarray, groups: np.ndarray, pattern: np.ndarray, died: np.ndarray
@@ -175,7 +194,39 @@ class RiskModel:
         n_all = np.bincount(key, minlength=len(groups) * n_pat)
         d_all = np.bincount(key, weights=died, minlength=len(groups) * n_pat)
         del key
-        self.national_rate_ = float(died.sum() / len(died))
+        return self._fit_counts(groups, n_all, d_all)
+
+    def fit_counts(
+        self,
+        groups: np.ndarray,
+        n_all: np.ndarray,
+        d_all: np.ndarray,
+        end: Quarter | str | pd.Timestamp,
+    ) -> RiskModel:
+        """Fit from spells already aggregated by diagnosis group and covariate pattern.
+
+        ``n_all`` (spells) and ``d_all`` (deaths) have length ``len(groups) * prod(sizes_)`` and
+        are indexed by ``group * prod(sizes_) + pattern`` (:func:`pattern_index` of
+        :func:`covariate_digits` with the fit window ending at ``end``), ``groups`` sorted. The
+        counts can be summed over partitions of the spells (months, trusts, files, Dask
+        partitions): the model is the one :meth:`fit` gives on all the spells at once.
+        """
+        if end is None:
+            raise ValueError("fit_counts needs the end of the fit window (e.g. '2013Q3')")
+        self._end = resolve_end_month(end, 0)
+        n_pat = int(np.prod(self.sizes_))
+        n_all, d_all = np.asarray(n_all), np.asarray(d_all, dtype=float)
+        if n_all.shape != (len(groups) * n_pat,) or d_all.shape != n_all.shape:
+            raise ValueError(f"n_all and d_all must have length len(groups) * {n_pat}")
+        if n_all.sum() == 0:
+            raise SurveillanceError("spells: no rows to fit the risk models on")
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit_counts(np.asarray(groups), n_all, d_all)
+
+    def _fit_counts(self, groups: np.ndarray, n_all: np.ndarray, d_all: np.ndarray) -> RiskModel:
+        n_pat = int(np.prod(self.sizes_))
+        # deaths / spells (d_all sums whole numbers exactly, so this is died.sum() / len(died))
+        self.national_rate_ = float(d_all.sum() / n_all.sum())
         self.models_: dict[str, GroupModel] = {}
         rows = []
         for g, name in enumerate(groups):
