@@ -425,6 +425,7 @@ class MortalityResult:
     precomputed: pd.DataFrame | None  # flags computed by the monitor (e.g. mort_alert)
     model_summary: pd.DataFrame | None = None
     model: Any = None
+    paths: pd.DataFrame | None = None  # monthly course of each alerted chart (cusum_paths.csv)
 
 
 def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityResult:
@@ -445,9 +446,21 @@ def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityRe
         )
     from surveillance.mortality import run_mortality
     from surveillance.mortality.risk_model import RiskModel
+    from surveillance.reports.paths import alert_paths, alerted_chart_mask
 
     model = RiskModel().fit(bundle.spells, end=quarter)
     run = run_mortality(bundle.spells, quarter, model)
+    # The alerted charts' monthly course, for the CUSUM and VLAD figures (aggregated by month:
+    # no spell-level rows leave the stage).
+    mask = alerted_chart_mask(bundle.spells, run.alerts)
+    paths = alert_paths(
+        bundle.spells.loc[mask].reset_index(drop=True),
+        np.asarray(run.p)[mask],
+        run.alerts,
+        quarter,
+        outcome=model.outcome,
+        period_date=model.spec.period_date,
+    )
     return MortalityResult(
         table=run.mortality,
         alerts=run.alerts,
@@ -455,6 +468,7 @@ def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityRe
         precomputed=None,  # mort_alert comes as a rule indicator row (count of alerts)
         model_summary=getattr(model, "groups_", None),
         model=model,
+        paths=paths,
     )
 
 
@@ -692,6 +706,12 @@ def write_outputs(
         store.write_csv(
             results.band_history, staging / "band_history.csv", sort_by=["trust_code", "quarter"]
         )
+    if results.mortality.paths is not None and len(results.mortality.paths):
+        store.write_csv(
+            results.mortality.paths,
+            staging / "cusum_paths.csv",
+            sort_by=["trust_code", "diagnosis_group", "month"],
+        )
     if results.mortality.model is not None:
         (staging / "models").mkdir(exist_ok=True)
         results.mortality.model.save(staging / "models" / "risk_model.json")
@@ -755,12 +775,10 @@ def excluded_frame(
     return pd.DataFrame.from_records(rows, columns=columns)
 
 
-def render_reports(staging: Path, catalogue: pd.DataFrame) -> Path | None:
-    """Render the static site into ``<staging>/reports`` (None when the reports module is absent)."""
-    try:
-        from surveillance.reports.site import build_site
-    except ImportError:
-        return None
+def render_reports(staging: Path, catalogue: pd.DataFrame) -> Path:
+    """Render the static site into ``<staging>/reports``."""
+    from surveillance.reports.site import build_site
+
     return build_site(staging, catalogue=catalogue)
 
 

@@ -80,11 +80,7 @@ def alert_paths(
         .groupby(["trust_code", "diagnosis_group"])["threshold"]
         .first()
     )
-    wanted = set(h_by_chart.index)
-    pairs = zip(
-        spells["trust_code"].astype(str), spells["diagnosis_group"].astype(str), strict=True
-    )
-    keep = np.fromiter(((t, g) in wanted for t, g in pairs), dtype=bool, count=len(spells))
+    keep = alerted_chart_mask(spells, alerts)
     if not keep.any():
         return empty
     sub = spells.loc[keep]
@@ -149,6 +145,31 @@ def _read_spells(bundle_dir: Path) -> pd.DataFrame:
     )
 
 
+def alerted_chart_mask(spells: pd.DataFrame, alerts: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of the spells that belong to a chart (trust x diagnosis group) in ``alerts``.
+
+    Vectorised: trusts are matched first (cheap on categorical codes), then the pairs, so it
+    stays fast on tens of millions of spells.
+    """
+    if alerts.empty or spells.empty:
+        return np.zeros(len(spells), dtype=bool)
+    trusts = alerts["trust_code"].astype(str).unique()
+    keep = spells["trust_code"].astype(str).isin(trusts).to_numpy() if len(spells) else None
+    idx = np.flatnonzero(keep)
+    wanted = pd.MultiIndex.from_arrays(
+        [alerts["trust_code"].astype(str), alerts["diagnosis_group"].astype(str)]
+    ).unique()
+    candidates = pd.MultiIndex.from_arrays(
+        [
+            spells["trust_code"].iloc[idx].astype(str),
+            spells["diagnosis_group"].iloc[idx].astype(str),
+        ]
+    )
+    mask = np.zeros(len(spells), dtype=bool)
+    mask[idx[candidates.isin(wanted)]] = True
+    return mask
+
+
 def alert_paths_from_bundle(
     run_dir: Path | str, bundle_dir: Path | str, alerts: pd.DataFrame, quarter: str
 ) -> pd.DataFrame:
@@ -164,14 +185,7 @@ def alert_paths_from_bundle(
         return alert_paths(pd.DataFrame(), np.zeros(0), alerts, quarter)
     model = RiskModel.load(model_path)
     spells = _read_spells(Path(bundle_dir))
-    wanted = set(
-        zip(alerts["trust_code"].astype(str), alerts["diagnosis_group"].astype(str), strict=True)
-    )
-    pairs = zip(
-        spells["trust_code"].astype(str), spells["diagnosis_group"].astype(str), strict=True
-    )
-    keep = np.fromiter(((t, g) in wanted for t, g in pairs), dtype=bool, count=len(spells))
-    spells = spells.loc[keep].reset_index(drop=True)
+    spells = spells.loc[alerted_chart_mask(spells, alerts)].reset_index(drop=True)
     p = model.predict(spells)
     return alert_paths(
         spells, p, alerts, quarter, outcome=model.outcome, period_date=model.spec.period_date
