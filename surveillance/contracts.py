@@ -238,6 +238,16 @@ class _Table:
         self.frame = frame
         self._cache: dict[tuple[str, str], Any] = {}
 
+    def release(self) -> None:
+        """Drop the frame and its parses once the checks have run.
+
+        Pandera keeps the schema of every validated frame in a module-level registry for as long
+        as that frame lives, and the schema's checks close over this table: holding the frame
+        here would keep it (and the parses) alive for ever, one bundle per run.
+        """
+        self.frame = None  # type: ignore[assignment]
+        self._cache.clear()
+
     def has(self, *columns: str) -> bool:
         return all(c in self.frame.columns for c in columns)
 
@@ -1032,6 +1042,8 @@ def validate_table(
         return violations
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
+    finally:
+        table.release()
     order = {f"{r.rule}#{i}": i for i, r in enumerate(rules)}
     structural = cases[cases["check"].isin(["column_in_dataframe", "column_in_schema"])]
     expected = list(COLUMN_KINDS[name])
