@@ -54,6 +54,7 @@ from surveillance.manifest import (
     write_manifest,
 )
 from surveillance.periods import Quarter
+from surveillance.quarantine import QUARANTINE_COLUMNS
 from surveillance.sources import Assembly, SourceStatus, assemble
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -324,9 +325,6 @@ class Validated:
     violations: list[Any] = field(default_factory=list)
 
 
-QUARANTINE_COLUMNS = ["file", "row", "column", "rule", "message"]
-
-
 def validate(
     bundle: Any, assembly: Assembly, catalogue: pd.DataFrame, quarter: str, quarantine: bool
 ) -> Validated:
@@ -334,50 +332,23 @@ def validate(
 
     Without ``quarantine`` any violation stops the run (:class:`ContractError` naming file, rows,
     column and rule). With ``quarantine`` the rows named by violations are removed from their
-    tables and listed in ``quarantine.csv`` (file, row, column, rule, message); violations that
-    name no rows (a missing column, a missing file) still stop the run.
+    tables and listed in ``quarantine.csv`` by :func:`surveillance.quarantine.quarantine_bundle`
+    (one line per row: file, row, column, rule, message and the row's key columns); violations
+    that name no rows (a missing column, a missing file) still stop the run.
     """
     from dataclasses import replace
 
     from surveillance import contracts
+    from surveillance import quarantine as quarantine_module
 
     checked = replace(bundle, indicators=assembly.indicators)
-    violations = contracts.validate_bundle(checked, quarter, catalogue)
-    if not violations:
-        return Validated(checked, pd.DataFrame(columns=QUARANTINE_COLUMNS))
     if not quarantine:
-        raise ContractError(violations)
-    unrowed = [v for v in violations if not v.rows]
-    if unrowed:
-        raise ContractError(unrowed)
-    records = []
-    drop: dict[str, set[int]] = {}
-    for v in violations:
-        table = Path(v.file).stem
-        drop.setdefault(table, set()).update(v.rows)
-        for row in v.rows:
-            records.append(
-                {
-                    "file": v.file,
-                    "row": row,
-                    "column": v.column or "",
-                    "rule": v.rule,
-                    "message": v.message,
-                }
-            )
-    cleaned = checked
-    for table, rows in drop.items():
-        frame = cleaned.table(table) if hasattr(cleaned, "table") else getattr(cleaned, table)
-        if frame is None:
-            continue
-        keep = np.ones(len(frame), dtype=bool)
-        keep[[r - 1 for r in rows if 0 < r <= len(frame)]] = False
-        cleaned = replace(cleaned, **{table: frame[keep].reset_index(drop=True)})
-    remaining = contracts.validate_bundle(cleaned, quarter, catalogue)
-    if remaining:
-        raise ContractError(remaining)
-    frame = pd.DataFrame.from_records(records, columns=QUARANTINE_COLUMNS)
-    return Validated(cleaned, frame, list(violations))
+        violations = contracts.validate_bundle(checked, quarter, catalogue)
+        if violations:
+            raise ContractError(violations)
+        return Validated(checked, pd.DataFrame(columns=QUARANTINE_COLUMNS))
+    kept = quarantine_module.quarantine_bundle(checked, quarter, catalogue)
+    return Validated(kept.bundle, kept.rows, list(kept.violations))
 
 
 @dataclass

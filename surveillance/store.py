@@ -290,6 +290,10 @@ def staged_run(
         staging = staging_directory(root, quarter)
         try:
             yield staging
+        except OSError as exc:  # disk full, read-only, ... while writing: say so, not a traceback
+            discard(staging)
+            where = Path(exc.filename) if exc.filename else staging
+            raise _os_error(exc, where, "write") from None
         except BaseException:
             discard(staging)
             raise

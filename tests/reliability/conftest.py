@@ -1,4 +1,4 @@
-"""Fixtures for the reliability tests: a fixed code version and one small published quarter."""
+"""Fixtures for the reliability tests: one small synthetic quarter, published twice."""
 
 from __future__ import annotations
 
@@ -7,54 +7,22 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-PROJECT_ROOT = HERE.parents[1]
-for path in (HERE, HERE.parent / "contracts", PROJECT_ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: a fixed code version: other engineers commit while the tests run, and hashing the package's
-#: source for every run would make two runs of one test differ for reasons outside the test.
-CODE = {"package": "test", "git_commit": None, "source_sha256": "reliability-tests"}
-QUARTER = "2013Q3"
+from rel_common import (  # noqa: E402
+    CODE,
+    HOSTILE_NAMES,
+    HOSTILE_REGIONS,
+    N_TRUSTS,
+    QUARTER,
+    run_options,
+    subset_bundle,
+)
 
 
 @pytest.fixture(scope="session")
 def code() -> dict:
     return dict(CODE)
-
-
-# --------------------------------------------------------------------------------------------
-# a small synthetic quarter with hostile trust names, published twice
-
-N_TRUSTS = 12
-#: trust names and regions a spreadsheet or a browser would execute if written raw.
-HOSTILE_NAMES = [
-    "=cmd|' /C calc'!A0",
-    "+SUM(1+1)*cmd|' /C calc'!A0 NHS Trust",
-    "-2+3+cmd|' /C calc'!A0",
-    "@SUM(1+1)*cmd|' /C calc'!A0",
-    '<script>alert("x")</script> Hospital NHS Trust',
-    '"><img src=x onerror=alert(1)> NHS Trust',
-]
-HOSTILE_REGIONS = ['<b>Nowhere</b> & "Co"', "../../../tmp/escape"]
-
-
-def subset_bundle(source: Path, target: Path, codes: set[str]) -> None:
-    """Copy a bundle keeping only the rows of ``codes`` (every file has ``trust_code``)."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    target.mkdir(parents=True)
-    for path in sorted(source.iterdir()):
-        if path.suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-            frame = frame[frame["trust_code"].isin(codes)]
-            frame.to_csv(target / path.name, index=False, lineterminator="\n")
-        elif path.suffix == ".parquet":
-            table = pq.read_table(path)
-            keep = table.column("trust_code").to_pandas().astype(str).isin(codes).to_numpy()
-            pq.write_table(table.filter(keep), target / path.name)
 
 
 @pytest.fixture(scope="session")
@@ -84,13 +52,6 @@ def hostile_bundle(synth_nation, tmp_path_factory) -> Path:
         trusts.loc[len(HOSTILE_NAMES) + i, "region"] = region
     trusts.to_csv(target / "trusts.csv", index=False, lineterminator="\n")
     return target
-
-
-def run_options(data: Path, out: Path, **kw):
-    from surveillance import pipeline
-
-    kw.setdefault("mlflow", False)
-    return pipeline.RunOptions(data_dir=data, quarter=QUARTER, out=out, code=CODE, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def _killer(name: str):
 
 def main(data: str, out: str, quarter: str, stage: str, mode: str = "pipeline") -> int:
     sys.path.insert(0, str(HERE))
-    from conftest import CODE
+    from rel_common import CODE
 
     from surveillance import pipeline, store
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from bad_bundles import CASES, Case
-from conftest import CODE, QUARTER
 from contract_bundle import valid_frames, write_bundle
+from rel_common import CODE, QUARTER
 from typer.testing import CliRunner
 
 from surveillance import pipeline

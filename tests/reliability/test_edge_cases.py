@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_options, subset_bundle
+from rel_common import run_options, subset_bundle
 
 from surveillance import pipeline
 

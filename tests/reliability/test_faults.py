@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import QUARTER, run_options
+from rel_common import QUARTER, run_options
 from typer.testing import CliRunner
 
 from surveillance import pipeline, store
@@ -163,11 +163,6 @@ def _mounted(args: list[str], target: Path):
         subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OSError raised while rendering reports escapes raw (traceback, not a StoreError); "
-    "store.staged_run to convert it",
-)
 def test_disk_full_gives_a_clear_error_and_publishes_nothing(hostile_bundle, tmp_path):
     """A 1 MiB tmpfs: the run fills it while writing (tables fit, reports do not)."""
     with _mounted(["-t", "tmpfs", "-o", "size=1m", "tmpfs"], tmp_path / "small") as disk:
@@ -178,11 +173,6 @@ def test_disk_full_gives_a_clear_error_and_publishes_nothing(hostile_bundle, tmp
         assert not list(out.glob(f".{QUARTER}.staging-*"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OSError raised while rendering reports escapes raw (traceback, not a StoreError); "
-    "store.staged_run to convert it",
-)
 def test_disk_full_simulated_anywhere(hostile_bundle, tmp_path, monkeypatch):
     """Without a mount: every file write raises ENOSPC once the tables are written."""
     import errno

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 import weakref
 
-from conftest import QUARTER
 from contract_bundle import valid_frames, write_bundle
+from rel_common import QUARTER
 
 from surveillance.bundle import read_bundle
 from surveillance.catalogue import load_catalogue

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import HOSTILE_NAMES, HOSTILE_REGIONS, QUARTER
+from rel_common import HOSTILE_NAMES, HOSTILE_REGIONS, QUARTER
 from scan import formula_cells, parse, small_counts
 from typer.testing import CliRunner
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import QUARTER
 from contract_bundle import valid_frames, write_bundle
+from rel_common import QUARTER
 
 from surveillance.bundle import read_bundle
 from surveillance.catalogue import load_catalogue
@@ -126,3 +126,49 @@ def test_split_bundle_refuses_rowless_violations(tmp_path) -> None:
     bundle = _bundle(tmp_path, valid_frames())
     with pytest.raises(ContractError):
         split_bundle(bundle, [Violation(file="trusts.csv", rule="missing_column", message="x")])
+
+
+def test_run_with_quarantine_publishes_states_count_and_lists_rows(hostile_bundle, tmp_path):
+    import json
+    import shutil
+
+    from rel_common import run_options
+    from rich.console import Console
+
+    from surveillance import pipeline
+    from surveillance.cli import _print_summary
+
+    data = tmp_path / "data"
+    shutil.copytree(hostile_bundle, data)
+    ind = pd.read_csv(data / "indicators.csv", dtype=str, keep_default_na=False)
+    catalogue = load_catalogue()
+    proportion = (ind["indicator_id"].map(catalogue["type"]) == "proportion").to_numpy()
+    rows = proportion.nonzero()[0][[0, 5, 9]]
+    ind.loc[rows, "numerator"] = "-3"
+    ind.to_csv(data / "indicators.csv", index=False, lineterminator="\n")
+    spells = pd.read_parquet(data / "spells.parquet")
+    spells.loc[17, "age"] = 130
+    spells.to_parquet(data / "spells.parquet", index=False)
+
+    with pytest.raises(ContractError):  # without --quarantine the run stops
+        pipeline.run_quarter(run_options(data, tmp_path / "strict"))
+    summary = pipeline.run_quarter(run_options(data, tmp_path / "out", quarantine=True))
+
+    run = tmp_path / "out" / QUARTER
+    q = pd.read_csv(run / "quarantine.csv", dtype=str, keep_default_na=False)
+    assert list(q.columns) == QUARANTINE_COLUMNS
+    expected = [("indicators.csv", str(r + 1)) for r in rows] + [("spells.parquet", "18")]
+    assert list(zip(q["file"], q["row"], strict=True)) == expected
+    assert q["rule"].tolist() == ["numerator_range"] * 3 + ["age_range"]
+    assert q["indicator_id"].tolist()[:3] == ind.loc[rows, "indicator_id"].tolist()
+    assert q["trust_code"].tolist()[:3] == ind.loc[rows, "trust_code"].tolist()
+    assert q["spell_id"].tolist()[3] == str(spells.loc[17, "spell_id"])
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["quarantined_rows"] == 4
+    assert manifest["options"]["quarantine"] is True
+    assert summary.quarantined == 4
+    console = Console(record=True, width=200)
+    _print_summary(console, summary)
+    text = console.export_text()
+    assert "rows quarantined" in text and "4 (see quarantine.csv)" in text
