@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -50,13 +51,27 @@ PRE_PUBLISH = [
 KEY_STAGES = ["validate", "render_reports", "store.publish"]
 
 
-def _run(data: Path, out: Path, stage: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(RUNNER), str(data), str(out), QUARTER, stage],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _run(data: Path, out: Path, stage: str, mode: str = "pipeline") -> subprocess.CompletedProcess:
+    """Run ``fault_runner.py`` in its own process group; afterwards kill what is left of the group.
+
+    Under Prefect the runner starts the embedded API server as a child process; SIGKILL of the
+    runner orphans it, still holding the runner's stdout, so output goes to files (not pipes) and
+    the group is killed once the runner is gone.
+    """
+    cmd = [sys.executable, str(RUNNER), str(data), str(out), QUARTER, stage, mode]
+    logs = out.parent / f"runner-{uuid.uuid4().hex[:8]}"
+    with open(f"{logs}.out", "w+") as stdout, open(f"{logs}.err", "w+") as stderr:
+        proc = subprocess.Popen(
+            cmd, stdout=stdout, stderr=stderr, text=True, start_new_session=True
+        )
+        try:
+            returncode = proc.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        stdout.seek(0)
+        stderr.seek(0)
+        return subprocess.CompletedProcess(cmd, returncode, stdout.read(), stderr.read())
 
 
 def _differences(run_dir: Path, reference: Path) -> list[str]:
@@ -295,21 +310,11 @@ CLI_STAGES = ["mortality", "assess_flags", "render_reports", "store.publish"]
 def test_sigkill_under_prefect_then_rerun_resumes_identically(published, hostile_bundle, tmp_path):
     out = tmp_path / "out"
     for stage in CLI_STAGES:
-        proc = subprocess.run(
-            [sys.executable, str(RUNNER), str(hostile_bundle), str(out), QUARTER, stage, "cli"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        proc = _run(hostile_bundle, out, stage, mode="cli")
         assert proc.returncode == -9, (stage, proc.returncode, proc.stdout[-2000:])
         assert f"killed at {stage}" in proc.stdout
         assert not (out / QUARTER).exists(), stage
-    proc = subprocess.run(
-        [sys.executable, str(RUNNER), str(hostile_bundle), str(out), QUARTER, "none", "cli"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _run(hostile_bundle, out, "none", mode="cli")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert _differences(out / QUARTER, published["b"] / QUARTER) == []
     assert not (out / ".work" / QUARTER).exists()  # the result cache goes once published
