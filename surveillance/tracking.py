@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from surveillance.store import write_csv
+
 TRUST_COLUMNS = ("trust_name", "region", "special_measures", "last_inspection_date", "last_rating")
 MODEL_NAMES = {"cqc2013": "banding-cqc2013", "learned": "banding-learned"}
 DEFAULT_EXPERIMENT = "surveillance-banding"
@@ -264,11 +266,12 @@ def log_banding_run(
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
-            flags.to_csv(tmp_path / "flags.csv", index=False)
-            bands.to_csv(tmp_path / "bands.csv", index=False)
+            # the same byte-stable, formula-neutralised CSV as the published run
+            write_csv(flags, tmp_path / "flags.csv")
+            write_csv(bands, tmp_path / "bands.csv")
             (tmp_path / "config.json").write_text(cfg_json + "\n")
             for key, other in (other_bands or {}).items():
-                other.to_csv(tmp_path / f"bands_{key}.csv", index=False)
+                write_csv(other, tmp_path / f"bands_{key}.csv")
             for f in sorted(os.listdir(tmp_path)):
                 mlflow.log_artifact(str(tmp_path / f))
         return run.info.run_id

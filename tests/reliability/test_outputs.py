@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from rel_common import HOSTILE_NAMES, HOSTILE_REGIONS, QUARTER
 from scan import formula_cells, parse, small_counts
 from typer.testing import CliRunner
@@ -84,11 +83,6 @@ def test_no_csv_cell_starts_a_formula(published) -> None:
         assert "'" + name in names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="surveillance/tracking.py logs flags/bands artifacts with DataFrame.to_csv, "
-    "not store.write_csv: formula cells reach MLflow unneutralised (owner to fix)",
-)
 def test_mlflow_csv_artifacts_are_neutralised(published) -> None:
     artifacts = sorted((published["a"] / "mlartifacts").rglob("*.csv"))
     assert artifacts
