@@ -307,6 +307,13 @@ def _z_block(
     method = np.array([f"{scale_name}+{m}" for m in np.atleast_1d(adj.method)], dtype=object)
     with np.errstate(invalid="ignore", divide="ignore"):
         z_sd = 1.0 / np.asarray(adj.scale)
+    # An indicator whose transform is undefined at every trust (e.g. a rate with no events
+    # nationally: log target = -inf) has no overdispersion estimate: NaN, never inf.
+    phi = np.atleast_1d(np.asarray(adj.phi, dtype=float))
+    tau2 = np.atleast_1d(np.asarray(adj.tau2, dtype=float))
+    undefined = ~np.isfinite(phi) | ~np.isfinite(tau2)
+    phi = np.where(undefined, np.nan, phi)
+    tau2 = np.where(undefined, np.nan, tau2)
     return _Block(
         ids=ids,
         observed=np.where(ok, observed, np.nan),
@@ -316,8 +323,8 @@ def _z_block(
         p_value=np.where(ok, sps.norm.sf(z_adj), np.nan),
         flag=flag,
         method=method,
-        phi=np.atleast_1d(np.asarray(adj.phi, dtype=float)),
-        tau2=np.atleast_1d(np.asarray(adj.tau2, dtype=float)),
+        phi=phi,
+        tau2=tau2,
         value=np.where(ok, value, np.nan),
         denominator=np.where(ok, den, np.nan),
         reason=reason,
@@ -357,6 +364,13 @@ def _count_block(ids, cat, rows, pos) -> _Block:
         blk.phi[i] = res.phi
         blk.z_sd[i] = np.where(m, 1.0, np.nan)
     return blk
+
+
+def _finite_median(values: np.ndarray) -> float:
+    """Median of the finite values (months whose estimate is undefined are skipped); NaN if none."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else np.nan
 
 
 def _mid_p_deviate(x: np.ndarray, mu: np.ndarray, p: np.ndarray, alpha: float) -> np.ndarray:
@@ -477,8 +491,8 @@ def _cusum_block(ids, cat, rows, pos, quarter: Quarter) -> _Block:
         z_raw = np.asarray(adj.z) * sign
         k, h = float(row["cusum_k"]), float(row["cusum_h"])
         blk.method[i] = f"cusum(k={k:g},h={h:g})"
-        blk.phi[i] = float(np.nanmedian(adj.phi)) if np.isfinite(adj.phi).any() else np.nan
-        blk.tau2[i] = float(np.nanmedian(adj.tau2)) if np.isfinite(adj.tau2).any() else np.nan
+        blk.phi[i] = _finite_median(adj.phi)
+        blk.tau2[i] = _finite_median(adj.tau2)
         obs, exp_, _, _ = _natural(kind, dm, tr)
         for j in range(len(pos)):
             col = z_adj[:, j]

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 from rel_common import run_options, subset_bundle
 
 from surveillance import pipeline
@@ -125,12 +124,6 @@ def test_identical_trusts_give_identical_z_and_no_overdispersion(hostile_bundle,
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a rate with zero events at every trust (national rate 0) writes phi = tau2 = inf "
-    "into flags.csv (assess/stats: the log transform is undefined; should be NaN with the "
-    "not_applicable reason it already gives)",
-)
 def test_identical_trusts_write_no_infinities(hostile_bundle, tmp_path):
     data = _copy(hostile_bundle, tmp_path)
     _identical_indicators(data)
