@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from surveillance.contracts import FLAGS_COLUMNS, INDICATOR_COLUMNS
 from surveillance.errors import ConfigError, SurveillanceError
 from surveillance.periods import Quarter
 from surveillance.stats.counts import count_test
@@ -65,21 +66,6 @@ from surveillance.stats.transforms import (
     transform_score,
 )
 
-FLAGS_COLUMNS = [
-    "trust_code",
-    "indicator_id",
-    "domain",
-    "type",
-    "observed",
-    "expected",
-    "z",
-    "z_adjusted",
-    "p_value",
-    "flag",
-    "method",
-    "phi",
-    "tau2",
-]
 EXTRA_COLUMNS = [
     "value",
     "denominator",
@@ -94,17 +80,6 @@ EXTRA_COLUMNS = [
     "p_elevated",
     "band",
     "cusum",
-]
-INDICATOR_COLUMNS = [
-    "trust_code",
-    "indicator_id",
-    "period_start",
-    "period_end",
-    "numerator",
-    "denominator",
-    "value",
-    "standard_error",
-    "band",
 ]
 Z_CROSS_TYPES = ("proportion", "ratio", "rate", "score")
 Z_CLIP = 8.3  # Phi^-1(1 - 1e-16): the p-value deviate of counts is clipped here

@@ -73,6 +73,84 @@ import pandas as pd
 from surveillance.errors import ContractError, Violation
 from surveillance.periods import Quarter
 
+# ============================================================================================
+# Output contracts (DESIGN.md section 6): the column order other tools read us by. One place;
+# every writer imports these.
+
+FLAGS_COLUMNS = [
+    "trust_code",
+    "indicator_id",
+    "domain",
+    "type",
+    "observed",
+    "expected",
+    "z",
+    "z_adjusted",
+    "p_value",
+    "flag",
+    "method",
+    "phi",
+    "tau2",
+]
+ALERTS_COLUMNS = [
+    "trust_code",
+    "diagnosis_group",
+    "signal_month",
+    "cusum",
+    "threshold",
+    "observed",
+    "expected",
+    "false_alarm_rate",
+    "status",
+]
+MORTALITY_COLUMNS = [
+    "trust_code",
+    "diagnosis_group",
+    "observed",
+    "expected",
+    "ratio",
+    "lower95",
+    "upper95",
+    "lower998",
+    "upper998",
+    "banding",
+]
+BANDS_COLUMNS = [
+    "trust_code",
+    "trust_name",
+    "region",
+    "applicable",
+    "risks",
+    "elevated_risks",
+    "score",
+    "max_score",
+    "proportion_score",
+    "band",
+    "band_reason",
+    *(f"p_band_{b}" for b in range(1, 7)),
+    "previous_band",
+    "movement",
+]
+#: contract file -> its required columns, in contract order
+OUTPUT_COLUMNS: dict[str, list[str]] = {
+    "flags.csv": FLAGS_COLUMNS,
+    "alerts.csv": ALERTS_COLUMNS,
+    "mortality.csv": MORTALITY_COLUMNS,
+    "bands.csv": BANDS_COLUMNS,
+}
+#: indicators.csv columns in order (input contract, DESIGN.md section 4)
+INDICATOR_COLUMNS = [
+    "trust_code",
+    "indicator_id",
+    "period_start",
+    "period_end",
+    "numerator",
+    "denominator",
+    "value",
+    "standard_error",
+    "band",
+]
+
 if TYPE_CHECKING:
     from surveillance.bundle import Bundle
 

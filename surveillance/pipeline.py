@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from surveillance import store
+from surveillance.contracts import ALERTS_COLUMNS, BANDS_COLUMNS, FLAGS_COLUMNS, MORTALITY_COLUMNS
 from surveillance.errors import ContractError, SurveillanceError
 from surveillance.manifest import (
     TIMINGS_FILE,
@@ -69,66 +70,6 @@ OUTPUT_KEYS: dict[str, list[str]] = {
     "alerts.csv": ["trust_code", "diagnosis_group", "signal_month"],
     "mortality.csv": ["trust_code", "diagnosis_group"],
     "bands.csv": ["trust_code"],
-}
-FLAGS_COLUMNS = [
-    "trust_code",
-    "indicator_id",
-    "domain",
-    "type",
-    "observed",
-    "expected",
-    "z",
-    "z_adjusted",
-    "p_value",
-    "flag",
-    "method",
-    "phi",
-    "tau2",
-]
-ALERTS_COLUMNS = [
-    "trust_code",
-    "diagnosis_group",
-    "signal_month",
-    "cusum",
-    "threshold",
-    "observed",
-    "expected",
-    "false_alarm_rate",
-    "status",
-]
-MORTALITY_COLUMNS = [
-    "trust_code",
-    "diagnosis_group",
-    "observed",
-    "expected",
-    "ratio",
-    "lower95",
-    "upper95",
-    "lower998",
-    "upper998",
-    "banding",
-]
-BANDS_COLUMNS = [
-    "trust_code",
-    "trust_name",
-    "region",
-    "applicable",
-    "risks",
-    "elevated_risks",
-    "score",
-    "max_score",
-    "proportion_score",
-    "band",
-    "band_reason",
-    *[f"p_band_{b}" for b in range(1, 7)],
-    "previous_band",
-    "movement",
-]
-CONTRACT_COLUMNS = {
-    "flags.csv": FLAGS_COLUMNS,
-    "alerts.csv": ALERTS_COLUMNS,
-    "mortality.csv": MORTALITY_COLUMNS,
-    "bands.csv": BANDS_COLUMNS,
 }
 
 

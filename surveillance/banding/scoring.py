@@ -16,28 +16,13 @@ import numpy as np
 import pandas as pd
 
 from surveillance.banding.config import DEFAULT_POINTS, N_BANDS, Overrides, Points
+from surveillance.contracts import BANDS_COLUMNS
 from surveillance.errors import SurveillanceError
 from surveillance.periods import Quarter
 
 FLAG_LEVELS = ("no_evidence", "risk", "elevated_risk", "not_applicable")
 BAND_LABELS = tuple(str(b) for b in range(1, N_BANDS + 1)) + ("recently_inspected", "not_banded")
 P_BAND_COLUMNS = [f"p_band_{b}" for b in range(1, N_BANDS + 1)]
-BANDS_COLUMNS = [
-    "trust_code",
-    "trust_name",
-    "region",
-    "applicable",
-    "risks",
-    "elevated_risks",
-    "score",
-    "max_score",
-    "proportion_score",
-    "band",
-    "band_reason",
-    *P_BAND_COLUMNS,
-    "previous_band",
-    "movement",
-]
 _REQUIRED_FLAG_COLUMNS = ("trust_code", "indicator_id", "domain", "flag")
 _REQUIRED_TRUST_COLUMNS = ("trust_code", "trust_name", "region")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from surveillance.contracts import MORTALITY_COLUMNS
 from surveillance.mortality.encode import read_spells
 from surveillance.mortality.indicators import (
     alert_flags,
@@ -29,7 +30,7 @@ from surveillance.mortality.monitor import (
     threshold_surface,
 )
 from surveillance.mortality.quality import quality_by_quarter, quality_changes, quality_context
-from surveillance.mortality.ratios import MORTALITY_COLUMNS, mortality_table
+from surveillance.mortality.ratios import mortality_table
 from surveillance.mortality.risk_model import RiskModel
 from surveillance.mortality.spec import RiskSpec, load_risk_spec
 from surveillance.periods import Quarter

@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from surveillance.contracts import INDICATOR_COLUMNS
 from surveillance.errors import ConfigError
 from surveillance.mortality.encode import (
     EncodedSpells,
@@ -31,17 +32,6 @@ from surveillance.mortality.ratios import as_quarter, check_risks, window_mask
 from surveillance.mortality.spec import RISK_DIR
 from surveillance.periods import Quarter
 
-INDICATOR_COLUMNS = [
-    "trust_code",
-    "indicator_id",
-    "period_start",
-    "period_end",
-    "numerator",
-    "denominator",
-    "value",
-    "standard_error",
-    "band",
-]
 DEFAULT_GROUPS = RISK_DIR / "indicator_groups.yaml"
 
 

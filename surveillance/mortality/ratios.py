@@ -29,18 +29,6 @@ from surveillance.periods import Quarter
 from surveillance.stats.funnel import assess_arrays
 from surveillance.stats.limits import z_for_level
 
-MORTALITY_COLUMNS = [
-    "trust_code",
-    "diagnosis_group",
-    "observed",
-    "expected",
-    "ratio",
-    "lower95",
-    "upper95",
-    "lower998",
-    "upper998",
-    "banding",
-]
 BANDS = ("higher than expected", "as expected", "lower than expected")
 ALL = "ALL"
 

@@ -15,65 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from surveillance.contracts import OUTPUT_COLUMNS as CONTRACT_COLUMNS
 from surveillance.errors import SurveillanceError
 
 #: Required columns per contract file (DESIGN.md section 6), in contract order.
-CONTRACT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "flags.csv": (
-        "trust_code",
-        "indicator_id",
-        "domain",
-        "type",
-        "observed",
-        "expected",
-        "z",
-        "z_adjusted",
-        "p_value",
-        "flag",
-        "method",
-        "phi",
-        "tau2",
-    ),
-    "alerts.csv": (
-        "trust_code",
-        "diagnosis_group",
-        "signal_month",
-        "cusum",
-        "threshold",
-        "observed",
-        "expected",
-        "false_alarm_rate",
-        "status",
-    ),
-    "mortality.csv": (
-        "trust_code",
-        "diagnosis_group",
-        "observed",
-        "expected",
-        "ratio",
-        "lower95",
-        "upper95",
-        "lower998",
-        "upper998",
-        "banding",
-    ),
-    "bands.csv": (
-        "trust_code",
-        "trust_name",
-        "region",
-        "applicable",
-        "risks",
-        "elevated_risks",
-        "score",
-        "max_score",
-        "proportion_score",
-        "band",
-        "band_reason",
-        *(f"p_band_{b}" for b in range(1, 7)),
-        "previous_band",
-        "movement",
-    ),
-}
 
 #: Optional extras: logical name -> (candidate file names, required columns).
 EXTRA_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -38,9 +38,10 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from surveillance.contracts import INDICATOR_COLUMNS
 from surveillance.errors import ContractError, Violation
 from surveillance.periods import Quarter
-from surveillance.sources.base import INDICATOR_COLUMNS, FeedResult, SourceAdapter
+from surveillance.sources.base import FeedResult, SourceAdapter
 
 PACKAGED_FILE = Path(__file__).with_name("data") / "ae_attendances.csv"
 COLUMNS = ("period", "org_code", "type", "attendances", "breaches", "admissions")

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from surveillance.contracts import INDICATOR_COLUMNS
 from surveillance.manifest import sha256_file
 from surveillance.periods import Quarter
 from surveillance.sources.ae import AeAttendancesAdapter
 from surveillance.sources.base import (
-    INDICATOR_COLUMNS,
     STATUS_DERIVED,
     STATUS_LATE,
     STATUS_MISSING,

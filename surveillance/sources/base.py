@@ -11,17 +11,6 @@ import pandas as pd
 from surveillance.periods import Quarter
 
 #: columns of the assembled indicators frame (DESIGN.md section 4, ``indicators.csv``).
-INDICATOR_COLUMNS = [
-    "trust_code",
-    "indicator_id",
-    "period_start",
-    "period_end",
-    "numerator",
-    "denominator",
-    "value",
-    "standard_error",
-    "band",
-]
 
 #: values of :attr:`SourceStatus.status`.
 STATUS_OK = "ok"  # read from the publisher's feed this run

@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 from scipy.special import ndtri
 
+from surveillance.contracts import INDICATOR_COLUMNS
 from surveillance.errors import ConfigError
 from surveillance.periods import Quarter
 from surveillance.synth.config import _LOADER, DOMAINS, HERE
@@ -36,17 +37,6 @@ from surveillance.synth.world import (
     rng_for,
 )
 
-INDICATOR_COLUMNS = [
-    "trust_code",
-    "indicator_id",
-    "period_start",
-    "period_end",
-    "numerator",
-    "denominator",
-    "value",
-    "standard_error",
-    "band",
-]
 PERIOD_YEARS = {"quarterly": 0.25, "annual": 1.0, "rolling_12m": 1.0, "monthly": 1.0 / 12.0}
 MISSING_AT_RANDOM = 0.015  # share of trust x indicator rows a publisher simply lacks
 PATCHY_SHARE = 0.12  # share of indicators with patchy coverage (audits with late submitters)

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from surveillance.contracts import MORTALITY_COLUMNS
 from surveillance.mortality.encode import read_spells
-from surveillance.mortality.ratios import MORTALITY_COLUMNS
 
 
 def test_read_spells_categoricals_dates_and_window(spells, tmp_path):

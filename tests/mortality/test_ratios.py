@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from surveillance.mortality.ratios import MORTALITY_COLUMNS, mortality_table
+from surveillance.contracts import MORTALITY_COLUMNS
+from surveillance.mortality.ratios import mortality_table
 from surveillance.mortality.risk_model import RiskModel
 from surveillance.mortality.simulate import simulate_spells
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from surveillance.contracts import INDICATOR_COLUMNS
 from surveillance.errors import ContractError
 from surveillance.sources import AeAttendancesAdapter, assemble
 from surveillance.sources.ae import PACKAGED_FILE
-from surveillance.sources.base import INDICATOR_COLUMNS
 
 HEADER = "period,org_code,type,attendances,breaches,admissions\n"
 
