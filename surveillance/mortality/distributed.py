@@ -18,25 +18,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from surveillance.mortality.encode import covariate_digits, encode_spells, pattern_index
+from surveillance.mortality.encode import (
+    SPELL_COLUMNS,
+    covariate_digits,
+    encode_spells,
+    pattern_index,
+)
 from surveillance.mortality.risk_model import RiskModel, resolve_end_month
 from surveillance.periods import Quarter
 
-#: spell columns the risk models read
-FIT_COLUMNS = [
-    "trust_code",
-    "admission_date",
-    "discharge_date",
-    "diagnosis_group",
-    "age",
-    "sex",
-    "admission_method",
-    "comorbidity",
-    "deprivation_quintile",
-    "palliative_care",
-    "died_in_hospital",
-    "died_30d",
-]
+#: spell columns the risk models read: every spell column but the id
+FIT_COLUMNS = [c for c in SPELL_COLUMNS if c != "spell_id"]
 COUNT_COLUMNS = {"diagnosis_group": object, "pattern": np.int64, "n": np.int64, "d": float}
 
 
