@@ -58,70 +58,79 @@ def load_indicator_groups(path: Path | str | None = None) -> IndicatorGroups:
         raise ConfigError(f"{path}: invalid indicator group mapping:\n{exc}") from exc
 
 
-def indicator_masks(
-    spells: pd.DataFrame,
-    enc: EncodedSpells,
-    p: np.ndarray,
-    window: np.ndarray,
-    mapping: IndicatorGroups,
-) -> dict[str, np.ndarray]:
-    """Boolean spell mask per indicator id (window applied)."""
-    idx = np.flatnonzero(window)
-    out = {}
-    for ind, sub in window_masks(spells, enc, p, idx, mapping).items():
-        mask = np.zeros(len(window), dtype=bool)
-        mask[idx[sub]] = True
-        out[ind] = mask
-    return out
+#: admission method levels of the indicator grid (code 0: neither, e.g. missing)
+METHODS = ("elective", "emergency")
 
 
-def window_masks(
-    spells: pd.DataFrame,
-    enc: EncodedSpells,
-    p: np.ndarray,
-    idx: np.ndarray,
-    mapping: IndicatorGroups,
-) -> dict[str, np.ndarray]:
-    """Per indicator id a boolean mask over the window's spells ``idx`` (positions in ``enc``).
+def indicator_grids(
+    spells: pd.DataFrame, enc: EncodedSpells, p: np.ndarray, end_month: int, months: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spells, deaths and expected deaths in the ``months`` to ``end_month``.
 
-    Works on the window only (a third of a 36-month national file) and touches each spell column
-    once, not once per indicator.
+    ``cells``: shape (3, groups, trusts, 3, 2), by diagnosis group, trust, admission method
+    (0 other, 1 elective, 2 emergency) and weekend admission (Saturday or Sunday), from which
+    every indicator's spells are a selection; ``monthly``: shape (3, months, trusts), all
+    diagnoses by month. Sums add up over any split of the spells into row chunks.
     """
-    G = len(enc.groups)
-    group = enc.group[idx]
-    n_g = np.bincount(group, minlength=G).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_p = np.bincount(group, weights=p[idx], minlength=G) / n_g
-    deaths_g = np.bincount(group, weights=enc.died[idx], minlength=G)
-    method = None
-    weekend = None
-    out = {}
-    for ind, spec in mapping.indicators.items():
-        if spec.groups == "all":
-            use = np.ones(G, bool)
-        elif spec.groups == "low_risk":
-            use = mean_p < spec.low_risk_threshold
-        elif spec.groups == "top_deaths":
-            order = np.argsort(-deaths_g, kind="stable")
-            share = np.cumsum(deaths_g[order]) / max(deaths_g.sum(), 1.0)
-            k = int(np.searchsorted(share, spec.deaths_share) + 1)
-            use = np.zeros(G, bool)
-            use[order[:k]] = True
-        else:
-            use = np.isin(enc.groups, spec.groups)
-        mask = use[group]
-        if spec.admission_method is not None:
-            if method is None:
-                method = codes_for(spells["admission_method"], ["elective", "emergency"])[idx]
-            mask &= method == (1 if spec.admission_method == "emergency" else 0)
-        if spec.weekend:
-            if weekend is None:
-                weekend = (
-                    enc.admission_day[idx] + 3
-                ) % 7 >= 5  # Monday = 0 (1970-01-01 a Thursday)
-            mask &= weekend
-        out[ind] = mask
-    return out
+    T, G = len(enc.trusts), len(enc.groups)
+    idx = np.flatnonzero(window_mask(enc, end_month, months))
+    method = codes_for(spells["admission_method"], list(METHODS))[idx] + 1
+    weekend = ((enc.admission_day[idx] + 3) % 7 >= 5).astype(np.int64)  # 1970-01-01: Thursday
+    trust = enc.trust[idx].astype(np.int64)
+    key = ((enc.group[idx].astype(np.int64) * T + trust) * 3 + method) * 2 + weekend
+    died, p_w = enc.died[idx].astype(float), p[idx]
+    size = G * T * 6
+    cells = np.stack(
+        [
+            np.bincount(key, minlength=size).astype(float),
+            np.bincount(key, weights=died, minlength=size),
+            np.bincount(key, weights=p_w, minlength=size),
+        ]
+    ).reshape(3, G, T, 3, 2)
+    mkey = (enc.period_month[idx] - (end_month - months + 1)).astype(np.int64) * T + trust
+    monthly = np.stack(
+        [
+            np.bincount(mkey, minlength=months * T).astype(float),
+            np.bincount(mkey, weights=died, minlength=months * T),
+            np.bincount(mkey, weights=p_w, minlength=months * T),
+        ]
+    ).reshape(3, months, T)
+    return cells, monthly
+
+
+def group_selection(cells: np.ndarray, groups: np.ndarray, spec: IndicatorGroup) -> np.ndarray:
+    """Boolean per diagnosis group: the groups an indicator counts (national figures decide
+    ``low_risk`` and ``top_deaths``)."""
+    G = len(groups)
+    n_g, deaths_g, e_g = (cells[k].sum(axis=(1, 2, 3)) for k in range(3))
+    if spec.groups == "all":
+        return np.ones(G, bool)
+    if spec.groups == "low_risk":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return e_g / n_g < spec.low_risk_threshold
+    if spec.groups == "top_deaths":
+        order = np.argsort(-deaths_g, kind="stable")
+        share = np.cumsum(deaths_g[order]) / max(deaths_g.sum(), 1.0)
+        k = int(np.searchsorted(share, spec.deaths_share) + 1)
+        use = np.zeros(G, bool)
+        use[order[:k]] = True
+        return use
+    return np.isin(groups, spec.groups)
+
+
+def indicator_sums(cells: np.ndarray, groups: np.ndarray, spec: IndicatorGroup) -> np.ndarray:
+    """Spells, deaths and expected deaths per trust for one indicator, shape (3, trusts)."""
+    method = np.ones(3, bool)
+    if spec.admission_method is not None:
+        method[:] = False
+        method[1 + METHODS.index(spec.admission_method)] = True
+    weekend = np.array([not spec.weekend, True])
+    sel = (
+        group_selection(cells, groups, spec)[:, None, None, None]
+        & method[None, None, :, None]
+        & weekend[None, None, None, :]
+    )
+    return np.where(sel[None], cells, 0.0).sum(axis=(1, 3, 4))
 
 
 def mortality_indicators(
@@ -142,28 +151,38 @@ def mortality_indicators(
     with spells in the window (numerator 0 when none).
     """
     q = as_quarter(quarter)
-    mapping = mapping or load_indicator_groups()
     enc = enc if enc is not None else encode_spells(spells, outcome, period_date)
     p = check_risks(p, len(enc.died))
+    cells, monthly = indicator_grids(spells, enc, p, month_number(q.end), months)
+    return indicator_rows(cells, monthly, enc.trusts, enc.groups, q, alerts, mapping)
+
+
+def indicator_rows(
+    cells: np.ndarray,
+    monthly: np.ndarray,
+    trusts: np.ndarray,
+    groups: np.ndarray,
+    quarter: Quarter | str,
+    alerts: pd.DataFrame | None = None,
+    mapping: IndicatorGroups | None = None,
+) -> pd.DataFrame:
+    """The :func:`mortality_indicators` rows from :func:`indicator_grids` (summed over chunks)."""
+    q = as_quarter(quarter)
+    mapping = mapping or load_indicator_groups()
+    trusts, groups = np.asarray(trusts), np.asarray(groups)
+    months = monthly.shape[1]
     end = month_number(q.end)
-    window = window_mask(enc, end, months)
     start, stop = q.lookback_start(months).date().isoformat(), q.end.date().isoformat()
-    T = len(enc.trusts)
     frames = []
-    idx = np.flatnonzero(window)
-    trust_w, died_w, p_w = enc.trust[idx], enc.died[idx], p[idx]
-    for ind, mask in window_masks(spells, enc, p, idx, mapping).items():
-        trust_m = trust_w[mask]
-        n = np.bincount(trust_m, minlength=T)
-        o = np.bincount(trust_m, weights=died_w[mask], minlength=T)
-        e = np.bincount(trust_m, weights=p_w[mask], minlength=T)
+    for ind, spec in mapping.indicators.items():
+        n, o, e = indicator_sums(cells, groups, spec)
         has = n > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             value = np.where(e > 0, o / e, np.nan)
         frames.append(
             pd.DataFrame(
                 {
-                    "trust_code": enc.trusts[has],
+                    "trust_code": trusts[has],
                     "indicator_id": ind,
                     "period_start": start,
                     "period_end": stop,
@@ -174,11 +193,7 @@ def mortality_indicators(
             )
         )
     # monthly all-diagnosis series for the cusum_z indicator
-    rel = (enc.period_month[idx] - (end - months + 1)).astype(np.int64)
-    key = rel * T + trust_w
-    n = np.bincount(key, minlength=months * T).reshape(months, T)
-    o = np.bincount(key, weights=died_w, minlength=months * T).reshape(months, T)
-    e = np.bincount(key, weights=p_w, minlength=months * T).reshape(months, T)
+    n, o, e = monthly
     mi, ti = np.nonzero(n > 0)
     labels = [month_label(end - months + 1 + k) for k in range(months)]
     m_start = np.array([pd.Period(lb, "M").start_time.date().isoformat() for lb in labels])
@@ -187,7 +202,7 @@ def mortality_indicators(
         frames.append(
             pd.DataFrame(
                 {
-                    "trust_code": enc.trusts[ti],
+                    "trust_code": trusts[ti],
                     "indicator_id": "mort_cusum_all",
                     "period_start": m_start[mi],
                     "period_end": m_end[mi],
@@ -198,8 +213,8 @@ def mortality_indicators(
             )
         )
     if alerts is not None:
-        in_window = np.bincount(enc.trust[window], minlength=T) > 0
-        counts = alert_counts(alerts, q).reindex(enc.trusts[in_window], fill_value=0)
+        in_window = cells[0].sum(axis=(0, 2, 3)) > 0
+        counts = alert_counts(alerts, q).reindex(trusts[in_window], fill_value=0)
         frames.append(
             pd.DataFrame(
                 {

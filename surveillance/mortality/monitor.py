@@ -125,28 +125,53 @@ class Charts:
 def build_charts(enc: EncodedSpells, p: np.ndarray, end_month: int, months: int) -> Charts:
     """Select the window and sort its spells by chart then period day (stable: input order)."""
     idx = np.flatnonzero(window_mask(enc, end_month, months))
-    T, G = len(enc.trusts), len(enc.groups)
-    chart = enc.group[idx].astype(np.int64) * T + enc.trust[idx]
-    day = enc.period_day[idx]
+    return charts_from_arrays(
+        enc.trust[idx],
+        enc.group[idx],
+        enc.period_day[idx],
+        enc.period_month[idx],
+        enc.died[idx],
+        p[idx],
+        enc.trusts,
+        enc.groups,
+        idx,
+    )
+
+
+def charts_from_arrays(
+    trust: np.ndarray,
+    group: np.ndarray,
+    day: np.ndarray,
+    month: np.ndarray,
+    died: np.ndarray,
+    p: np.ndarray,
+    trusts: np.ndarray,
+    groups: np.ndarray,
+    index: np.ndarray | None = None,
+) -> Charts:
+    """Charts of the window's spells given as arrays in input order (codes into ``trusts`` and
+    ``groups``), sorted by chart then period day, ties in input order. ``index`` maps the arrays'
+    rows to spell numbers for :attr:`Charts.order` (default: the row numbers)."""
+    T, G = len(trusts), len(groups)
+    chart = group.astype(np.int64) * T + trust
     first_day = int(day.min()) if len(day) else 0
     span = int(day.max()) - first_day + 1 if len(day) else 1
     # LSD radix: stable by day, then stable by chart (ties keep input order)
     perm = stable_counting_sort(day - first_day, span)
     perm = stable_counting_sort(chart, G * T, perm)
-    order = idx[perm]
     counts = np.bincount(chart, minlength=G * T)
     present = np.flatnonzero(counts)
     offsets = np.r_[0, np.cumsum(counts[present])].astype(np.int64)
     return Charts(
-        order=order,
+        order=perm if index is None else index[perm],
         offsets=offsets,
         trust=(present % T).astype(np.int32),
         group=(present // T).astype(np.int32),
-        p=p[order],
-        y=enc.died[order].astype(np.int8),
-        month=enc.period_month[order],
-        trusts=enc.trusts,
-        groups=enc.groups,
+        p=p[perm],
+        y=died[perm].astype(np.int8),
+        month=month[perm],
+        trusts=trusts,
+        groups=groups,
     )
 
 
@@ -385,13 +410,34 @@ def _monitor(spells, p, end, settings, surface, months, outcome, period_date, en
     enc = enc if enc is not None else encode_spells(spells, outcome, period_date)
     p = check_risks(p, len(enc.died))
     charts = build_charts(enc, p, end, settings.months)
+    return monitor_charts(charts, settings, surface, months)[0]
+
+
+def monitor_charts(
+    charts: Charts,
+    settings: CusumSettings,
+    surface: ThresholdSurface | None = None,
+    months: list[str] | None = None,
+) -> tuple[pd.DataFrame, ChartRun | None]:
+    """The alerts table of prebuilt ``charts`` (only ``months`` when given, sorted by trust,
+    group, month) and the charts' run (thresholds and statistic) for :func:`alert_paths`."""
     if len(charts.volume) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS})
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS}), None
     h = chart_thresholds(charts, settings, surface)
-    _, signal, value = run_charts(charts, h, settings)
+    statistic, signal, value = run_charts(charts, h, settings)
     table = signal_table(charts, h, signal, value, settings)
     if months is not None:
         table = table[table["signal_month"].isin(months)]
-    return table.sort_values(["trust_code", "diagnosis_group", "signal_month"]).reset_index(
-        drop=True
-    )
+    table = table.sort_values(["trust_code", "diagnosis_group", "signal_month"])
+    return table.reset_index(drop=True), ChartRun(charts, h, statistic, signal, value)
+
+
+@dataclass
+class ChartRun:
+    """Charts after :func:`run_charts` with their thresholds."""
+
+    charts: Charts
+    h: np.ndarray  # per chart
+    statistic: np.ndarray  # per row, after restarts
+    signal: np.ndarray  # per row
+    value: np.ndarray  # per row: the value before the restart at signal rows, 0 elsewhere

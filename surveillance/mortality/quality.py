@@ -52,8 +52,26 @@ def quality_by_quarter(
     """
     enc = enc if enc is not None else encode_spells(spells, outcome, period_date)
     q = as_quarter(quarter) if quarter is not None else None
+    end = quarter_end_month(q, enc)
+    return quality_frame(quarter_grids(enc, end, n_quarters), enc.trusts, end)
+
+
+#: the sums behind the coding measures, each a (quarters, trusts) grid (see quarter_grids)
+QUARTER_GRID_NAMES = ("n", "d", "ps", "pd", "c1", "c2")
+
+
+def quarter_end_month(q: Quarter | None, enc: EncodedSpells) -> int:
+    """Last month (months since 1970-01) of the quarter ``q`` (default: the latest spells')."""
     end = month_number(q.end) if q is not None else int(enc.period_month.max())
-    end = end - (end % 3) + 2  # last month of its quarter
+    return end - (end % 3) + 2
+
+
+def quarter_grids(enc: EncodedSpells, end: int, n_quarters: int) -> np.ndarray:
+    """Spells, deaths, palliative spells and deaths, sum and sum of squares of comorbidity per
+    quarter x trust (quarter 0 ends with month ``end``), shape (6, n_quarters, trusts).
+
+    Sums add up over any split of the spells into row chunks.
+    """
     mask = (enc.period_month <= end) & (enc.period_month > end - 3 * n_quarters)
     qi = (end - enc.period_month[mask]) // 3  # 0 = latest quarter
     T = len(enc.trusts)
@@ -61,20 +79,24 @@ def quality_by_quarter(
     size = n_quarters * T
 
     def s(w=None):
-        return np.bincount(key, weights=w, minlength=size).astype(float)
+        return np.bincount(key, weights=w, minlength=size).astype(float).reshape(n_quarters, T)
 
     died = enc.died[mask].astype(float)
     pal = enc.palliative[mask].astype(float)
     com = enc.comorbidity[mask]
-    n, d = s(), s(died)
-    ps, pd_ = s(pal), s(pal * died)
-    c1, c2 = s(com), s(com * com)
+    return np.stack([s(), s(died), s(pal), s(pal * died), s(com), s(com * com)])
+
+
+def quality_frame(grids: np.ndarray, trusts: np.ndarray, end: int) -> pd.DataFrame:
+    """The :func:`quality_by_quarter` frame from :func:`quarter_grids` (summed over chunks)."""
+    n_quarters, T = grids.shape[1], len(trusts)
+    n, d, ps, pd_, c1, c2 = (g.reshape(-1) for g in grids)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = c1 / n
         var = np.maximum(c2 / n - mean * mean, 0.0) * n / np.maximum(n - 1, 1)
         frame = pd.DataFrame(
             {
-                "trust_code": np.tile(enc.trusts, n_quarters),
+                "trust_code": np.tile(np.asarray(trusts), n_quarters),
                 "quarter_index": np.repeat(np.arange(n_quarters), T),
                 "spells": n.astype(np.int64),
                 "deaths": d.astype(np.int64),
@@ -157,13 +179,19 @@ def quality_context(
     outcome: str = "died_30d",
     period_date: str = "discharge_date",
     enc: EncodedSpells | None = None,
+    by_quarter: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per trust, for the mortality table: the quarter's measures, their change from the previous
     quarter (z) and whether any sudden change occurred in the four quarters of the monitored year
-    (``coding_change_12m``: names of the measures that jumped)."""
+    (``coding_change_12m``: names of the measures that jumped). ``by_quarter``: the five quarters'
+    :func:`quality_by_quarter` frame when already computed (``spells`` and ``enc`` are not read)."""
     q = as_quarter(quarter)
-    byq = quality_by_quarter(
-        spells, q, n_quarters=5, outcome=outcome, period_date=period_date, enc=enc
+    byq = (
+        by_quarter
+        if by_quarter is not None
+        else quality_by_quarter(
+            spells, q, n_quarters=5, outcome=outcome, period_date=period_date, enc=enc
+        )
     )
     ch = quality_changes(byq)
     latest = byq[byq["quarter"] == str(q)].set_index("trust_code")

@@ -53,23 +53,6 @@ def window_mask(enc: EncodedSpells, end_month: int, months: int) -> np.ndarray:
     return (enc.period_month <= end_month) & (enc.period_month > end_month - months)
 
 
-def cell_sums(
-    enc: EncodedSpells, p: np.ndarray, mask: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Observed, expected and spells, shape (groups + 1, trusts); last row is ALL."""
-    T, G = len(enc.trusts), len(enc.groups)
-    key = enc.group[mask].astype(np.int64) * T + enc.trust[mask]
-    size = G * T
-    n = np.bincount(key, minlength=size).reshape(G, T).astype(float)
-    o = np.bincount(key, weights=enc.died[mask], minlength=size).reshape(G, T)
-    e = np.bincount(key, weights=p[mask], minlength=size).reshape(G, T)
-    return (
-        np.vstack([o, o.sum(0)]),
-        np.vstack([e, e.sum(0)]),
-        np.vstack([n, n.sum(0)]),
-    )
-
-
 def assess_cells(o: np.ndarray, e: np.ndarray, n: np.ndarray, levels=(0.95, 0.998)) -> dict:
     """SHMI-method assessment of each row (diagnosis group) across trusts (columns)."""
     has = (n > 0) & (e > 0)
@@ -136,19 +119,74 @@ def mortality_table(
     q = as_quarter(quarter)
     enc = enc if enc is not None else encode_spells(spells, outcome, period_date)
     p = check_risks(p, len(enc.died))
-    end = month_number(q.end)
-    cur = window_mask(enc, end, months)
-    prev = window_mask(enc, end - months, months)
-    o, e, n = cell_sums(enc, p, cur)
-    po, pe, pn = cell_sums(enc, p, prev)
+    grids = cell_grids(enc, p, month_number(q.end), months)
+    return table_from_grids(grids, enc.trusts, enc.groups, context)
+
+
+#: the per-cell sums behind ``mortality.csv``, each a (groups, trusts) grid (see cell_grids)
+GRID_NAMES = ("n", "o", "e", "pal", "pal_d", "com", "prev_n", "prev_o", "prev_e")
+
+
+def cell_grids(enc: EncodedSpells, p: np.ndarray, end_month: int, months: int) -> np.ndarray:
+    """Per trust x diagnosis group sums, shape (len(GRID_NAMES), groups, trusts).
+
+    Spells, deaths, expected deaths, palliative-coded spells, palliative-coded deaths and the sum
+    of comorbidity indices over the ``months`` to ``end_month``; spells, deaths and expected
+    deaths over the ``months`` before them (persistence). Sums add up over any split of the
+    spells into row chunks (:mod:`surveillance.mortality.partials`).
+    """
+    T, G = len(enc.trusts), len(enc.groups)
+
+    def grid(key: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(key, weights=weights, minlength=G * T).reshape(G, T)
+
+    cur = window_mask(enc, end_month, months)
+    prev = window_mask(enc, end_month - months, months)
+    key = enc.group[cur].astype(np.int64) * T + enc.trust[cur]
+    died = enc.died[cur]
+    pal = enc.palliative[cur].astype(float)
+    pkey = enc.group[prev].astype(np.int64) * T + enc.trust[prev]
+    return np.stack(
+        [
+            grid(key).astype(float),
+            grid(key, died.astype(float)),
+            grid(key, p[cur]),
+            grid(key, pal),
+            grid(key[died], pal[died]),
+            grid(key, enc.comorbidity[cur]),
+            grid(pkey).astype(float),
+            grid(pkey, enc.died[prev].astype(float)),
+            grid(pkey, p[prev]),
+        ]
+    )
+
+
+def table_from_grids(
+    grids: np.ndarray,
+    trusts: np.ndarray,
+    groups: np.ndarray,
+    context: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The ``mortality.csv`` frame from :func:`cell_grids` (summed over chunks if need be)."""
+    g = dict(zip(GRID_NAMES, grids, strict=True))
+
+    def with_all(m: np.ndarray) -> np.ndarray:
+        return np.vstack([m, m.sum(0)])
+
+    o, e, n = with_all(g["o"]), with_all(g["e"]), with_all(g["n"])
+    po, pe, pn = with_all(g["prev_o"]), with_all(g["prev_e"]), with_all(g["prev_n"])
     a = assess_cells(o, e, n)
     pa = assess_cells(po, pe, pn)
     band = banding(a["z_adjusted"])
     pband = banding(pa["z_adjusted"])
-    pall, pall_d, comorb = _context_cells(enc, cur)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pall = with_all(g["pal"]) / n
+        pall_d = with_all(g["pal_d"]) / o
+        comorb = with_all(g["com"]) / n
 
     gi, ti = np.nonzero(n > 0)
-    groups = np.append(enc.groups, ALL)
+    groups = np.append(np.asarray(groups), ALL)
+    trusts = np.asarray(trusts)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(e > 0, o / e, np.nan)
         pratio = np.where(pe > 0, po / pe, np.nan)
@@ -157,7 +195,7 @@ def mortality_table(
     cell = (gi, ti)
     out = pd.DataFrame(
         {
-            "trust_code": enc.trusts[ti],
+            "trust_code": trusts[ti],
             "diagnosis_group": groups[gi],
             "observed": o[cell].astype(np.int64),
             "expected": e[cell],
@@ -192,25 +230,3 @@ def mortality_table(
         )
     )
     return out.iloc[order].reset_index(drop=True)
-
-
-def _context_cells(enc: EncodedSpells, mask: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Palliative coding rate (spells and deaths) and mean comorbidity per cell (NaN if empty)."""
-    T, G = len(enc.trusts), len(enc.groups)
-    key = enc.group[mask].astype(np.int64) * T + enc.trust[mask]
-    died = enc.died[mask]
-    pal = enc.palliative[mask]
-
-    def grid(weights: np.ndarray | None, sel: np.ndarray | None = None) -> np.ndarray:
-        k = key if sel is None else key[sel]
-        w = None if weights is None else (weights if sel is None else weights[sel])
-        m = np.bincount(k, weights=w, minlength=G * T).reshape(G, T).astype(float)
-        return np.vstack([m, m.sum(0)])
-
-    n, d = grid(None), grid(None, died)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (
-            grid(pal.astype(float)) / n,
-            grid(pal.astype(float), died) / d,
-            grid(enc.comorbidity[mask]) / n,
-        )

@@ -61,7 +61,7 @@ def alert_paths(
     settings : ``surveillance.mortality.monitor.CusumSettings`` used by the run (default: the
         monitor's own default, ``load_cusum_settings()``).
     """
-    from surveillance.mortality.encode import encode_spells, month_label, month_number
+    from surveillance.mortality.encode import encode_spells, month_number
     from surveillance.mortality.monitor import build_charts, load_cusum_settings, run_charts
 
     # The same settings as the monitor uses by default (models/risk/monitoring.yaml).
@@ -94,6 +94,47 @@ def alert_paths(
     group = charts.groups[charts.group].astype(str)
     h = np.array([float(h_by_chart[(t, g)]) for t, g in zip(trust, group, strict=True)])
     statistic, signal, value = run_charts(charts, h, settings)
+    return monthly_paths(charts, h, statistic, signal, value)
+
+
+def paths_from_run(run, alerts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`alert_paths` from the monitor's own run of every chart
+    (:class:`surveillance.mortality.monitor.ChartRun`): the alerted charts' rows are picked out
+    instead of re-run, with the same result (each chart runs on its own)."""
+    if run is None or alerts.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in PATH_COLUMNS})
+    charts = run.charts
+    trust = pd.Index(charts.trusts.astype(str)).get_indexer(alerts["trust_code"].astype(str))
+    group = pd.Index(charts.groups.astype(str)).get_indexer(alerts["diagnosis_group"].astype(str))
+    key = group.astype(np.int64) * len(charts.trusts) + trust
+    chart_key = charts.group.astype(np.int64) * len(charts.trusts) + charts.trust
+    keep = np.isin(chart_key, key[(trust >= 0) & (group >= 0)])
+    rows = np.repeat(keep, charts.volume)
+    volume = charts.volume[keep]
+    sub = type(charts)(
+        order=charts.order[rows],
+        offsets=np.r_[0, np.cumsum(volume)].astype(np.int64),
+        trust=charts.trust[keep],
+        group=charts.group[keep],
+        p=charts.p[rows],
+        y=charts.y[rows],
+        month=charts.month[rows],
+        trusts=charts.trusts,
+        groups=charts.groups,
+    )
+    return monthly_paths(sub, run.h[keep], run.statistic[rows], run.signal[rows], run.value[rows])
+
+
+def monthly_paths(
+    charts, h: np.ndarray, statistic: np.ndarray, signal: np.ndarray, value: np.ndarray
+) -> pd.DataFrame:
+    """Each chart's months: peak value before restarts, h, deaths, expected deaths, signal."""
+    from surveillance.mortality.encode import month_label
+
+    if len(charts.volume) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in PATH_COLUMNS})
+    trust = charts.trusts[charts.trust].astype(str)
+    group = charts.groups[charts.group].astype(str)
     # The chart's value at each spell before any restart: the statistic, except at a signal where
     # run_charts gives the value reached before restarting.
     value = np.where(signal, value, statistic)
