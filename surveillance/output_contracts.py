@@ -1,0 +1,1048 @@
+"""Output contracts (DESIGN.md section 6): one pandera schema per published table.
+
+``flags.csv``, ``alerts.csv``, ``mortality.csv`` and ``bands.csv`` are read by other tools by
+their column names, so a run that would publish a malformed table must stop before publishing.
+:func:`check_outputs` validates the four in-memory tables (the frames handed to the CSV writer)
+and raises :class:`OutputContractError` listing every broken rule.
+
+Each table has a pandera ``DataFrameSchema`` (:func:`output_schema`): its contract columns are
+required, extra columns are allowed after them, and every rule below is a named, vectorised check
+run in lazy mode, so that *every* violation is collected. Types are checked row by row rather than
+by pandera dtypes: an empty table (no spells: no mortality, no alerts) has ``object`` columns,
+and a column of Python numbers in an ``object`` column is still numbers.
+
+Row numbers are **0-based positions** in the frame checked (``frame.iloc[row]``), not CSV lines
+and not index labels. The pipeline's tables are already in key order, so for them a position is
+also the data row of the written CSV (line = row + 2 with the header). At most
+:data:`MAX_ROWS_PER_RULE` rows are listed per rule; the message gives the total.
+
+Values (DESIGN.md section 6, METHODS.md sections 4-6, and what ``assess``, ``banding`` and
+``mortality`` produce): codes and labels are text; numbers are numeric (NaN only where a column
+may be empty: statistics of a ``not_applicable`` flag, limits of a cell with no expected deaths,
+band probabilities of an override); ``z`` and ``z_adjusted`` of flags and the upper funnel limits
+of mortality may be infinite (zero events on a log scale without zero correction; ``exp`` of the
+limits of a cell with E near 0), no other number may.
+
+Rule names (``Violation.rule``):
+
+===========================  =====================================================================
+``missing_file``             one of the four tables was not produced
+``duplicate_column``         a column name appears twice
+``missing_column``           a DESIGN.md section 6 column is absent
+``column_order``             contract columns not first and in contract order (extras after them)
+``not_text``                 a code or text column holds a value that is not text
+``not_numeric``              a number column holds a value that is not a number
+``required``                 empty or missing value in a column that must be filled
+``not_finite``               infinity in a number column that must be finite
+``not_integer``              a count holds a fraction
+``nonnegative``              a count, statistic or limit below 0
+``positive``                 expected (where defined) or a threshold <= 0
+``probability_range``        a probability or proportion outside [0, 1] (false alarm rate (0, 1))
+``allowed_values``           a value outside the column's enumeration
+``not_month``                signal_month that is not ``YYYY-MM``
+``unique_key``               the table's key is duplicated (all rows sharing a key are listed)
+``unknown_trust``            trust_code not in the run's trust list (flags, bands)
+``missing_trust``            a trust of the run's trust list has no row (flags, bands)
+``signal_threshold``         alert whose cusum is below its threshold (a signal is X >= h)
+``all_row``                  mortality: a trust without its ``ALL`` row
+``all_totals``               mortality: ``ALL`` observed/expected not the sum of the trust's groups
+``ratio_consistent``         mortality: ratio is not observed / expected (NaN iff expected = 0)
+``limit_order``              mortality: not lower998 <= lower95 <= upper95 <= upper998
+``banding_limits``           mortality: banding disagrees with the ratio and the 99.8% limits
+``risk_counts``              bands: risks + elevated_risks > applicable
+``score_bounds``             bands: score > max_score
+``proportion_consistent``    bands: proportion_score is not score / max_score (NaN iff max 0)
+``band_probabilities``       bands: p_band_1..6 partly missing, or not summing to 1
+``movement_consistent``      bands: movement disagrees with band and previous_band
+``check_error``              a rule could not be evaluated (a bug: please report)
+===========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from surveillance.contracts import (
+    ALERTS_COLUMNS,
+    BANDS_COLUMNS,
+    FLAGS_COLUMNS,
+    MORTALITY_COLUMNS,
+    OUTPUT_COLUMNS,
+)
+from surveillance.errors import ContractError, Violation
+
+MAX_ROWS_PER_RULE = 20
+
+#: DESIGN.md sections 5-6, METHODS.md sections 4-6 (and what the current code writes).
+FLAG_VALUES = ("no_evidence", "risk", "elevated_risk", "not_applicable")
+DOMAINS = ("safe", "effective", "caring", "responsive", "well_led")
+INDICATOR_TYPES = (
+    "proportion",
+    "ratio",
+    "rate",
+    "count",
+    "score",
+    "external_band",
+    "rule",
+    "cusum_z",
+)
+ALERT_STATUSES = ("new", "persisting")
+MORTALITY_BANDING = ("higher than expected", "as expected", "lower than expected")
+ALL_GROUP = "ALL"
+BAND_VALUES = tuple(str(b) for b in range(1, 7)) + ("recently_inspected", "not_banded")
+MOVEMENTS = ("up", "down", "same", "new")
+P_BAND_COLUMNS = [f"p_band_{b}" for b in range(1, 7)]
+
+#: table keys (DESIGN.md section 6 "one row per")
+OUTPUT_KEYS: dict[str, tuple[str, ...]] = {
+    "flags.csv": ("trust_code", "indicator_id"),
+    "alerts.csv": ("trust_code", "diagnosis_group", "signal_month"),
+    "mortality.csv": ("trust_code", "diagnosis_group"),
+    "bands.csv": ("trust_code",),
+}
+
+#: flags types whose observed is a count of events (whole, >= 0), whose observed is >= 0, and
+#: whose expected must be > 0 where present (input rules observed_count, events_count, rule_count;
+#: METHODS.md section 1: proportions have expected n sin^2(target) >= 0)
+_WHOLE_OBSERVED_TYPES = ("ratio", "count", "rule")
+_NONNEGATIVE_OBSERVED_TYPES = ("proportion", "ratio", "rate", "count", "rule")
+_POSITIVE_EXPECTED_TYPES = ("ratio", "rate", "count")
+_NONNEGATIVE_EXPECTED_TYPES = ("proportion",)
+
+_MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+#: relative tolerance of recomputed ratios and sums (the CSV keeps 10 significant digits)
+_REL_TOL = 1e-8
+_P_SUM_TOL = 1e-6
+
+Mask = np.ndarray
+
+
+class OutputContractError(ContractError):
+    """A run would publish an output table that breaks DESIGN.md section 6; nothing is published.
+
+    ``violations`` name the file, column, rule and the first offending rows as **0-based
+    positions** in the frame checked.
+    """
+
+    def __init__(self, violations: list[Violation]):
+        super().__init__(violations)
+        lines = "\n".join(f"  - {v}" for v in self.violations[:50])
+        more = f"\n  ... and {len(self.violations) - 50} more" if len(self.violations) > 50 else ""
+        self.args = (
+            f"{len(self.violations)} output contract violation(s) (rows are 0-based positions "
+            f"in the tables about to be written):\n{lines}{more}",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Column parsing: row-level types of possibly object-typed columns
+# --------------------------------------------------------------------------------------------
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+class _Frame:
+    """A frame with cached, vectorised parses of its columns (RangeIndex: position = label)."""
+
+    def __init__(self, file: str, frame: pd.DataFrame):
+        self.file = file
+        self.frame = frame
+        self._cache: dict[tuple[str, str], object] = {}
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def has(self, *columns: str) -> bool:
+        return all(c in self.frame.columns for c in columns)
+
+    def _cached(self, key: tuple[str, str], make: Callable[[], object]):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def missing(self, column: str) -> Mask:
+        return self._cached((column, "missing"), lambda: self.frame[column].isna().to_numpy(bool))
+
+    def number(self, column: str) -> tuple[np.ndarray, Mask]:
+        """(values as float, NaN where missing or not a number; mask of non-number values)."""
+
+        def make():
+            series = self.frame[column]
+            n = len(series)
+            if pd.api.types.is_bool_dtype(series.dtype):
+                return np.full(n, np.nan), ~self.missing(column)
+            if pd.api.types.is_numeric_dtype(series.dtype):
+                return series.to_numpy(dtype=float, na_value=np.nan), np.zeros(n, dtype=bool)
+            raw = series.to_numpy(dtype=object)
+            numeric = np.fromiter((_is_number(v) for v in raw), dtype=bool, count=n)
+            values = np.full(n, np.nan)
+            values[numeric] = raw[numeric].astype(float)
+            return values, ~numeric & ~self.missing(column)
+
+        return self._cached((column, "number"), make)
+
+    def values(self, column: str) -> np.ndarray:
+        return self.number(column)[0]
+
+    def text(self, column: str) -> tuple[np.ndarray, Mask]:
+        """(object array: the str values, None elsewhere; mask of non-text values)."""
+
+        def make():
+            raw = self.frame[column].astype(object).to_numpy(dtype=object)
+            n = len(raw)
+            is_text = np.fromiter((isinstance(v, str) for v in raw), dtype=bool, count=n)
+            out = np.where(is_text, raw, None)
+            return out, ~is_text & ~self.missing(column)
+
+        return self._cached((column, "text"), make)
+
+    def empty(self, column: str) -> Mask:
+        """Missing, or text that is empty or whitespace only."""
+
+        def make():
+            strings, _ = self.text(column)
+            blank = np.fromiter(
+                (isinstance(v, str) and not v.strip() for v in strings), dtype=bool, count=len(self)
+            )
+            return self.missing(column) | blank
+
+        return self._cached((column, "empty"), make)
+
+    def label(self, column: str) -> np.ndarray:
+        """Enumeration labels as written: text as is, whole numbers (not bools) as their digits;
+        None for missing values and for anything else (which no enumeration allows)."""
+
+        def make():
+            raw = self.frame[column].astype(object).to_numpy(dtype=object)
+            missing = self.missing(column)
+            out = np.empty(len(raw), dtype=object)
+            for i, v in enumerate(raw):
+                if missing[i]:
+                    out[i] = None
+                elif isinstance(v, str):
+                    out[i] = v
+                elif isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_):
+                    out[i] = str(int(v))
+                else:
+                    out[i] = f"\x00{v!r}"  # never an allowed value
+            return out
+
+        return self._cached((column, "label"), make)
+
+    def key_text(self, column: str) -> np.ndarray:
+        """Any value as a comparable key (str of the value; missing as None)."""
+        raw = self.frame[column].astype(object).to_numpy(dtype=object)
+        return np.array(
+            [None if m else str(v) for v, m in zip(raw, self.missing(column), strict=True)],
+            dtype=object,
+        )
+
+    def types(self) -> np.ndarray:
+        """flags.csv ``type`` labels (None where not a label)."""
+        return self.label("type")
+
+
+# --------------------------------------------------------------------------------------------
+# Rules
+# --------------------------------------------------------------------------------------------
+
+RuleResult = Mask | tuple[Mask, str] | str | None
+
+
+@dataclass(frozen=True)
+class OutputRule:
+    """One output rule: which file and column, a name, and a vectorised test.
+
+    ``bad`` returns the mask of offending rows (or ``(mask, message)``); a ``rowless`` rule
+    returns a message when it fails (no rows to point at) and ``None`` when it holds.
+    """
+
+    file: str
+    column: str
+    rule: str
+    message: str
+    bad: Callable[[_Frame], RuleResult]
+    needs: tuple[str, ...] = field(default_factory=tuple)
+    rowless: bool = False
+
+
+def _in(values: np.ndarray, allowed: Iterable[str]) -> Mask:
+    allowed = set(allowed)
+    return np.fromiter((v in allowed for v in values), dtype=bool, count=len(values))
+
+
+def _text_rules(file: str, column: str, required: bool = True) -> list[OutputRule]:
+    rules = [
+        OutputRule(file, column, "not_text", "value must be text", lambda t: t.text(column)[1])
+    ]
+    if required:
+        rules.append(
+            OutputRule(file, column, "required", "value is required", lambda t: t.empty(column))
+        )
+    return rules
+
+
+def _enum_rules(
+    file: str, column: str, allowed: tuple[str, ...], required: bool = True
+) -> list[OutputRule]:
+    rules = []
+    if required:
+        rules.append(
+            OutputRule(file, column, "required", "value is required", lambda t: t.empty(column))
+        )
+
+    def bad(t: _Frame) -> Mask:
+        labels = t.label(column)
+        return ~_in(labels, allowed) & ~t.empty(column)
+
+    shown = ", ".join(allowed)
+    optional = "" if required else " (or empty)"
+    rules.append(
+        OutputRule(file, column, "allowed_values", f"value must be one of: {shown}{optional}", bad)
+    )
+    return rules
+
+
+def _where_types(types: tuple[str, ...]) -> Callable[[_Frame], Mask]:
+    return lambda t: _in(t.types(), types)
+
+
+def _everywhere(t: _Frame) -> Mask:
+    return np.ones(len(t), dtype=bool)
+
+
+def _number_rules(
+    file: str,
+    column: str,
+    *,
+    required: bool = False,
+    finite: bool = True,
+    whole: Callable[[_Frame], Mask] | None = None,
+    nonnegative: Callable[[_Frame], Mask] | None = None,
+    positive: Callable[[_Frame], Mask] | None = None,
+    probability: tuple[bool, bool] | None = None,
+    scope: str = "",
+) -> list[OutputRule]:
+    """Type, presence, finiteness and range rules of a number column.
+
+    ``whole`` / ``nonnegative`` / ``positive`` select the rows the rule applies to;
+    ``probability`` is (lower bound inclusive, upper bound inclusive) of [0, 1].
+    """
+    where = f" {scope}" if scope else ""
+    rules = [
+        OutputRule(
+            file, column, "not_numeric", "value must be a number", lambda t: t.number(column)[1]
+        )
+    ]
+    if required:
+        rules.append(
+            OutputRule(
+                file,
+                column,
+                "required",
+                "value is required",
+                lambda t: t.missing(column),
+            )
+        )
+    if finite:
+        rules.append(
+            OutputRule(
+                file,
+                column,
+                "not_finite",
+                "value must be finite (no infinity)",
+                lambda t: np.isinf(t.values(column)),
+            )
+        )
+    if whole is not None:
+
+        def fraction(t: _Frame) -> Mask:
+            v = t.values(column)
+            with np.errstate(invalid="ignore"):
+                return whole(t) & np.isfinite(v) & (v != np.floor(v))
+
+        rules.append(
+            OutputRule(
+                file, column, "not_integer", f"value must be a whole number{where}", fraction
+            )
+        )
+    if nonnegative is not None:
+        rules.append(
+            OutputRule(
+                file,
+                column,
+                "nonnegative",
+                f"value must be >= 0{where}",
+                lambda t: nonnegative(t) & (t.values(column) < 0),
+            )
+        )
+    if positive is not None:
+        rules.append(
+            OutputRule(
+                file,
+                column,
+                "positive",
+                f"value must be > 0{where}",
+                lambda t: positive(t) & (t.values(column) <= 0),
+            )
+        )
+    if probability is not None:
+        closed_low, closed_high = probability
+
+        def outside(t: _Frame) -> Mask:
+            v = t.values(column)
+            low = v < 0 if closed_low else v <= 0
+            high = v > 1 if closed_high else v >= 1
+            return low | high
+
+        interval = f"{'[' if closed_low else '('}0, 1{']' if closed_high else ')'}"
+        rules.append(
+            OutputRule(file, column, "probability_range", f"value must be in {interval}", outside)
+        )
+    return rules
+
+
+def _unique_rule(file: str) -> OutputRule:
+    key = OUTPUT_KEYS[file]
+
+    def bad(t: _Frame) -> Mask:
+        frame = pd.DataFrame({c: t.key_text(c) for c in key})
+        return frame.duplicated(keep=False).to_numpy(dtype=bool)
+
+    return OutputRule(
+        file,
+        key[0],
+        "unique_key",
+        f"duplicate key ({' + '.join(key)}): each key may appear once",
+        bad,
+        needs=key,
+    )
+
+
+def _trust_rules(file: str, trust_codes: frozenset[str] | None) -> list[OutputRule]:
+    if trust_codes is None:
+        return []
+
+    def unknown(t: _Frame) -> Mask:
+        return ~_in(t.key_text("trust_code"), trust_codes) & ~t.empty("trust_code")
+
+    def missing(t: _Frame) -> str | None:
+        present = set(t.key_text("trust_code"))
+        lacking = sorted(trust_codes - present)
+        if not lacking:
+            return None
+        shown = ", ".join(lacking[:10]) + (" ..." if len(lacking) > 10 else "")
+        return f"{len(lacking)} trust(s) of the run have no row: {shown}"
+
+    return [
+        OutputRule(
+            file, "trust_code", "unknown_trust", "trust_code is not in the run's trusts", unknown
+        ),
+        OutputRule(
+            file,
+            "trust_code",
+            "missing_trust",
+            "every trust of the run needs a row",
+            missing,
+            rowless=True,
+        ),
+    ]
+
+
+# ---- flags.csv ------------------------------------------------------------------------------
+
+
+def _flags_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
+    f = "flags.csv"
+    return [
+        *_text_rules(f, "trust_code"),
+        *_trust_rules(f, trust_codes),
+        _unique_rule(f),
+        *_text_rules(f, "indicator_id"),
+        *_enum_rules(f, "domain", DOMAINS),
+        *_enum_rules(f, "type", INDICATOR_TYPES),
+        *_number_rules(
+            f,
+            "observed",
+            whole=_where_types(_WHOLE_OBSERVED_TYPES),
+            nonnegative=_where_types(_NONNEGATIVE_OBSERVED_TYPES),
+            scope="for ratio, count, rule (>= 0 also for proportion, rate)",
+        ),
+        *_number_rules(
+            f,
+            "expected",
+            nonnegative=_where_types(_NONNEGATIVE_EXPECTED_TYPES),
+            positive=_where_types(_POSITIVE_EXPECTED_TYPES),
+            scope="where present (ratio, rate, count: > 0; proportion: >= 0)",
+        ),
+        *_number_rules(f, "z", finite=False),
+        *_number_rules(f, "z_adjusted", finite=False),
+        *_number_rules(f, "p_value", probability=(True, True)),
+        *_enum_rules(f, "flag", FLAG_VALUES),
+        *_text_rules(f, "method", required=False),
+        *_number_rules(f, "phi", nonnegative=_everywhere),
+        *_number_rules(f, "tau2", nonnegative=_everywhere),
+    ]
+
+
+# ---- alerts.csv -----------------------------------------------------------------------------
+
+
+def _alerts_rules() -> list[OutputRule]:
+    f = "alerts.csv"
+
+    def not_month(t: _Frame) -> Mask:
+        strings, not_text = t.text("signal_month")
+        ok = np.fromiter(
+            (isinstance(v, str) and bool(_MONTH_RE.match(v)) for v in strings),
+            dtype=bool,
+            count=len(t),
+        )
+        return ~ok & ~t.empty("signal_month") | not_text
+
+    def below(t: _Frame) -> Mask:
+        cusum, h = t.values("cusum"), t.values("threshold")
+        return cusum < h - _REL_TOL * np.abs(h)
+
+    return [
+        *_text_rules(f, "trust_code"),
+        _unique_rule(f),
+        *_text_rules(f, "diagnosis_group"),
+        OutputRule(
+            f, "signal_month", "required", "value is required", lambda t: t.empty("signal_month")
+        ),
+        OutputRule(f, "signal_month", "not_month", "signal_month must be text YYYY-MM", not_month),
+        *_number_rules(f, "cusum", required=True, nonnegative=_everywhere),
+        OutputRule(
+            f,
+            "cusum",
+            "signal_threshold",
+            "an alert is a signal: cusum must be >= threshold",
+            below,
+            needs=("threshold",),
+        ),
+        *_number_rules(f, "threshold", required=True, positive=_everywhere),
+        *_number_rules(f, "observed", required=True, whole=_everywhere, nonnegative=_everywhere),
+        *_number_rules(f, "expected", required=True, positive=_everywhere),
+        *_number_rules(f, "false_alarm_rate", required=True, probability=(False, False)),
+        *_enum_rules(f, "status", ALERT_STATUSES),
+    ]
+
+
+# ---- mortality.csv --------------------------------------------------------------------------
+
+
+def _mortality_rules() -> list[OutputRule]:
+    f = "mortality.csv"
+
+    def groups(t: _Frame) -> tuple[np.ndarray, Mask]:
+        codes = t.key_text("trust_code")
+        is_all = t.key_text("diagnosis_group") == ALL_GROUP
+        return codes, is_all
+
+    def no_all_row(t: _Frame) -> Mask:
+        codes, is_all = groups(t)
+        with_all = set(codes[is_all])
+        return ~_in(codes, with_all) & ~t.missing("trust_code")
+
+    def totals(column: str) -> Callable[[_Frame], Mask]:
+        def bad(t: _Frame) -> Mask:
+            codes, is_all = groups(t)
+            values = t.values(column)
+            cells = pd.DataFrame({"code": codes, "value": values, "gap": np.isnan(values)})
+            by_trust = cells[~is_all].groupby("code", dropna=True)
+            sums = by_trust["value"].sum().reindex(codes).fillna(0.0).to_numpy()
+            gaps = by_trust["gap"].any().reindex(codes).fillna(False).to_numpy(dtype=bool)
+            wrong = np.abs(values - sums) > _REL_TOL * np.maximum(1.0, np.abs(values))
+            return is_all & np.isfinite(values) & ~gaps & wrong
+
+        return bad
+
+    def ratio_consistent(t: _Frame) -> Mask:
+        o, e, r = t.values("observed"), t.values("expected"), t.values("ratio")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = np.where(e > 0, o / e, np.nan)
+            off = np.abs(r - want) > _REL_TOL * np.maximum(1.0, np.abs(want))
+        have_inputs = np.isfinite(o) & np.isfinite(e)
+        present = ~np.isnan(r)
+        return have_inputs & (((e > 0) & (~present | off)) | ((e == 0) & present))
+
+    def order(low: str, high: str) -> Callable[[_Frame], Mask]:
+        return lambda t: t.values(low) > t.values(high)
+
+    def banding_limits(t: _Frame) -> Mask:
+        o, e, r = t.values("observed"), t.values("expected"), t.values("ratio")
+        lo, up = t.values("lower998"), t.values("upper998")
+        label = t.label("banding")
+        with np.errstate(invalid="ignore"):
+            clear_high = r > up * (1 + _REL_TOL)
+            clear_low = r < lo * (1 - _REL_TOL)
+            near = (np.abs(r - up) <= _REL_TOL * np.abs(up)) | (
+                np.abs(r - lo) <= _REL_TOL * np.abs(lo)
+            )
+        want = np.where(
+            clear_high,
+            MORTALITY_BANDING[0],
+            np.where(clear_low, MORTALITY_BANDING[2], MORTALITY_BANDING[1]),
+        )
+        known = _in(label, MORTALITY_BANDING)
+        judged = (o > 0) & np.isfinite(r) & ~np.isnan(lo) & ~np.isnan(up) & ~near
+        no_information = (e == 0) & (label != MORTALITY_BANDING[1])
+        return known & ((judged & (label != want)) | no_information)
+
+    return [
+        *_text_rules(f, "trust_code"),
+        _unique_rule(f),
+        *_text_rules(f, "diagnosis_group"),
+        OutputRule(
+            f,
+            "diagnosis_group",
+            "all_row",
+            f"every trust needs its diagnosis_group {ALL_GROUP} row",
+            no_all_row,
+            needs=("trust_code",),
+        ),
+        *_number_rules(f, "observed", required=True, whole=_everywhere, nonnegative=_everywhere),
+        OutputRule(
+            f,
+            "observed",
+            "all_totals",
+            f"the {ALL_GROUP} row must hold the sum of the trust's diagnosis groups",
+            totals("observed"),
+            needs=("trust_code", "diagnosis_group"),
+        ),
+        *_number_rules(f, "expected", required=True, nonnegative=_everywhere),
+        OutputRule(
+            f,
+            "expected",
+            "all_totals",
+            f"the {ALL_GROUP} row must hold the sum of the trust's diagnosis groups",
+            totals("expected"),
+            needs=("trust_code", "diagnosis_group"),
+        ),
+        *_number_rules(f, "ratio", nonnegative=_everywhere),
+        OutputRule(
+            f,
+            "ratio",
+            "ratio_consistent",
+            "ratio must be observed / expected (empty when expected is 0)",
+            ratio_consistent,
+            needs=("observed", "expected"),
+        ),
+        *_number_rules(f, "lower95", nonnegative=_everywhere),
+        OutputRule(
+            f,
+            "lower95",
+            "limit_order",
+            "lower95 must be <= upper95",
+            order("lower95", "upper95"),
+            needs=("upper95",),
+        ),
+        *_number_rules(f, "upper95", finite=False, nonnegative=_everywhere),
+        *_number_rules(f, "lower998", nonnegative=_everywhere),
+        OutputRule(
+            f,
+            "lower998",
+            "limit_order",
+            "lower998 must be <= lower95",
+            order("lower998", "lower95"),
+            needs=("lower95",),
+        ),
+        *_number_rules(f, "upper998", finite=False, nonnegative=_everywhere),
+        OutputRule(
+            f,
+            "upper998",
+            "limit_order",
+            "upper998 must be >= upper95",
+            order("upper95", "upper998"),
+            needs=("upper95",),
+        ),
+        *_enum_rules(f, "banding", MORTALITY_BANDING),
+        OutputRule(
+            f,
+            "banding",
+            "banding_limits",
+            "banding must be 'higher than expected' above upper998, 'lower than expected' "
+            "below lower998, else (and when expected is 0) 'as expected'",
+            banding_limits,
+            needs=("observed", "expected", "ratio", "lower998", "upper998"),
+        ),
+    ]
+
+
+# ---- bands.csv ------------------------------------------------------------------------------
+
+
+def _movement(current: str | None, previous: str | None) -> str | None:
+    """The movement :func:`surveillance.banding.explain.add_movement` documents."""
+    if current is None:
+        return None
+    if previous is None or previous == "":
+        return "new"
+    if current == previous:
+        return "same"
+    if current.isdigit() and previous.isdigit():
+        return "up" if int(current) < int(previous) else "down"
+    return "new"
+
+
+def _bands_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
+    f = "bands.csv"
+    counts = ("applicable", "risks", "elevated_risks", "score", "max_score")
+
+    def risk_counts(t: _Frame) -> Mask:
+        return t.values("risks") + t.values("elevated_risks") > t.values("applicable")
+
+    def score_bounds(t: _Frame) -> Mask:
+        return t.values("score") > t.values("max_score")
+
+    def proportion(t: _Frame) -> Mask:
+        s, m, p = t.values("score"), t.values("max_score"), t.values("proportion_score")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = np.where(m > 0, s / m, np.nan)
+            off = np.abs(p - want) > _REL_TOL
+        present = ~np.isnan(p)
+        return ((m > 0) & (~present | off)) | ((m == 0) & present)
+
+    def probabilities(t: _Frame) -> Mask:
+        p = np.column_stack([t.values(c) for c in P_BAND_COLUMNS])
+        present = ~np.isnan(p)
+        partial = present.any(axis=1) & ~present.all(axis=1)
+        with np.errstate(invalid="ignore"):
+            off = present.all(axis=1) & (np.abs(p.sum(axis=1) - 1.0) > _P_SUM_TOL)
+        return partial | off
+
+    def movement(t: _Frame) -> Mask:
+        band, previous, moved = t.label("band"), t.label("previous_band"), t.label("movement")
+        want = np.array(
+            [_movement(c, p) for c, p in zip(band, previous, strict=True)], dtype=object
+        )
+        comparable = _in(previous, BAND_VALUES) | t.empty("previous_band")
+        judged = _in(band, BAND_VALUES) & comparable & _in(moved, MOVEMENTS)
+        return judged & (want != moved)
+
+    rules = [*_text_rules(f, "trust_code"), *_trust_rules(f, trust_codes), _unique_rule(f)]
+    rules += [*_text_rules(f, "trust_name"), *_text_rules(f, "region")]
+    for column in counts:
+        rules += _number_rules(f, column, required=True, whole=_everywhere, nonnegative=_everywhere)
+        if column == "risks":
+            rules.append(
+                OutputRule(
+                    f,
+                    "risks",
+                    "risk_counts",
+                    "risks + elevated_risks must not exceed applicable",
+                    risk_counts,
+                    needs=("elevated_risks", "applicable"),
+                )
+            )
+        if column == "score":
+            rules.append(
+                OutputRule(
+                    f,
+                    "score",
+                    "score_bounds",
+                    "score must not exceed max_score",
+                    score_bounds,
+                    needs=("max_score",),
+                )
+            )
+    rules += [
+        *_number_rules(f, "proportion_score", probability=(True, True)),
+        OutputRule(
+            f,
+            "proportion_score",
+            "proportion_consistent",
+            "proportion_score must be score / max_score (empty when max_score is 0)",
+            proportion,
+            needs=("score", "max_score"),
+        ),
+        *_enum_rules(f, "band", BAND_VALUES),
+        *_text_rules(f, "band_reason"),
+    ]
+    for column in P_BAND_COLUMNS:
+        rules += _number_rules(f, column, probability=(True, True))
+    rules += [
+        OutputRule(
+            f,
+            "p_band_1",
+            "band_probabilities",
+            "p_band_1..p_band_6 must be all empty, or all present and summing to 1",
+            probabilities,
+            needs=tuple(P_BAND_COLUMNS),
+        ),
+        *_enum_rules(f, "previous_band", BAND_VALUES, required=False),
+        *_enum_rules(f, "movement", MOVEMENTS),
+        OutputRule(
+            f,
+            "movement",
+            "movement_consistent",
+            "movement must follow band and previous_band: new (no comparable previous band), "
+            "same, up (to a lower band number), down",
+            movement,
+            needs=("band", "previous_band"),
+        ),
+    ]
+    return rules
+
+
+def output_rules(file: str, trust_codes: Iterable[str] | None = None) -> list[OutputRule]:
+    """The rules of ``file`` (one of :data:`surveillance.contracts.OUTPUT_COLUMNS`), in order."""
+    known = None if trust_codes is None else frozenset(str(c) for c in trust_codes)
+    makers = {
+        "flags.csv": lambda: _flags_rules(known),
+        "alerts.csv": _alerts_rules,
+        "mortality.csv": _mortality_rules,
+        "bands.csv": lambda: _bands_rules(known),
+    }
+    if file not in makers:
+        raise ValueError(f"{file!r} is not an output table; expected one of {list(makers)}")
+    return makers[file]()
+
+
+# --------------------------------------------------------------------------------------------
+# Running the rules through pandera
+# --------------------------------------------------------------------------------------------
+
+
+def _column_order_ok(columns: list[str], contract: list[str]) -> bool:
+    """Present contract columns in contract order, all before any extra column."""
+    present = [c for c in columns if c in contract]
+    if present != [c for c in contract if c in columns]:
+        return False
+    last = max((columns.index(c) for c in present), default=-1)
+    return all(c in contract for c in columns[: last + 1])
+
+
+def _first_misplaced(columns: list[str], contract: list[str]) -> str | None:
+    """The first column (in frame order) that is not where the contract order puts it."""
+    expected = [c for c in contract if c in columns]
+    for position, column in enumerate(columns[: len(expected)]):
+        if column != expected[position]:
+            return str(column)
+    return None
+
+
+def output_schema(
+    file: str,
+    frame: pd.DataFrame,
+    trust_codes: Iterable[str] | None = None,
+    outcomes: dict[str, tuple[OutputRule, Mask | str]] | None = None,
+):
+    """The pandera ``DataFrameSchema`` of ``file``, its checks bound to ``frame``.
+
+    Validate ``frame`` itself or :func:`_pandera_view` of it (lazy mode collects every failure).
+    Cross-column rules read the other columns of ``frame``, so a schema serves one frame.
+    ``outcomes`` (optional) receives each failing rule's offending rows.
+    """
+    import pandera.pandas as pa
+
+    contract = OUTPUT_COLUMNS[file]
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        frame = frame.reset_index(drop=True)
+    table = _Frame(file, frame)
+    checks: dict[str, list] = {c: [] for c in contract}
+    for number, rule in enumerate(output_rules(file, trust_codes)):
+        key = f"{rule.rule}#{number}"
+
+        def run(series: pd.Series, rule: OutputRule = rule, key: str = key):
+            if not table.has(rule.column, *rule.needs):
+                return True  # the missing_column violation already stops the run
+            result = rule.bad(table)
+            if rule.rowless:
+                if result is not None and outcomes is not None:
+                    outcomes[key] = (rule, str(result))
+                return result is None
+            mask = np.asarray(result, dtype=bool)
+            if mask.any() and outcomes is not None:
+                outcomes[key] = (rule, mask)
+            return pd.Series(~mask, index=series.index)
+
+        checks[rule.column].append(
+            pa.Check(run, name=key, ignore_na=False, n_failure_cases=MAX_ROWS_PER_RULE)
+        )
+    columns = {c: pa.Column(checks=checks[c], nullable=True, required=True) for c in contract}
+    order = pa.Check(lambda df: _column_order_ok(list(df.columns), contract), name="column_order")
+    return pa.DataFrameSchema(columns, checks=[order], strict=False, name=file)
+
+
+def _pandera_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s columns (same names and order) holding row positions.
+
+    The checks read the real values through :class:`_Frame`; pandera only needs the index of
+    failing rows and never has to hash or list odd cell values (lists, mixed objects).
+    """
+    positions = np.arange(len(frame))
+    return pd.DataFrame({c: positions for c in frame.columns}, columns=list(frame.columns))
+
+
+def validate_output(
+    file: str, frame: pd.DataFrame, trust_codes: Iterable[str] | None = None
+) -> list[Violation]:
+    """Every violation of ``file``'s contract by ``frame`` (rows: 0-based positions)."""
+    import pandera.pandas as pa
+
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{file}: expected a pandas DataFrame, got {type(frame).__name__}")
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        return [
+            Violation(
+                file=file,
+                rule="duplicate_column",
+                column=c,
+                message="column name appears more than once",
+            )
+            for c in duplicated
+        ]
+    rules = output_rules(file, trust_codes)
+    outcomes: dict[str, tuple[OutputRule, Mask | str]] = {}
+    schema = output_schema(file, frame, trust_codes, outcomes)
+    try:
+        schema.validate(_pandera_view(frame), lazy=True)
+        return []
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    violations: list[Violation] = []
+    contract = OUTPUT_COLUMNS[file]
+    for check, column in zip(cases["check"], cases["failure_case"], strict=True):
+        if check == "column_in_dataframe":
+            violations.append(
+                Violation(
+                    file=file,
+                    rule="missing_column",
+                    column=str(column),
+                    message=f"column is missing; {file} needs {', '.join(contract)}",
+                )
+            )
+    if "column_order" in set(cases["check"]):
+        violations.append(
+            Violation(
+                file=file,
+                rule="column_order",
+                column=_first_misplaced(list(map(str, frame.columns)), contract),
+                message=f"columns must start with {', '.join(contract)} in this order "
+                f"(extra columns after them); got {', '.join(map(str, frame.columns))}",
+            )
+        )
+    failed = set(cases["check"])
+    for number, rule in enumerate(rules):
+        key = f"{rule.rule}#{number}"
+        if key not in failed:
+            continue
+        if key not in outcomes:  # the check raised
+            message = cases.loc[cases["check"] == key, "failure_case"].astype(str).iloc[0]
+            violations.append(
+                Violation(
+                    file=file,
+                    rule="check_error",
+                    column=rule.column,
+                    message=f"rule {rule.rule} could not be evaluated: {message}",
+                )
+            )
+            continue
+        _, result = outcomes[key]
+        if isinstance(result, str):
+            violations.append(
+                Violation(file=file, rule=rule.rule, column=rule.column, message=result)
+            )
+            continue
+        positions = np.flatnonzero(result)
+        rows = tuple(int(i) for i in positions[:MAX_ROWS_PER_RULE])
+        suffix = f" [{len(positions)} row(s)]" if len(positions) > len(rows) else ""
+        violations.append(
+            Violation(
+                file=file,
+                rule=rule.rule,
+                column=rule.column,
+                rows=rows,
+                message=rule.message + suffix,
+            )
+        )
+    return violations
+
+
+def validate_outputs(
+    tables: Mapping[str, pd.DataFrame], trust_codes: Iterable[str] | None = None
+) -> list[Violation]:
+    """Every output contract violation of ``tables`` (keyed by file name); empty when valid.
+
+    Files in DESIGN.md order (flags, alerts, mortality, bands); within a file, rules follow the
+    column order. Rows are 0-based positions in each frame.
+    """
+    unknown = sorted(set(tables) - set(OUTPUT_COLUMNS))
+    if unknown:
+        raise ValueError(f"not output tables: {unknown}; expected {list(OUTPUT_COLUMNS)}")
+    codes = None if trust_codes is None else frozenset(str(c) for c in trust_codes)
+    violations: list[Violation] = []
+    for file in OUTPUT_COLUMNS:
+        if file not in tables:
+            violations.append(
+                Violation(file=file, rule="missing_file", message="table was not produced")
+            )
+            continue
+        violations += validate_output(file, tables[file], codes)
+    return violations
+
+
+def check_outputs(
+    tables: Mapping[str, pd.DataFrame], trust_codes: Iterable[str] | None = None
+) -> None:
+    """Validate the four output tables before they are written; raise if any rule is broken.
+
+    Parameters
+    ----------
+    tables : mapping
+        ``{"flags.csv": frame, "alerts.csv": ..., "mortality.csv": ..., "bands.csv": ...}``: the
+        frames about to be written (contract columns first, extras after).
+    trust_codes : iterable of str, optional
+        The run's trusts (``trusts.csv``): every trust_code of flags and bands must be one of
+        them and each of them must have rows there. ``None`` skips these two rules.
+
+    Raises
+    ------
+    OutputContractError
+        Listing every violation: file, column, rule and the first offending rows as **0-based
+        positions** in the frame given (``frame.iloc[row]``).
+    """
+    violations = validate_outputs(tables, trust_codes)
+    if violations:
+        raise OutputContractError(violations)
+
+
+def output_rule_names() -> list[str]:
+    """The rule names documented in this module's docstring (for reports and tests)."""
+    return re.findall(r"^``(\w+)``\s{2,}", __doc__ or "", flags=re.MULTILINE)
+
+
+def iter_output_rules(with_trusts: bool = True) -> Iterable[tuple[str, str, str]]:
+    """Every (file, column, rule) of the value checks (``with_trusts``: with a trust list)."""
+    for file in OUTPUT_COLUMNS:
+        for rule in output_rules(file, () if with_trusts else None):
+            yield file, rule.column, rule.rule
+
+
+__all__ = [
+    "ALERTS_COLUMNS",
+    "BANDS_COLUMNS",
+    "FLAGS_COLUMNS",
+    "MORTALITY_COLUMNS",
+    "OutputContractError",
+    "OutputRule",
+    "check_outputs",
+    "iter_output_rules",
+    "output_rule_names",
+    "output_rules",
+    "output_schema",
+    "validate_output",
+    "validate_outputs",
+]
