@@ -331,11 +331,12 @@ def _number_rules(
     positive: Callable[[_Frame], Mask] | None = None,
     probability: tuple[bool, bool] | None = None,
     scope: str = "",
+    needs: tuple[str, ...] = (),
 ) -> list[OutputRule]:
     """Type, presence, finiteness and range rules of a number column.
 
-    ``whole`` / ``nonnegative`` / ``positive`` select the rows the rule applies to;
-    ``probability`` is (lower bound inclusive, upper bound inclusive) of [0, 1].
+    ``whole`` / ``nonnegative`` / ``positive`` select the rows the rule applies to (reading the
+    columns ``needs``); ``probability`` is (lower bound inclusive, upper bound inclusive) of [0, 1].
     """
     where = f" {scope}" if scope else ""
     rules = [
@@ -372,7 +373,12 @@ def _number_rules(
 
         rules.append(
             OutputRule(
-                file, column, "not_integer", f"value must be a whole number{where}", fraction
+                file,
+                column,
+                "not_integer",
+                f"value must be a whole number{where}",
+                fraction,
+                needs=needs,
             )
         )
     if nonnegative is not None:
@@ -383,6 +389,7 @@ def _number_rules(
                 "nonnegative",
                 f"value must be >= 0{where}",
                 lambda t: nonnegative(t) & (t.values(column) < 0),
+                needs=needs,
             )
         )
     if positive is not None:
@@ -393,6 +400,7 @@ def _number_rules(
                 "positive",
                 f"value must be > 0{where}",
                 lambda t: positive(t) & (t.values(column) <= 0),
+                needs=needs,
             )
         )
     if probability is not None:
@@ -476,6 +484,7 @@ def _flags_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
             whole=_where_types(_WHOLE_OBSERVED_TYPES),
             nonnegative=_where_types(_NONNEGATIVE_OBSERVED_TYPES),
             scope="for ratio, count, rule (>= 0 also for proportion, rate)",
+            needs=("type",),
         ),
         *_number_rules(
             f,
@@ -483,6 +492,7 @@ def _flags_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
             nonnegative=_where_types(_NONNEGATIVE_EXPECTED_TYPES),
             positive=_where_types(_POSITIVE_EXPECTED_TYPES),
             scope="where present (ratio, rate, count: > 0; proportion: >= 0)",
+            needs=("type",),
         ),
         *_number_rules(f, "z", finite=False),
         *_number_rules(f, "z_adjusted", finite=False),
@@ -511,7 +521,8 @@ def _alerts_rules() -> list[OutputRule]:
 
     def below(t: _Frame) -> Mask:
         cusum, h = t.values("cusum"), t.values("threshold")
-        return cusum < h - _REL_TOL * np.abs(h)
+        margin = np.where(np.isfinite(h), _REL_TOL * np.abs(h), 0.0)
+        return cusum < h - margin
 
     return [
         *_text_rules(f, "trust_code"),
@@ -552,13 +563,13 @@ def _mortality_rules() -> list[OutputRule]:
     def no_all_row(t: _Frame) -> Mask:
         codes, is_all = groups(t)
         with_all = set(codes[is_all])
-        return ~_in(codes, with_all) & ~t.missing("trust_code")
+        return ~_in(codes, with_all) & ~t.empty("trust_code")
 
     def totals(column: str) -> Callable[[_Frame], Mask]:
         def bad(t: _Frame) -> Mask:
             codes, is_all = groups(t)
             values = t.values(column)
-            cells = pd.DataFrame({"code": codes, "value": values, "gap": np.isnan(values)})
+            cells = pd.DataFrame({"code": codes, "value": values, "gap": ~np.isfinite(values)})
             by_trust = cells[~is_all].groupby("code", dropna=True)
             sums = by_trust["value"].sum().reindex(codes).fillna(0.0).to_numpy()
             gaps = by_trust["gap"].any().reindex(codes).fillna(False).to_numpy(dtype=bool)
@@ -574,7 +585,8 @@ def _mortality_rules() -> list[OutputRule]:
             off = np.abs(r - want) > _REL_TOL * np.maximum(1.0, np.abs(want))
         have_inputs = np.isfinite(o) & np.isfinite(e)
         present = ~np.isnan(r)
-        return have_inputs & (((e > 0) & (~present | off)) | ((e == 0) & present))
+        judged = have_inputs & ~t.number("ratio")[1]  # a non-number is not_numeric already
+        return judged & (((e > 0) & (~present | off)) | ((e == 0) & present))
 
     def order(low: str, high: str) -> Callable[[_Frame], Mask]:
         return lambda t: t.values(low) > t.values(high)
@@ -711,7 +723,8 @@ def _bands_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
             want = np.where(m > 0, s / m, np.nan)
             off = np.abs(p - want) > _REL_TOL
         present = ~np.isnan(p)
-        return ((m > 0) & (~present | off)) | ((m == 0) & present)
+        judged = ~t.number("proportion_score")[1]  # a non-number is not_numeric already
+        return judged & (((m > 0) & (~present | off)) | ((m == 0) & present))
 
     def probabilities(t: _Frame) -> Mask:
         p = np.column_stack([t.values(c) for c in P_BAND_COLUMNS])
@@ -719,7 +732,8 @@ def _bands_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
         partial = present.any(axis=1) & ~present.all(axis=1)
         with np.errstate(invalid="ignore"):
             off = present.all(axis=1) & (np.abs(p.sum(axis=1) - 1.0) > _P_SUM_TOL)
-        return partial | off
+        numbers = ~np.column_stack([t.number(c)[1] for c in P_BAND_COLUMNS]).any(axis=1)
+        return numbers & (partial | off)
 
     def movement(t: _Frame) -> Mask:
         band, previous, moved = t.label("band"), t.label("previous_band"), t.label("movement")
@@ -857,7 +871,8 @@ def output_schema(
         def run(series: pd.Series, rule: OutputRule = rule, key: str = key):
             if not table.has(rule.column, *rule.needs):
                 return True  # the missing_column violation already stops the run
-            result = rule.bad(table)
+            with np.errstate(all="ignore"):  # NaN and inf compare False: no rule fires on them
+                result = rule.bad(table)
             if rule.rowless:
                 if result is not None and outcomes is not None:
                     outcomes[key] = (rule, str(result))
