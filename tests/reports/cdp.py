@@ -3,6 +3,12 @@
 Starts chromium with a fresh profile and a random debugging port, opens pages over the
 websocket, records console errors, uncaught exceptions, failed loads and JavaScript dialogs
 (an ``alert()`` would mean injected script ran), evaluates expressions and takes screenshots.
+
+Its base headless flags come from the package's PDF export (``surveillance.reports.pdf``),
+and conftest finds chromium with the package's ``find_chromium``, so the tests drive the browser
+the package prints with and skip exactly when the package could not find one. The package only
+runs chromium's one-shot ``--print-to-pdf``; it has no DevTools client (pages, events, evaluate,
+screenshots), so that part stays here, test-only.
 """
 
 from __future__ import annotations
@@ -19,27 +25,16 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
+from surveillance.reports.pdf import CHROMIUM_FLAGS as PDF_FLAGS
+
+# The package's headless flags (minus its print-only one) plus what an interactive session needs.
 CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+    *(flag for flag in PDF_FLAGS if flag != "--no-pdf-header-footer"),
     "--hide-scrollbars",
     "--mute-audio",
     "--remote-debugging-port=0",
     "--remote-allow-origins=*",
 )
-
-
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "/usr/bin/chromium"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 @dataclass

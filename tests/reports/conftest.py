@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cdp import Browser, find_chromium
+from cdp import Browser
 from run_fixture import fixture_catalogue, write_fixture_run
 
 from surveillance.reports import build_site
+from surveillance.reports.pdf import find_chromium
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
