@@ -12,16 +12,19 @@ by pandera dtypes: an empty table (no spells: no mortality, no alerts) has ``obj
 and a column of Python numbers in an ``object`` column is still numbers.
 
 Row numbers are **0-based positions** in the frame checked (``frame.iloc[row]``), not CSV lines
-and not index labels. The pipeline's tables are already in key order, so for them a position is
-also the data row of the written CSV (line = row + 2 with the header). At most
-:data:`MAX_ROWS_PER_RULE` rows are listed per rule; the message gives the total.
+and not index labels. The CSV writer sorts rows by the table key; the pipeline's frames normally
+are in that order already, and then position p is line p + 2 of the CSV (after the header). At
+most :data:`MAX_ROWS_PER_RULE` rows are listed per rule; the message gives the total.
 
 Values (DESIGN.md section 6, METHODS.md sections 4-6, and what ``assess``, ``banding`` and
-``mortality`` produce): codes and labels are text; numbers are numeric (NaN only where a column
-may be empty: statistics of a ``not_applicable`` flag, limits of a cell with no expected deaths,
-band probabilities of an override); ``z`` and ``z_adjusted`` of flags and the upper funnel limits
-of mortality may be infinite (zero events on a log scale without zero correction; ``exp`` of the
-limits of a cell with E near 0), no other number may.
+``mortality`` produce): codes and labels are text, numbers numeric. Never empty: codes, labels,
+the counts of bands, every number of alerts, observed and expected of mortality. May be empty:
+the statistics of flags (``not_applicable``, and types without them, e.g. ``rule``), ``method``,
+ratio and limits of a mortality cell with expected 0, ``proportion_score`` with no applicable
+indicator, ``p_band_*`` (override bands, no bootstrap), ``previous_band`` (no previous quarter).
+``z`` and ``z_adjusted`` of flags and the upper funnel limits of mortality may be infinite (zero
+events on a log scale without zero correction; ``exp`` of the limits of a cell with E near 0); no
+other number may.
 
 Rule names (``Violation.rule``):
 
@@ -41,6 +44,8 @@ Rule names (``Violation.rule``):
 ``allowed_values``           a value outside the column's enumeration
 ``not_month``                signal_month that is not ``YYYY-MM``
 ``unique_key``               the table's key is duplicated (all rows sharing a key are listed)
+``flag_statistic``           flags: an assessed z-scored indicator without z_adjusted, or a
+                             ``not_applicable`` row with one
 ``unknown_trust``            trust_code not in the run's trust list (flags, bands)
 ``missing_trust``            a trust of the run's trust list has no row (flags, bands)
 ``signal_threshold``         alert whose cusum is below its threshold (a signal is X >= h)
@@ -113,6 +118,8 @@ _WHOLE_OBSERVED_TYPES = ("ratio", "count", "rule")
 _NONNEGATIVE_OBSERVED_TYPES = ("proportion", "ratio", "rate", "count", "rule")
 _POSITIVE_EXPECTED_TYPES = ("ratio", "rate", "count")
 _NONNEGATIVE_EXPECTED_TYPES = ("proportion",)
+#: types assessed by a z-score (METHODS.md sections 1, 4): a flag of theirs comes with z_adjusted
+_Z_SCORED_TYPES = ("proportion", "ratio", "rate", "score", "count", "cusum_z")
 
 _MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 #: relative tolerance of recomputed ratios and sums (the CSV keeps 10 significant digits)
@@ -255,15 +262,15 @@ class _Frame:
 # Rules
 # --------------------------------------------------------------------------------------------
 
-RuleResult = Mask | tuple[Mask, str] | str | None
+RuleResult = Mask | str | None
 
 
 @dataclass(frozen=True)
 class OutputRule:
     """One output rule: which file and column, a name, and a vectorised test.
 
-    ``bad`` returns the mask of offending rows (or ``(mask, message)``); a ``rowless`` rule
-    returns a message when it fails (no rows to point at) and ``None`` when it holds.
+    ``bad`` returns the mask of offending rows; a ``rowless`` rule returns a message when it
+    fails (no rows to point at) and ``None`` when it holds.
     """
 
     file: str
@@ -471,6 +478,13 @@ def _trust_rules(file: str, trust_codes: frozenset[str] | None) -> list[OutputRu
 
 def _flags_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
     f = "flags.csv"
+
+    def flag_statistic(t: _Frame) -> Mask:
+        flag, (z, not_numeric) = t.label("flag"), t.number("z_adjusted")
+        have = ~np.isnan(z)
+        assessed = _in(flag, FLAG_VALUES[:3]) & _in(t.types(), _Z_SCORED_TYPES)
+        return ~not_numeric & ((assessed & ~have) | ((flag == "not_applicable") & have))
+
     return [
         *_text_rules(f, "trust_code"),
         *_trust_rules(f, trust_codes),
@@ -496,6 +510,15 @@ def _flags_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
         ),
         *_number_rules(f, "z", finite=False),
         *_number_rules(f, "z_adjusted", finite=False),
+        OutputRule(
+            f,
+            "z_adjusted",
+            "flag_statistic",
+            f"an assessed {', '.join(_Z_SCORED_TYPES)} indicator needs z_adjusted; a "
+            "not_applicable row has none",
+            flag_statistic,
+            needs=("type", "flag"),
+        ),
         *_number_rules(f, "p_value", probability=(True, True)),
         *_enum_rules(f, "flag", FLAG_VALUES),
         *_text_rules(f, "method", required=False),
@@ -986,6 +1009,13 @@ def validate_output(
     return violations
 
 
+def check_output(file: str, frame: pd.DataFrame, trust_codes: Iterable[str] | None = None) -> None:
+    """:func:`check_outputs` for one table (e.g. the monthly run's ``alerts.csv``)."""
+    violations = validate_output(file, frame, trust_codes)
+    if violations:
+        raise OutputContractError(violations)
+
+
 def validate_outputs(
     tables: Mapping[str, pd.DataFrame], trust_codes: Iterable[str] | None = None
 ) -> list[Violation]:
@@ -1053,6 +1083,7 @@ __all__ = [
     "MORTALITY_COLUMNS",
     "OutputContractError",
     "OutputRule",
+    "check_output",
     "check_outputs",
     "iter_output_rules",
     "output_rule_names",

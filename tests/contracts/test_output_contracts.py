@@ -31,6 +31,7 @@ from surveillance.output_contracts import (
     MAX_ROWS_PER_RULE,
     MORTALITY_BANDING,
     OutputContractError,
+    check_output,
     check_outputs,
     iter_output_rules,
     output_rule_names,
@@ -278,6 +279,10 @@ def _flag_type(kind: str, present: str = "observed"):
     return lambda f: (f["type"] == kind).to_numpy() & f[present].notna().to_numpy()
 
 
+def _assessed(kind: str):
+    return lambda f: ((f["type"] == kind) & (f["flag"] != "not_applicable")).to_numpy()
+
+
 def _mortality_group(m: pd.DataFrame) -> np.ndarray:
     """Diagnosis-group rows with deaths, comfortably inside their 95% limits."""
     inside = (m["ratio"] > 1.2 * m["lower95"]) & (m["ratio"] < 0.8 * m["upper95"])
@@ -385,6 +390,12 @@ def _flags_cases() -> list[Case]:
         ),
         *_type_cases(f, "z", "number"),
         *_type_cases(f, "z_adjusted", "number"),
+        Case(
+            f,
+            "z_adjusted",
+            "flag_statistic",
+            _cell(f, "z_adjusted", None, _assessed("proportion")),
+        ),
         *_type_cases(f, "p_value", "number"),
         Case(
             f,
@@ -865,6 +876,36 @@ def test_mutation_is_rejected_with_file_column_rule_and_rows(case, tables, run):
     }
     expected = {(case.file, column, rule) for column, rule in case.also}
     assert others == expected, [str(v) for v in violations]
+
+
+def test_flag_statistic_also_rejects_a_not_applicable_row_with_a_statistic(tables, run):
+    flags = tables["flags.csv"]
+    row = int(np.flatnonzero(flags["flag"] == "not_applicable")[0])
+    _put(flags, row, "z_adjusted", 1.5)
+    with pytest.raises(OutputContractError) as info:
+        check_outputs(tables, run.trust_codes)
+    (violation,) = info.value.violations
+    assert (violation.column, violation.rule, violation.rows) == (
+        "z_adjusted",
+        "flag_statistic",
+        (row,),
+    )
+
+
+def test_check_output_checks_one_table(valid):
+    """The monthly mortality run publishes alerts.csv alone."""
+    check_output("alerts.csv", valid["alerts.csv"])
+    alerts = valid["alerts.csv"].copy()
+    _put(alerts, 0, "status", "maybe")
+    with pytest.raises(OutputContractError) as info:
+        check_output("alerts.csv", alerts)
+    (violation,) = info.value.violations
+    assert (violation.file, violation.column, violation.rule, violation.rows) == (
+        "alerts.csv",
+        "status",
+        "allowed_values",
+        (0,),
+    )
 
 
 # --------------------------------------------------------------------------------------------
