@@ -44,8 +44,15 @@ def quarterly(
     code: dict[str, Any] | None = None,
     render_reports: bool = True,
     mlflow: bool = True,
+    spells: str | None = None,
 ) -> dict[str, Any]:
-    """Run one quarter and publish it to ``<out>/<quarter>/``; returns a small summary dict."""
+    """Run one quarter and publish it to ``<out>/<quarter>/``; returns a small summary dict.
+
+    ``spells``: ``memory`` or ``chunked`` (:attr:`surveillance.pipeline.RunOptions.spells`); by
+    default ``chunked`` under the Dask task runner (the spell-level steps run as a Dask data frame
+    on the cluster, reading ``spells.parquet`` by row group from shared storage) and ``memory``
+    otherwise. The outputs are the same.
+    """
     logger = get_run_logger()
     if scheduled:
         today = dt.datetime.now(ZoneInfo(schedule.TIMEZONE)).date()
@@ -64,6 +71,7 @@ def quarterly(
         code=code,
         render_reports=render_reports,
         mlflow=mlflow,
+        spells=spells or ("chunked" if _runner_name() == "DaskTaskRunner" else "memory"),
     ).resolved()
     root = store.ensure_output_dir(options.out)
     with store.quarter_lock(root, options.quarter):
@@ -104,7 +112,7 @@ def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
 
     lap("fingerprint")
     catalogue = tasks.catalogue(str(options.catalogue_path), key)
-    bundle = tasks.load(str(options.data_dir), key)
+    bundle = tasks.load(str(options.data_dir), options.spells, key)
     lap("load")
     assembly = cached(tasks.assemble)(bundle, catalogue, q, key)
     lap("assemble")

@@ -84,8 +84,8 @@ def fingerprint(options: pipeline.RunOptions) -> pipeline.Fingerprint:
 
 
 @task(name="load", **_IO)
-def load(data_dir: str, key: str):
-    return pipeline.load(Path(data_dir))
+def load(data_dir: str, spells: str, key: str):
+    return pipeline.load(Path(data_dir), spells)
 
 
 @task(name="catalogue", **_IO)

@@ -40,9 +40,45 @@ _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
 
+@dataclass(frozen=True)
+class SpellSource:
+    """``spells.parquet`` left on (shared) storage, read in chunks where it is processed.
+
+    ``chunks`` are ``(start, stop)`` row ranges (0-based, stop exclusive), one per Parquet row
+    group: the partitions of the Dask data frame of the spell-level steps
+    (:mod:`surveillance.spell_engine`).
+    """
+
+    path: Path
+    n_rows: int
+    chunks: tuple[tuple[int, int], ...]
+
+    @property
+    def file(self) -> str:
+        return self.path.name
+
+
+def spell_source(path: Path) -> SpellSource:
+    """The :class:`SpellSource` of a Parquet spells file (reads its footer only)."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _unreadable(path, f"cannot read Parquet: {exc}") from None
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    stops = np.cumsum(sizes, dtype=np.int64)
+    starts = stops - np.asarray(sizes, dtype=np.int64)
+    chunks = tuple((int(a), int(b)) for a, b in zip(starts, stops, strict=True) if b > a)
+    return SpellSource(path=path, n_rows=int(meta.num_rows), chunks=chunks)
+
+
 @dataclass
 class Bundle:
-    """The tables of one input bundle, as read (see module docstring)."""
+    """The tables of one input bundle, as read (see module docstring).
+
+    ``spells`` is ``None`` either when the bundle has no spells or when they were left on disk
+    (``read_bundle(..., lazy_spells=True)``): then ``spells_source`` says where; use
+    :attr:`has_spells` to ask whether there are spells at all.
+    """
 
     trusts: pd.DataFrame
     indicators: pd.DataFrame
@@ -52,6 +88,11 @@ class Bundle:
     inspections: pd.DataFrame | None = None
     paths: dict[str, Path] = field(default_factory=dict)
     directory: Path = Path(".")
+    spells_source: SpellSource | None = None
+
+    @property
+    def has_spells(self) -> bool:
+        return self.spells is not None or self.spells_source is not None
 
     def table(self, name: str) -> pd.DataFrame | None:
         """The frame for table ``name`` (``None`` when the optional file is absent)."""
@@ -212,7 +253,8 @@ DICTIONARY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _read_parquet(path: Path, name: str = "") -> pd.DataFrame:
+def _read_parquet(path: Path, name: str = "", rows: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Read a Parquet table (all of it, or the 0-based row range ``rows``, stop exclusive)."""
     try:
         schema = pq.read_schema(path)
         dictionary = [
@@ -224,7 +266,10 @@ def _read_parquet(path: Path, name: str = "") -> pd.DataFrame:
                 or pa.types.is_large_string(schema.field(c).type)
             )
         ]
-        table = pq.read_table(path, read_dictionary=dictionary or None)
+        if rows is None:
+            table = pq.read_table(path, read_dictionary=dictionary or None)
+        else:
+            table = _read_rows(path, rows, dictionary)
         fields = []
         for f in table.schema:  # dates become datetime64[ns], as everywhere in the service
             if pa.types.is_date(f.type) or (pa.types.is_timestamp(f.type) and f.type.unit != "ns"):
@@ -240,16 +285,33 @@ def _read_parquet(path: Path, name: str = "") -> pd.DataFrame:
         )
         del table
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise ContractError(
-            [
-                Violation(
-                    file=path.name, rule="file_unreadable", message=f"cannot read Parquet: {exc}"
-                )
-            ]
-        ) from None
+        raise _unreadable(path, f"cannot read Parquet: {exc}") from None
     if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
         return frame  # already 0..n-1: reset_index would copy every column (seconds at 45M rows)
     return frame.reset_index(drop=True)
+
+
+def _read_rows(path: Path, rows: tuple[int, int], dictionary: list[str]) -> pa.Table:
+    """Rows ``[start, stop)`` of a Parquet file: the row groups that hold them, sliced."""
+    start, stop = rows
+    pf = pq.ParquetFile(path, read_dictionary=dictionary or None)
+    meta = pf.metadata
+    if not 0 <= start <= stop <= meta.num_rows:
+        raise ValueError(f"rows {start}-{stop} outside the file's {meta.num_rows} rows")
+    sizes = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64)
+    ends = np.cumsum(sizes)
+    begins = ends - sizes
+    groups = [i for i in range(len(sizes)) if begins[i] < stop and ends[i] > start]
+    if not groups:
+        return pf.schema_arrow.empty_table()
+    table = pf.read_row_groups(groups)
+    return table.slice(start - int(begins[groups[0]]), stop - start)
+
+
+def read_rows(path: Path | str, name: str, start: int, stop: int) -> pd.DataFrame:
+    """Rows ``[start, stop)`` of a bundle's Parquet table, typed as :func:`read_table` types the
+    whole file (the index is the 0-based row number within the slice)."""
+    return type_columns(_read_parquet(Path(path), name, (start, stop)), name)
 
 
 def _is_text(series: pd.Series) -> bool:
@@ -335,8 +397,11 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
     return type_columns(frame, name)
 
 
-def read_bundle(data_dir: Path | str) -> Bundle:
+def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
     """Read the bundle in ``data_dir``; never writes anything.
+
+    ``lazy_spells``: leave ``spells.parquet`` on disk (``Bundle.spells_source``: its path and row
+    groups) for the chunked spell-level steps; a ``spells.csv`` is read as usual.
 
     Raises
     ------
@@ -357,6 +422,7 @@ def read_bundle(data_dir: Path | str) -> Bundle:
     violations: list[Violation] = []
     frames: dict[str, pd.DataFrame | None] = {}
     paths: dict[str, Path] = {}
+    source: SpellSource | None = None
     for name in TABLES:
         try:
             path = _locate(directory, name)
@@ -371,8 +437,12 @@ def read_bundle(data_dir: Path | str) -> Bundle:
                     )
                 frames[name] = None
                 continue
-            frames[name] = read_table(path, name)
             paths[name] = path
+            if name == "spells" and lazy_spells and path.suffix == ".parquet":
+                source = spell_source(path)
+                frames[name] = None
+                continue
+            frames[name] = read_table(path, name)
         except ContractError as exc:
             violations.extend(exc.violations)
             frames[name] = None
@@ -388,4 +458,5 @@ def read_bundle(data_dir: Path | str) -> Bundle:
         inspections=frames["inspections"],
         paths=paths,
         directory=directory,
+        spells_source=source,
     )

@@ -323,6 +323,7 @@ def _run_quarter_flow(
     force: bool,
     quarantine: bool,
     mlflow: bool = True,
+    spells: str | None = None,
 ):
     """Run the quarterly flow with a progress bar; return the run summary (or exit non-zero)."""
     import time
@@ -361,6 +362,7 @@ def _run_quarter_flow(
                     quarter=quarter,
                     force=force,
                     quarantine=quarantine,
+                    spells=spells,
                     mlflow=mlflow,
                 )
     except ContractError as exc:
@@ -408,14 +410,25 @@ def run(
         bool,
         typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow (OUT/mlflow.db)."),
     ] = True,
+    spells: Annotated[
+        str | None,
+        typer.Option(
+            "--spells",
+            help="memory (read the spells whole) or chunked (by Parquet row group: a Dask data "
+            "frame with --runner dask, the default there; streamed in this process otherwise, "
+            "for low memory). Same outputs.",
+        ),
+    ] = None,
 ) -> None:
     """Run the quarterly flow and publish OUT/QUARTER atomically (flags, alerts, mortality, bands,
     reports, manifest). Nothing is published if any stage fails; a rerun resumes from the cache."""
     from rich.console import Console
 
     console = Console()
+    if spells is not None and spells not in ("memory", "chunked"):
+        raise typer.BadParameter(f"--spells must be memory or chunked, got {spells!r}")
     summary = _run_quarter_flow(
-        console, data, quarter, out, runner, dask_address, force, quarantine, mlflow
+        console, data, quarter, out, runner, dask_address, force, quarantine, mlflow, spells
     )
     _print_summary(console, summary)
 

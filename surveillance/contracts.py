@@ -1191,27 +1191,39 @@ def validate_bundle(
     quarter: Quarter | str,
     catalogue: pd.DataFrame,
     max_rows: int | None = MAX_ROWS_PER_RULE,
+    chunked_spells: Callable[[pd.Index | None], list[Violation]] | None = None,
 ) -> list[Violation]:
     """Every contract violation of ``bundle`` for the run ``quarter``; empty when the bundle is valid.
+
+    ``chunked_spells(known_trusts)``: the spells check when the spells were left on disk
+    (:func:`surveillance.spell_engine.validate_spells`), in their place in the file order.
 
     Files are checked in DESIGN.md order; within a file, rules follow the column order. Row numbers
     are 1-based data rows (line = row + 1 in a CSV file with its header); at most ``max_rows`` are
     listed per rule (``None``: all).
     """
     quarter = quarter if isinstance(quarter, Quarter) else Quarter.parse(str(quarter))
-    trusts = bundle.trusts
-    known: pd.Index | None = None
-    if trusts is not None and "trust_code" in trusts.columns:
-        known = pd.Index(trusts["trust_code"].dropna().astype(str).unique())
+    known = known_trusts(bundle)
     violations: list[Violation] = []
     for name in TABLES:
         frame = bundle.table(name)
+        if name == "spells" and frame is None and chunked_spells is not None:
+            violations += chunked_spells(known)
+            continue
         if frame is None:
             continue
         violations += validate_table(
             name, bundle.file_name(name), frame, quarter, catalogue, known, max_rows
         )
     return violations
+
+
+def known_trusts(bundle: Bundle) -> pd.Index | None:
+    """The trust codes of ``trusts`` (what ``unknown_trust`` checks against), if readable."""
+    trusts = bundle.trusts
+    if trusts is not None and "trust_code" in trusts.columns:
+        return pd.Index(trusts["trust_code"].dropna().astype(str).unique())
+    return None
 
 
 def check_bundle(bundle: Bundle, quarter: Quarter | str, catalogue: pd.DataFrame) -> Bundle:

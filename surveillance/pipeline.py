@@ -130,6 +130,10 @@ class RunOptions:
     code: Mapping[str, Any] | None = None
     render_reports: bool = True
     mlflow: bool = True
+    #: where the spell-level steps run: ``memory`` (spells read whole) or ``chunked`` (spells left
+    #: on disk and read by row group: streamed here, or a Dask data frame under the Dask runner).
+    #: The outputs are identical; not part of the run id.
+    spells: str = "memory"
 
     def resolved(self) -> RunOptions:
         """Fill the defaults (catalogue, model configs, code version) once, up front."""
@@ -146,7 +150,17 @@ class RunOptions:
             code=dict(self.code or current_code_version()),
             render_reports=self.render_reports,
             mlflow=self.mlflow,
+            spells=check_spells_mode(self.spells),
         )
+
+
+SPELLS_MODES = ("memory", "chunked")
+
+
+def check_spells_mode(mode: str) -> str:
+    if mode not in SPELLS_MODES:
+        raise ValueError(f"spells must be one of {', '.join(SPELLS_MODES)}, got {mode!r}")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -228,9 +242,10 @@ def import_stages() -> None:
         importlib.import_module(name)
 
 
-def load(data_dir: Path) -> Any:
-    """Read the bundle (:func:`surveillance.store.read_bundle`)."""
-    return store.read_bundle(data_dir)
+def load(data_dir: Path, spells: str = "memory") -> Any:
+    """Read the bundle (:func:`surveillance.store.read_bundle`); with ``spells="chunked"`` a
+    ``spells.parquet`` stays on disk for the chunked spell-level steps."""
+    return store.read_bundle(data_dir, lazy_spells=check_spells_mode(spells) == "chunked")
 
 
 def load_catalogue(path: Path | None = None) -> pd.DataFrame:
@@ -243,7 +258,7 @@ def assemble_sources(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> Asse
     """Indicators for the quarter from ``<data>/feeds/`` and ``indicators.csv`` (with status)."""
     feeds = Path(bundle.directory) / FEEDS_SUBDIR
     derived = {
-        "spells": bundle.spells is not None,
+        "spells": bundle.has_spells,
         "staffing": bundle.staffing is not None,
         "intelligence": bundle.intelligence is not None,
     }
@@ -279,15 +294,28 @@ def validate(
     """
     from dataclasses import replace
 
-    from surveillance import contracts
+    from surveillance import contracts, spell_engine
     from surveillance import quarantine as quarantine_module
 
     checked = replace(bundle, indicators=assembly.indicators)
     if not quarantine:
-        violations = contracts.validate_bundle(checked, quarter, catalogue)
+        with spell_engine.chunks_for(checked) as chunks:
+
+            def chunked(known: pd.Index | None) -> list:
+                return spell_engine.validate_spells(chunks, quarter, catalogue, known)
+
+            violations = contracts.validate_bundle(
+                checked, quarter, catalogue, chunked_spells=chunked
+            )
         if violations:
             raise ContractError(violations)
         return Validated(checked, pd.DataFrame(columns=QUARANTINE_COLUMNS))
+    if checked.spells is None and checked.spells_source is not None:
+        # quarantine rewrites the tables row by row: it needs the spells in memory
+        from surveillance.bundle import read_table
+
+        spells = read_table(checked.spells_source.path, "spells")
+        checked = replace(checked, spells=spells, spells_source=None)
     kept = quarantine_module.quarantine_bundle(checked, quarter, catalogue)
     return Validated(kept.bundle, kept.rows, list(kept.violations))
 
@@ -311,11 +339,10 @@ def derive(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> Derived:
         rows, wards = assess_module.derive_staffing(bundle.staffing, quarter)
         frames.append(rows)
     if bundle.intelligence is not None:
-        activity = (
-            assess_module.spells_activity(bundle.spells, quarter)
-            if bundle.spells is not None
-            else None
-        )
+        from surveillance import spell_engine
+
+        with spell_engine.chunks_for(bundle) as chunks:
+            activity = spell_engine.spells_activity(chunks, quarter) if chunks else None
         frames.append(
             assess_module.derive_intelligence(
                 bundle.intelligence, quarter, codes, activity=activity, catalogue=catalogue
@@ -349,38 +376,38 @@ def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityRe
     turns them into the catalogue's ``mort_*`` indicator rows (``mort_alert`` counts the quarter's
     alerts). Without ``spells`` the three tables are empty and the indicators are reported missing.
     """
-    if bundle.spells is None:
+    if not bundle.has_spells:
         return MortalityResult(
             pd.DataFrame(columns=MORTALITY_COLUMNS),
             pd.DataFrame(columns=ALERTS_COLUMNS),
             pd.DataFrame(columns=["trust_code", "indicator_id"]),
             None,
         )
-    from surveillance.mortality import run_mortality
+    from surveillance import spell_engine
+    from surveillance.mortality.monitor import load_cusum_settings
+    from surveillance.mortality.partials import finish, run_chunked, spell_partial
     from surveillance.mortality.risk_model import RiskModel
-    from surveillance.reports.paths import alert_paths, alerted_chart_mask
+    from surveillance.reports.paths import paths_from_run
 
-    model = RiskModel().fit(bundle.spells, end=quarter)
-    run = run_mortality(bundle.spells, quarter, model)
-    # The alerted charts' monthly course, for the CUSUM and VLAD figures (aggregated by month:
-    # no spell-level rows leave the stage).
-    mask = alerted_chart_mask(bundle.spells, run.alerts)
-    paths = alert_paths(
-        bundle.spells.loc[mask].reset_index(drop=True),
-        np.asarray(run.p)[mask],
-        run.alerts,
-        quarter,
-        outcome=model.outcome,
-        period_date=model.spec.period_date,
-    )
+    with spell_engine.chunks_for(bundle) as chunks:
+        if isinstance(chunks, spell_engine.FrameChunks):
+            # in memory: the fit's encoding is reused by the one chunk (no second encoding)
+            model = RiskModel().fit(bundle.spells, end=quarter)
+            settings = load_cusum_settings()
+            part = spell_partial(bundle.spells, 0, model, None, quarter, settings)
+            run = finish(part, quarter, model, settings)
+        else:
+            run = run_chunked(chunks.apply, quarter)
     return MortalityResult(
         table=run.mortality,
         alerts=run.alerts,
         indicators=run.indicators,
         precomputed=None,  # mort_alert comes as a rule indicator row (count of alerts)
-        model_summary=getattr(model, "groups_", None),
-        model=model,
-        paths=paths,
+        model_summary=getattr(run.model, "groups_", None),
+        model=run.model,
+        # the alerted charts' monthly course, for the CUSUM and VLAD figures (aggregated by
+        # month: no spell-level rows leave the stage)
+        paths=paths_from_run(run.chart_run, run.alerts),
     )
 
 
@@ -827,7 +854,7 @@ def compute_quarter(
 
     fp = timed("fingerprint", fingerprint, opts)
     catalogue = timed("catalogue", load_catalogue, opts.catalogue_path)
-    bundle = timed("load", load, opts.data_dir)
+    bundle = timed("load", load, opts.data_dir, opts.spells)
     assembly = timed("assemble", assemble_sources, bundle, catalogue, opts.quarter)
     validated = timed(
         "validate", validate, bundle, assembly, catalogue, opts.quarter, opts.quarantine

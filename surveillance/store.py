@@ -68,14 +68,14 @@ class AlreadyPublishedError(StoreError):
 # reading
 
 
-def read_bundle(data_dir: Path | str) -> Bundle:
+def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
     """Read an input bundle (CSV or Parquet); delegates to :func:`surveillance.bundle.read_bundle`."""
     from surveillance.bundle import read_bundle as _read_bundle
 
     path = Path(data_dir)
     if not path.is_dir():
         raise StoreError(f"{path}: bundle directory does not exist")
-    return _read_bundle(path)
+    return _read_bundle(path, lazy_spells=lazy_spells)
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,22 +60,18 @@ def run_mortality(
     surface: ThresholdSurface | None = None,
 ) -> MortalityResult:
     """Everything the quarterly run needs from the spells (fits the model when not given)."""
+    from surveillance.mortality.monitor import load_cusum_settings
+    from surveillance.mortality.partials import finish, spell_partial
+
     q = quarter if isinstance(quarter, Quarter) else Quarter.parse(str(quarter))
     model = model or RiskModel().fit(spells, end=q)
-    enc, pattern = model.encode(spells)
-    p = model.predict_encoded(enc, pattern)
-    del pattern
-    kw = {"outcome": model.outcome, "period_date": model.spec.period_date, "enc": enc}
-    context = quality_context(spells, q, **kw)
-    table = mortality_table(spells, p, q, months=model.spec.monitor_months, context=context, **kw)
-    alerts = monitor(spells, p, q, settings=settings, surface=surface, **kw)
-    indicators = mortality_indicators(spells, p, q, alerts=alerts, **kw)
-    by_quarter = quality_by_quarter(spells, q, **kw)
-    quality = by_quarter.merge(
-        quality_changes(by_quarter), on=["trust_code", "quarter"], how="left"
+    settings = settings or load_cusum_settings()
+    # the whole frame as one chunk of the chunked stage (surveillance.mortality.partials)
+    part = spell_partial(spells, 0, model, None, str(q), settings, keep_p=True)
+    done = finish(part, q, model, settings, surface)
+    return MortalityResult(
+        done.mortality, done.alerts, done.indicators, done.flags, done.quality, part.p
     )
-    flags = alert_flags(alerts, enc.trusts, q)
-    return MortalityResult(table, alerts, indicators, flags, quality, p)
 
 
 __all__ = [

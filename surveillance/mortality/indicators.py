@@ -31,6 +31,7 @@ from surveillance.mortality.encode import (
 from surveillance.mortality.ratios import as_quarter, check_risks, window_mask
 from surveillance.mortality.spec import RISK_DIR
 from surveillance.periods import Quarter
+from surveillance.stats.exact import combine_parts, exact_part_bincount
 
 DEFAULT_GROUPS = RISK_DIR / "indicator_groups.yaml"
 
@@ -64,13 +65,15 @@ METHODS = ("elective", "emergency")
 
 def indicator_grids(
     spells: pd.DataFrame, enc: EncodedSpells, p: np.ndarray, end_month: int, months: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Spells, deaths and expected deaths in the ``months`` to ``end_month``.
+) -> dict:
+    """Spells ``n``, deaths ``o`` and expected deaths ``e`` in the ``months`` to ``end_month``.
 
-    ``cells``: shape (3, groups, trusts, 3, 2), by diagnosis group, trust, admission method
-    (0 other, 1 elective, 2 emergency) and weekend admission (Saturday or Sunday), from which
-    every indicator's spells are a selection; ``monthly``: shape (3, months, trusts), all
-    diagnoses by month. Sums add up over any split of the spells into row chunks.
+    By diagnosis group, trust, admission method (0 other, 1 elective, 2 emergency) and weekend
+    admission (Saturday or Sunday), shape (groups, trusts, 3, 2), from which every indicator's
+    spells are a selection; and ``month_n``, ``month_o``, ``month_e`` by month x trust (all
+    diagnoses). Expected deaths are kept as the four exact part sums of
+    :mod:`surveillance.stats.exact` (leading axis of 4), so every grid adds up exactly over any
+    split of the spells into row chunks.
     """
     T, G = len(enc.trusts), len(enc.groups)
     idx = np.flatnonzero(window_mask(enc, end_month, months))
@@ -79,30 +82,23 @@ def indicator_grids(
     trust = enc.trust[idx].astype(np.int64)
     key = ((enc.group[idx].astype(np.int64) * T + trust) * 3 + method) * 2 + weekend
     died, p_w = enc.died[idx].astype(float), p[idx]
-    size = G * T * 6
-    cells = np.stack(
-        [
-            np.bincount(key, minlength=size).astype(float),
-            np.bincount(key, weights=died, minlength=size),
-            np.bincount(key, weights=p_w, minlength=size),
-        ]
-    ).reshape(3, G, T, 3, 2)
     mkey = (enc.period_month[idx] - (end_month - months + 1)).astype(np.int64) * T + trust
-    monthly = np.stack(
-        [
-            np.bincount(mkey, minlength=months * T).astype(float),
-            np.bincount(mkey, weights=died, minlength=months * T),
-            np.bincount(mkey, weights=p_w, minlength=months * T),
-        ]
-    ).reshape(3, months, T)
-    return cells, monthly
+    size, msize = G * T * 6, months * T
+    return {
+        "n": np.bincount(key, minlength=size).astype(float).reshape(G, T, 3, 2),
+        "o": np.bincount(key, weights=died, minlength=size).reshape(G, T, 3, 2),
+        "e": exact_part_bincount(key, p_w, size).reshape(4, G, T, 3, 2),
+        "month_n": np.bincount(mkey, minlength=msize).astype(float).reshape(months, T),
+        "month_o": np.bincount(mkey, weights=died, minlength=msize).reshape(months, T),
+        "month_e": exact_part_bincount(mkey, p_w, msize).reshape(4, months, T),
+    }
 
 
-def group_selection(cells: np.ndarray, groups: np.ndarray, spec: IndicatorGroup) -> np.ndarray:
+def group_selection(grids: dict, groups: np.ndarray, spec: IndicatorGroup) -> np.ndarray:
     """Boolean per diagnosis group: the groups an indicator counts (national figures decide
     ``low_risk`` and ``top_deaths``)."""
     G = len(groups)
-    n_g, deaths_g, e_g = (cells[k].sum(axis=(1, 2, 3)) for k in range(3))
+    n_g, deaths_g, e_g = (grids[k].sum(axis=(1, 2, 3)) for k in ("n", "o", "e"))
     if spec.groups == "all":
         return np.ones(G, bool)
     if spec.groups == "low_risk":
@@ -118,7 +114,7 @@ def group_selection(cells: np.ndarray, groups: np.ndarray, spec: IndicatorGroup)
     return np.isin(groups, spec.groups)
 
 
-def indicator_sums(cells: np.ndarray, groups: np.ndarray, spec: IndicatorGroup) -> np.ndarray:
+def indicator_sums(grids: dict, groups: np.ndarray, spec: IndicatorGroup) -> np.ndarray:
     """Spells, deaths and expected deaths per trust for one indicator, shape (3, trusts)."""
     method = np.ones(3, bool)
     if spec.admission_method is not None:
@@ -126,11 +122,11 @@ def indicator_sums(cells: np.ndarray, groups: np.ndarray, spec: IndicatorGroup) 
         method[1 + METHODS.index(spec.admission_method)] = True
     weekend = np.array([not spec.weekend, True])
     sel = (
-        group_selection(cells, groups, spec)[:, None, None, None]
+        group_selection(grids, groups, spec)[:, None, None, None]
         & method[None, None, :, None]
         & weekend[None, None, None, :]
     )
-    return np.where(sel[None], cells, 0.0).sum(axis=(1, 3, 4))
+    return np.stack([np.where(sel, grids[k], 0.0).sum(axis=(0, 2, 3)) for k in ("n", "o", "e")])
 
 
 def mortality_indicators(
@@ -153,13 +149,12 @@ def mortality_indicators(
     q = as_quarter(quarter)
     enc = enc if enc is not None else encode_spells(spells, outcome, period_date)
     p = check_risks(p, len(enc.died))
-    cells, monthly = indicator_grids(spells, enc, p, month_number(q.end), months)
-    return indicator_rows(cells, monthly, enc.trusts, enc.groups, q, alerts, mapping)
+    grids = indicator_grids(spells, enc, p, month_number(q.end), months)
+    return indicator_rows(grids, enc.trusts, enc.groups, q, alerts, mapping)
 
 
 def indicator_rows(
-    cells: np.ndarray,
-    monthly: np.ndarray,
+    grids: dict,
     trusts: np.ndarray,
     groups: np.ndarray,
     quarter: Quarter | str,
@@ -170,12 +165,14 @@ def indicator_rows(
     q = as_quarter(quarter)
     mapping = mapping or load_indicator_groups()
     trusts, groups = np.asarray(trusts), np.asarray(groups)
-    months = monthly.shape[1]
+    grids = dict(grids)
+    grids["e"], grids["month_e"] = combine_parts(grids["e"]), combine_parts(grids["month_e"])
+    months = grids["month_n"].shape[0]
     end = month_number(q.end)
     start, stop = q.lookback_start(months).date().isoformat(), q.end.date().isoformat()
     frames = []
     for ind, spec in mapping.indicators.items():
-        n, o, e = indicator_sums(cells, groups, spec)
+        n, o, e = indicator_sums(grids, groups, spec)
         has = n > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             value = np.where(e > 0, o / e, np.nan)
@@ -193,7 +190,7 @@ def indicator_rows(
             )
         )
     # monthly all-diagnosis series for the cusum_z indicator
-    n, o, e = monthly
+    n, o, e = grids["month_n"], grids["month_o"], grids["month_e"]
     mi, ti = np.nonzero(n > 0)
     labels = [month_label(end - months + 1 + k) for k in range(months)]
     m_start = np.array([pd.Period(lb, "M").start_time.date().isoformat() for lb in labels])
@@ -213,7 +210,7 @@ def indicator_rows(
             )
         )
     if alerts is not None:
-        in_window = cells[0].sum(axis=(0, 2, 3)) > 0
+        in_window = grids["n"].sum(axis=(0, 2, 3)) > 0
         counts = alert_counts(alerts, q).reindex(trusts[in_window], fill_value=0)
         frames.append(
             pd.DataFrame(

@@ -26,6 +26,7 @@ import pandas as pd
 from surveillance.errors import SurveillanceError
 from surveillance.mortality.encode import EncodedSpells, encode_spells, month_number
 from surveillance.periods import Quarter
+from surveillance.stats.exact import combine_parts, exact_part_bincount
 from surveillance.stats.funnel import assess_arrays
 from surveillance.stats.limits import z_for_level
 
@@ -123,22 +124,23 @@ def mortality_table(
     return table_from_grids(grids, enc.trusts, enc.groups, context)
 
 
-#: the per-cell sums behind ``mortality.csv``, each a (groups, trusts) grid (see cell_grids)
-GRID_NAMES = ("n", "o", "e", "pal", "pal_d", "com", "prev_n", "prev_o", "prev_e")
+def cell_grids(enc: EncodedSpells, p: np.ndarray, end_month: int, months: int) -> dict:
+    """Per diagnosis group x trust sums (each a (groups, trusts) grid) behind ``mortality.csv``.
 
-
-def cell_grids(enc: EncodedSpells, p: np.ndarray, end_month: int, months: int) -> np.ndarray:
-    """Per trust x diagnosis group sums, shape (len(GRID_NAMES), groups, trusts).
-
-    Spells, deaths, expected deaths, palliative-coded spells, palliative-coded deaths and the sum
-    of comorbidity indices over the ``months`` to ``end_month``; spells, deaths and expected
-    deaths over the ``months`` before them (persistence). Sums add up over any split of the
-    spells into row chunks (:mod:`surveillance.mortality.partials`).
+    Over the ``months`` to ``end_month``: spells ``n``, deaths ``o``, expected deaths (``e``, as
+    the four exact part sums of :mod:`surveillance.stats.exact`, shape (4, groups, trusts)),
+    palliative-coded spells ``pal`` and deaths ``pal_d``, and the sum of comorbidity indices
+    ``com``; over the ``months`` before them ``prev_n``, ``prev_o``, ``prev_e`` (persistence).
+    Every grid adds up exactly over any split of the spells into row chunks
+    (:mod:`surveillance.mortality.partials`), so the table does not depend on the split.
     """
     T, G = len(enc.trusts), len(enc.groups)
 
     def grid(key: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(key, weights=weights, minlength=G * T).reshape(G, T)
+        return np.bincount(key, weights=weights, minlength=G * T).reshape(G, T).astype(float)
+
+    def parts(key: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return exact_part_bincount(key, weights, G * T).reshape(4, G, T)
 
     cur = window_mask(enc, end_month, months)
     prev = window_mask(enc, end_month - months, months)
@@ -146,29 +148,28 @@ def cell_grids(enc: EncodedSpells, p: np.ndarray, end_month: int, months: int) -
     died = enc.died[cur]
     pal = enc.palliative[cur].astype(float)
     pkey = enc.group[prev].astype(np.int64) * T + enc.trust[prev]
-    return np.stack(
-        [
-            grid(key).astype(float),
-            grid(key, died.astype(float)),
-            grid(key, p[cur]),
-            grid(key, pal),
-            grid(key[died], pal[died]),
-            grid(key, enc.comorbidity[cur]),
-            grid(pkey).astype(float),
-            grid(pkey, enc.died[prev].astype(float)),
-            grid(pkey, p[prev]),
-        ]
-    )
+    return {
+        "n": grid(key),
+        "o": grid(key, died.astype(float)),
+        "e": parts(key, p[cur]),
+        "pal": grid(key, pal),
+        "pal_d": grid(key[died], pal[died]),
+        "com": grid(key, enc.comorbidity[cur]),
+        "prev_n": grid(pkey),
+        "prev_o": grid(pkey, enc.died[prev].astype(float)),
+        "prev_e": parts(pkey, p[prev]),
+    }
 
 
 def table_from_grids(
-    grids: np.ndarray,
+    grids: dict,
     trusts: np.ndarray,
     groups: np.ndarray,
     context: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The ``mortality.csv`` frame from :func:`cell_grids` (summed over chunks if need be)."""
-    g = dict(zip(GRID_NAMES, grids, strict=True))
+    g = dict(grids)
+    g["e"], g["prev_e"] = combine_parts(g["e"]), combine_parts(g["prev_e"])
 
     def with_all(m: np.ndarray) -> np.ndarray:
         return np.vstack([m, m.sum(0)])

@@ -1,0 +1,289 @@
+"""The mortality stage as map and reduce over chunks of the spells (Dask partitions, row groups).
+
+Everything the quarterly run needs from the spells reduces to two kinds of data:
+
+* **sums** per trust x diagnosis group (x month, quarter, admission method, weekend): spells,
+  deaths, expected deaths, palliative coding, comorbidity; and the covariate-pattern counts the
+  risk models are fitted on (METHODS.md section 5). Counts are whole numbers and the expected
+  deaths are summed exactly (:mod:`surveillance.stats.exact`), so these sums are the same
+  whatever the split of the spells into chunks and whatever order the chunks are added in;
+* the **RA-CUSUM window**: per spell of the 12 monitored months, its trust, diagnosis group,
+  period day and month, outcome and risk (about 21 bytes a spell), concatenated in file order so
+  that every chart sees its patients in the same order as a single-process run.
+
+Two passes over the chunks: :func:`fit_partial` (pattern counts and the trust and group codes
+present) then, with the fitted model, :func:`spell_partial` (the sums and the window). The reduce,
+:func:`finish`, runs the charts, the SHMI-method ratios, the indicators and the coding-quality
+tests once, on the driver. :func:`run_chunked` wires the two passes to any ``apply`` (a list
+comprehension in-process, Dask delayed tasks on a cluster: :mod:`surveillance.spell_engine`), and
+gives byte-identical tables whichever is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from surveillance.errors import ContractError, Violation
+from surveillance.mortality.distributed import combine_counts, pattern_counts
+from surveillance.mortality.encode import EncodedSpells, factorize_sorted, month_number
+from surveillance.mortality.indicators import (
+    IndicatorGroups,
+    alert_flags,
+    indicator_grids,
+    indicator_rows,
+)
+from surveillance.mortality.monitor import (
+    ChartRun,
+    CusumSettings,
+    charts_from_arrays,
+    load_cusum_settings,
+    monitor_charts,
+)
+from surveillance.mortality.quality import (
+    quality_changes,
+    quality_context,
+    quality_frame,
+    quarter_end_month,
+    quarter_grids,
+)
+from surveillance.mortality.ratios import as_quarter, cell_grids, table_from_grids, window_mask
+from surveillance.mortality.risk_model import RiskModel
+from surveillance.periods import Quarter
+from surveillance.stats.thresholds import ThresholdSurface
+
+#: quarters of coding-quality measures kept (quality_by_quarter's default)
+QUALITY_QUARTERS = 8
+#: the per-spell arrays of the RA-CUSUM window, in file order
+WINDOW_FIELDS = ("trust", "group", "day", "month", "died", "p")
+
+#: ``apply(func, *args)``: ``[func(chunk, start_row, *args) for every chunk]`` in file order
+Apply = Callable[..., list]
+
+
+def offset_rows(error: ContractError, start: int) -> ContractError:
+    """``error`` with its 1-based chunk rows shifted to rows of the whole file."""
+    return ContractError(
+        [
+            Violation(v.file, v.rule, v.message, v.column, tuple(r + start for r in v.rows))
+            for v in error.violations
+        ]
+    )
+
+
+# ------------------------------------------------------------------ pass 1: the fit
+
+
+@dataclass
+class FitPartial:
+    """One chunk's covariate-pattern counts and the codes present in it."""
+
+    counts: pd.DataFrame
+    trusts: np.ndarray
+    groups: np.ndarray
+
+
+def fit_partial(chunk: pd.DataFrame, start: int, model: RiskModel, end_month: int) -> FitPartial:
+    """Pattern counts of the fit window (:func:`pattern_counts`) and the trust and diagnosis-group
+    codes of the chunk (every month, as a single-process encoding sees them)."""
+    try:
+        _, trusts = factorize_sorted(chunk["trust_code"])
+        _, groups = factorize_sorted(chunk["diagnosis_group"])
+        counts = pattern_counts(chunk, model, end_month)
+    except ContractError as exc:
+        raise offset_rows(exc, start) from None
+    return FitPartial(counts, trusts.astype(str), groups.astype(str))
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The trust and diagnosis-group codes of the whole file, sorted: the grids' axes."""
+
+    trusts: np.ndarray
+    groups: np.ndarray
+
+    def same(self, other: Levels | None) -> bool:
+        return other is self or (
+            other is not None
+            and np.array_equal(self.trusts, other.trusts)
+            and np.array_equal(self.groups, other.groups)
+        )
+
+
+def fit_from_partials(
+    parts: Sequence[FitPartial], end: Quarter | str, model: RiskModel | None = None
+) -> tuple[RiskModel, Levels]:
+    """The risk models fitted on the summed counts (the model :meth:`RiskModel.fit` gives on all
+    the spells at once) and the codes of every chunk."""
+    model = model or RiskModel()
+    counts = pd.concat([p.counts for p in parts], ignore_index=True)
+    groups, n_all, d_all = combine_counts(counts, model)
+    model.fit_counts(groups, n_all, d_all, end)
+    trusts = np.array(sorted(set().union(*(p.trusts.tolist() for p in parts))), dtype=object)
+    all_groups = np.array(sorted(set().union(*(p.groups.tolist() for p in parts))), dtype=object)
+    return model, Levels(trusts, all_groups)
+
+
+# ------------------------------------------------------------------ pass 2: sums and window
+
+
+@dataclass
+class SpellPartial:
+    """Sums that add over chunks, and the chunk's spells of the RA-CUSUM window."""
+
+    cells: dict  # ratios.cell_grids
+    quarters: np.ndarray  # quality.quarter_grids
+    indicators: dict  # indicators.indicator_grids
+    window: dict = field(default_factory=dict)  # WINDOW_FIELDS -> array, file order
+    levels: Levels | None = None  # the codes the grids are indexed by
+    p: np.ndarray | None = None  # risk per spell (only when asked for)
+
+
+def encode_global(
+    chunk: pd.DataFrame, model: RiskModel, levels: Levels | None
+) -> tuple[EncodedSpells, np.ndarray]:
+    """The chunk encoded with codes into the whole file's ``levels`` (``None``: the chunk is the
+    whole file, its own codes are the levels), and each spell's risk."""
+    enc, pattern = model.encode(chunk)
+    p = model.predict_encoded(enc, pattern)
+    del pattern
+    if levels is None:
+        return enc, p
+    t_map = pd.Index(levels.trusts).get_indexer(enc.trusts).astype(np.int32)
+    g_map = pd.Index(levels.groups).get_indexer(enc.groups).astype(np.int32)
+    if (t_map < 0).any() or (g_map < 0).any():
+        raise ValueError("chunk has trust or diagnosis-group codes the fit pass did not see")
+    enc.trust, enc.trusts = t_map[enc.trust], levels.trusts
+    enc.group, enc.groups = g_map[enc.group], levels.groups
+    return enc, p
+
+
+def spell_partial(
+    chunk: pd.DataFrame,
+    start: int,
+    model: RiskModel,
+    levels: Levels | None,
+    quarter: str,
+    settings: CusumSettings,
+    keep_p: bool = False,
+) -> SpellPartial:
+    """One chunk's sums and RA-CUSUM window spells for the run ``quarter`` (``levels`` as in
+    :func:`encode_global`)."""
+    q = as_quarter(quarter)
+    end = month_number(q.end)
+    try:
+        enc, p = encode_global(chunk, model, levels)
+    except ContractError as exc:
+        raise offset_rows(exc, start) from None
+    idx = np.flatnonzero(window_mask(enc, end, settings.months))
+    return SpellPartial(
+        cells=cell_grids(enc, p, end, model.spec.monitor_months),
+        quarters=quarter_grids(enc, quarter_end_month(q, enc), QUALITY_QUARTERS),
+        indicators=indicator_grids(chunk, enc, p, end, 12),
+        window={
+            "trust": enc.trust[idx],
+            "group": enc.group[idx],
+            "day": enc.period_day[idx],
+            "month": enc.period_month[idx],
+            "died": enc.died[idx],
+            "p": p[idx],
+        },
+        levels=Levels(enc.trusts, enc.groups),
+        p=p if keep_p else None,
+    )
+
+
+def combine(parts: Sequence[SpellPartial]) -> SpellPartial:
+    """Sums added and window spells concatenated, in chunk (file) order."""
+    if not parts:
+        raise ValueError("no chunks to combine")
+    levels = parts[0].levels
+    if any(not levels.same(p.levels) for p in parts):
+        raise ValueError("chunks encoded with different levels cannot be combined")
+
+    def add(dicts: list[dict]) -> dict:
+        return {k: np.sum([d[k] for d in dicts], axis=0) for k in dicts[0]}
+
+    return SpellPartial(
+        cells=add([p.cells for p in parts]),
+        quarters=np.sum([p.quarters for p in parts], axis=0),
+        indicators=add([p.indicators for p in parts]),
+        window={k: np.concatenate([p.window[k] for p in parts]) for k in WINDOW_FIELDS},
+        levels=levels,
+        p=np.concatenate([p.p for p in parts]) if all(p.p is not None for p in parts) else None,
+    )
+
+
+# ------------------------------------------------------------------ reduce
+
+
+@dataclass
+class ChunkedMortality:
+    """What :func:`finish` gives: the tables of :class:`surveillance.mortality.MortalityResult`
+    plus the charts' run (for the alerted charts' paths)."""
+
+    mortality: pd.DataFrame
+    alerts: pd.DataFrame
+    indicators: pd.DataFrame
+    flags: pd.DataFrame
+    quality: pd.DataFrame
+    chart_run: ChartRun | None
+    model: RiskModel
+    p: np.ndarray | None = None
+
+
+def finish(
+    total: SpellPartial,
+    quarter: Quarter | str,
+    model: RiskModel,
+    settings: CusumSettings,
+    surface: ThresholdSurface | None = None,
+    mapping: IndicatorGroups | None = None,
+) -> ChunkedMortality:
+    """Charts, ratios, indicators and coding-quality tests from the combined chunks."""
+    q = as_quarter(quarter)
+    levels = total.levels
+    w = total.window
+    charts = charts_from_arrays(
+        w["trust"],
+        w["group"],
+        w["day"],
+        w["month"],
+        w["died"],
+        w["p"],
+        levels.trusts,
+        levels.groups,
+    )
+    alerts, chart_run = monitor_charts(charts, settings, surface, q.months())
+    end = quarter_end_month(q, None)
+    by_quarter = quality_frame(total.quarters, levels.trusts, end)
+    context = quality_context(
+        None, q, by_quarter=quality_frame(total.quarters[:, :5], levels.trusts, end)
+    )
+    table = table_from_grids(total.cells, levels.trusts, levels.groups, context)
+    indicators = indicator_rows(total.indicators, levels.trusts, levels.groups, q, alerts, mapping)
+    quality = by_quarter.merge(
+        quality_changes(by_quarter), on=["trust_code", "quarter"], how="left"
+    )
+    flags = alert_flags(alerts, levels.trusts, q)
+    return ChunkedMortality(table, alerts, indicators, flags, quality, chart_run, model, total.p)
+
+
+def run_chunked(
+    apply: Apply,
+    quarter: Quarter | str,
+    model: RiskModel | None = None,
+    settings: CusumSettings | None = None,
+    surface: ThresholdSurface | None = None,
+    mapping: IndicatorGroups | None = None,
+) -> ChunkedMortality:
+    """The mortality stage over chunks: fit pass, sums pass, then :func:`finish`."""
+    q = as_quarter(quarter)
+    settings = settings or load_cusum_settings()
+    fits = apply(fit_partial, model or RiskModel(), month_number(q.end))
+    model, levels = fit_from_partials(fits, q, model)
+    parts = apply(spell_partial, model, levels, str(q), settings)
+    return finish(combine(parts), q, model, settings, surface, mapping)

@@ -1,0 +1,311 @@
+"""Where the spell-level steps run: the spells in memory, or chunk by chunk (in this process, or
+as a Dask data frame on a cluster).
+
+The spell-level steps are the contract check of ``spells``, the activity counts behind the
+complaints indicators, and the mortality stage (risk-model fit, expected deaths, ratios, charts).
+Each is written as a function of one chunk of rows plus a reduce (:mod:`surveillance.mortality.
+partials`, :func:`validate_spells`, :func:`spells_activity`), so it runs unchanged on
+
+* :class:`FrameChunks`: the spells already read into memory, as one chunk (the default run);
+* :class:`StreamChunks`: ``spells.parquet`` read one row group at a time in this process (the
+  driver never holds the whole file: the low-memory single-machine run);
+* :class:`DaskChunks`: ``spells.parquet`` as a Dask data frame with one partition per row group,
+  each read and reduced on a worker from shared storage; only the per-chunk sums, the violations
+  and the RA-CUSUM window arrays come back. Nothing spell-level travels in the task graph.
+
+Every reduce is exact (whole-number counts; expected deaths summed by
+:mod:`surveillance.stats.exact`; the RA-CUSUM window concatenated in file order), so the
+published tables are byte-identical whichever engine runs them and however the file is split.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from surveillance.bundle import Bundle, SpellSource, read_rows
+from surveillance.errors import Violation
+from surveillance.periods import Quarter
+
+#: a chunk function: ``func(chunk, start_row, *args)``
+ChunkFunc = Callable[..., Any]
+
+
+@dataclass
+class FrameChunks:
+    """The spells in memory, processed as one chunk."""
+
+    frame: pd.DataFrame
+    file: str = "spells.parquet"
+    name: str = "memory"
+
+    def apply(self, func: ChunkFunc, *args: Any) -> list:
+        return [func(self.frame, 0, *args)]
+
+
+@dataclass
+class StreamChunks:
+    """``spells.parquet`` read one row group at a time in this process."""
+
+    source: SpellSource
+    name: str = "stream"
+
+    @property
+    def file(self) -> str:
+        return self.source.file
+
+    def apply(self, func: ChunkFunc, *args: Any) -> list:
+        return [
+            func(read_rows(self.source.path, "spells", a, b), a, *args)
+            for a, b in self.source.chunks
+        ]
+
+
+class DaskChunks:
+    """``spells.parquet`` as a Dask data frame (one partition per row group) on ``client``'s
+    cluster; workers read their partitions from the path, which must be on storage they share."""
+
+    name = "dask"
+
+    def __init__(self, source: SpellSource, client: Any):
+        import dask.dataframe as dd
+
+        self.source = source
+        self.client = client
+        starts = [a for a, _ in source.chunks]
+        meta = read_rows(source.path, "spells", 0, min(1, source.n_rows)).iloc[:0]
+        self.frame = dd.from_map(
+            _read_partition,
+            [(str(source.path), a, b) for a, b in source.chunks],
+            meta=meta,
+            divisions=[*starts, source.n_rows - 1] if starts else None,
+            enforce_metadata=False,
+        )
+        self.starts = starts
+
+    @property
+    def file(self) -> str:
+        return self.source.file
+
+    def apply(self, func: ChunkFunc, *args: Any) -> list:
+        import dask
+
+        parts = self.frame.to_delayed()
+        # the model, the catalogue...: sent to the workers once, not once per partition
+        shared = [
+            a if a is None or isinstance(a, str | int | float | bool) else self.client.scatter(a)
+            for a in args
+        ]
+        work = [
+            dask.delayed(func, pure=True)(part, start, *shared)
+            for part, start in zip(parts, self.starts, strict=True)
+        ]
+        return list(self.client.gather(self.client.compute(work)))
+
+
+def _read_partition(spec: tuple[str, int, int]) -> pd.DataFrame:
+    path, start, stop = spec
+    frame = read_rows(path, "spells", start, stop)
+    frame.index = pd.RangeIndex(start, stop)
+    return frame
+
+
+Chunks = FrameChunks | StreamChunks | DaskChunks
+
+
+@contextmanager
+def chunks_for(bundle: Bundle, client: Any | None = None) -> Iterator[Chunks | None]:
+    """The engine for ``bundle``'s spells: in memory when read, else Dask on ``client`` (or on the
+    cluster of the Prefect task running this, under the Dask task runner), else streamed here.
+    ``None`` when the bundle has no spells."""
+    if bundle.spells is not None:
+        yield FrameChunks(bundle.spells, bundle.file_name("spells"))
+        return
+    if bundle.spells_source is None:
+        yield None
+        return
+    if client is not None:
+        yield DaskChunks(bundle.spells_source, client)
+        return
+    with _task_dask_client() as task_client:
+        if task_client is not None:
+            yield DaskChunks(bundle.spells_source, task_client)
+        else:
+            yield StreamChunks(bundle.spells_source)
+
+
+@contextmanager
+def _task_dask_client() -> Iterator[Any | None]:
+    """prefect-dask's client when this runs in a Prefect task on a Dask worker; else the current
+    ``distributed`` client if the caller made one; else ``None``."""
+    try:
+        from distributed import default_client, get_worker
+    except ImportError:  # pragma: no cover - dask is a dependency
+        yield None
+        return
+    try:
+        get_worker()
+    except ValueError:  # not on a Dask worker: a client the caller made current, if any
+        try:
+            client = default_client()
+        except ValueError:
+            client = None
+        yield client
+        return
+    from prefect.context import TaskRunContext
+
+    if TaskRunContext.get() is None:
+        yield None
+        return
+    from prefect_dask import get_dask_client
+
+    with get_dask_client() as client:
+        yield client
+
+
+# ------------------------------------------------------------------ the contract check
+
+
+_TOTAL = re.compile(r" \[(\d+) row\(s\)\]$")
+
+
+@dataclass
+class ChunkCheck:
+    """One chunk's violations (rows of the whole file) and its spell-id hashes."""
+
+    violations: list[Violation]
+    hashes: np.ndarray  # uint64 per row (0 where the id is missing)
+    present: np.ndarray  # bool per row: has an id
+
+
+def check_chunk(
+    chunk: pd.DataFrame,
+    start: int,
+    file: str,
+    quarter: str,
+    catalogue: pd.DataFrame,
+    known: pd.Index | None,
+) -> ChunkCheck:
+    """The spells contract on one chunk (every rule but the file-wide ``unique_key``)."""
+    from surveillance.contracts import validate_table
+
+    chunk = chunk.reset_index(drop=True)
+    found = validate_table("spells", file, chunk, Quarter.parse(quarter), catalogue, known)
+    violations = [
+        Violation(v.file, v.rule, v.message, v.column, tuple(r + start for r in v.rows))
+        for v in found
+        if v.rule != "unique_key"
+    ]
+    ids = chunk["spell_id"] if "spell_id" in chunk.columns else pd.Series([], dtype=object)
+    present = ids.notna().to_numpy(dtype=bool)  # as contracts._duplicated_values: nulls skipped
+    hashes = np.zeros(len(ids), dtype=np.uint64)
+    if present.any():
+        hashes[present] = pd.util.hash_pandas_object(
+            ids[present].astype(str), index=False
+        ).to_numpy()
+    return ChunkCheck(violations, hashes, present)
+
+
+def _ids_at(chunk: pd.DataFrame, start: int, rows: np.ndarray) -> pd.Series:
+    """The spell ids of the file rows ``rows`` (0-based) that fall in this chunk."""
+    local = rows[(rows >= start) & (rows < start + len(chunk))] - start
+    ids = chunk["spell_id"].iloc[local].astype(str).to_numpy()
+    return pd.Series(ids, index=local + start)
+
+
+def merge_violations(parts: list[list[Violation]], max_rows: int | None) -> list[Violation]:
+    """Per-chunk violations of one file merged into the single-pass result: one per rule and
+    column, rows in file order (the first ``max_rows``), the total in the message."""
+    merged: dict[tuple, list] = {}
+    for part in parts:
+        for v in part:
+            m = _TOTAL.search(v.message)
+            base = v.message[: m.start()] if m else v.message
+            total = int(m.group(1)) if m else len(v.rows)
+            key = (v.rule, v.column, base)
+            if key not in merged:
+                merged[key] = [v, [], 0]
+            merged[key][1].extend(v.rows)
+            merged[key][2] += total
+    out = []
+    for (rule, column, base), (first, rows, total) in merged.items():
+        rows = tuple(sorted(rows)[:max_rows] if max_rows else sorted(rows))
+        suffix = f" [{total} row(s)]" if total > len(rows) else ""
+        out.append(Violation(first.file, rule, base + suffix, column, rows))
+    return out
+
+
+def validate_spells(
+    chunks: Chunks, quarter: str, catalogue: pd.DataFrame, known: pd.Index | None
+) -> list[Violation]:
+    """Every violation of the spells contract, as :func:`surveillance.contracts.validate_table`
+    reports it on the whole file: per-chunk checks, then ``unique_key`` across the file (64-bit
+    hashes of the ids first, the rows sharing a hash compared by id)."""
+    from surveillance.contracts import MAX_ROWS_PER_RULE, UNIQUE_KEYS, _spells_rules
+
+    checks = chunks.apply(check_chunk, chunks.file, quarter, catalogue, known)
+    hashes = np.concatenate([c.hashes for c in checks]) if checks else np.zeros(0, np.uint64)
+    present = np.concatenate([c.present for c in checks]) if checks else np.zeros(0, bool)
+    rows = np.flatnonzero(present)
+    uniq, inverse, counts = np.unique(hashes[rows], return_inverse=True, return_counts=True)
+    candidates = rows[counts[inverse] > 1]
+    duplicated: list[int] = []
+    if candidates.size:
+        ids = pd.concat(chunks.apply(_ids_at, candidates))
+        dup = ids[ids.duplicated(keep=False)]
+        duplicated = sorted(int(r) + 1 for r in dup.index)
+    violations = merge_violations([c.violations for c in checks], MAX_ROWS_PER_RULE)
+    if duplicated:
+        key = UNIQUE_KEYS["spells"]
+        rule = next(r for r in _spells_rules(Quarter.parse(quarter)) if r.rule == "unique_key")
+        listed = tuple(duplicated[:MAX_ROWS_PER_RULE])
+        suffix = f" [{len(duplicated)} row(s)]" if len(duplicated) > len(listed) else ""
+        violations.append(
+            Violation(chunks.file, "unique_key", rule.message + suffix, key[0], listed)
+        )
+    return _in_rule_order(violations, quarter, catalogue, known)
+
+
+def _in_rule_order(
+    violations: list[Violation], quarter: str, catalogue: pd.DataFrame, known: pd.Index | None
+) -> list[Violation]:
+    """Sorted as validate_table lists them: structural first, then by the rule's position."""
+    from surveillance.contracts import _rules_for
+
+    rules = _rules_for("spells", Quarter.parse(quarter), catalogue, known)
+    position = {(r.rule, r.column): i for i, r in reversed(list(enumerate(rules)))}
+
+    def key(v: Violation) -> tuple[int, int]:
+        if v.rule in ("missing_column", "extra_column"):
+            return (0, 0)  # stable: in the order every chunk reports them
+        return (1, position.get((v.rule, v.column), len(rules)))
+
+    return sorted(violations, key=key)
+
+
+# ------------------------------------------------------------------ activity
+
+
+def _activity_chunk(chunk: pd.DataFrame, start: int, quarter: str) -> pd.Series:
+    from surveillance.assess import spells_activity as chunk_activity
+
+    return chunk_activity(chunk, quarter)
+
+
+def spells_activity(chunks: Chunks, quarter: str) -> pd.Series:
+    """Spells per trust discharged in the 12 months to the quarter end
+    (:func:`surveillance.assess.spells_activity`), summed over chunks (whole numbers: exact)."""
+    parts = [p for p in chunks.apply(_activity_chunk, quarter) if len(p)]
+    if not parts:
+        return pd.Series(dtype=float)
+    if len(parts) == 1:
+        return parts[0]
+    total = pd.concat(parts).groupby(level=0, sort=True).sum()
+    total.index.name = parts[0].index.name
+    return total.rename(parts[0].name).astype(float)
