@@ -246,7 +246,8 @@ def _put(frame: pd.DataFrame, row: int, column: str, value) -> None:
 class Case:
     """A mutation of the valid tables and the violation it must cause.
 
-    ``rows`` are the 0-based positions expected (``()`` for rules without rows); ``also`` lists
+    ``mutate`` changes the tables in place and returns the 0-based rows the violation must list
+    (``()`` for rules without rows); ``also`` lists
     the other (column, rule) violations the same mutation unavoidably causes (a count that is
     not whole also breaks the ALL row's total, ...); none else may appear.
     """
@@ -299,7 +300,7 @@ def _banded(b: pd.DataFrame) -> np.ndarray:
 
 
 def _type_cases(file: str, column: str, kind: str, trusts: bool = True) -> list[Case]:
-    """not_text / not_numeric and required cases of one column."""
+    """The type case of one column: not_text (a number in it) or not_numeric (text in it)."""
     cases = []
     if kind == "text":
         cases.append(Case(file, column, "not_text", _cell(file, column, 7), trusts=trusts))
