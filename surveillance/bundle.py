@@ -286,6 +286,8 @@ def _read_parquet(path: Path, name: str = "", rows: tuple[int, int] | None = Non
         del table
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _unreadable(path, f"cannot read Parquet: {exc}") from None
+    if rows is not None:
+        frame = _as_whole_file(path, frame)
     if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
         return frame  # already 0..n-1: reset_index would copy every column (seconds at 45M rows)
     return frame.reset_index(drop=True)
@@ -306,6 +308,28 @@ def _read_rows(path: Path, rows: tuple[int, int], dictionary: list[str]) -> pa.T
         return pf.schema_arrow.empty_table()
     table = pf.read_row_groups(groups)
     return table.slice(start - int(begins[groups[0]]), stop - start)
+
+
+def _as_whole_file(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """A row range with the dtypes the whole file gets: an integer column with a null anywhere
+    in the file is float64 in pandas, even in a range without nulls."""
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    for j, f in enumerate(pf.schema_arrow):
+        if not pa.types.is_integer(f.type) or f.name not in frame.columns:
+            continue
+        if pd.api.types.is_float_dtype(frame[f.name].dtype):
+            continue
+        nulls = 0
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(j).statistics
+            if stats is None or not stats.has_null_count:
+                nulls = pf.read(columns=[f.name]).column(0).null_count
+                break
+            nulls += stats.null_count
+        if nulls:
+            frame[f.name] = frame[f.name].astype("float64")
+    return frame
 
 
 def read_rows(path: Path | str, name: str, start: int, stop: int) -> pd.DataFrame:

@@ -1207,7 +1207,8 @@ def validate_bundle(
     violations: list[Violation] = []
     for name in TABLES:
         frame = bundle.table(name)
-        if name == "spells" and frame is None and chunked_spells is not None:
+        lazy = getattr(bundle, "spells_source", None) is not None
+        if name == "spells" and frame is None and lazy and chunked_spells is not None:
             violations += chunked_spells(known)
             continue
         if frame is None:

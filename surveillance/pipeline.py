@@ -558,7 +558,11 @@ def track(
 
     from surveillance import tracking
     from surveillance.banding.config import load_banding_config
+    from surveillance.output_contracts import check_output
 
+    # nothing malformed is logged either (all four tables are checked again before publishing)
+    check_output("flags.csv", ordered(flags, FLAGS_COLUMNS))
+    check_output("bands.csv", ordered(bands, BANDS_COLUMNS))
     root = Path(out).resolve()
     tracking.configure(root, experiment=MLFLOW_EXPERIMENT)
     ids = {}
@@ -623,6 +627,10 @@ def write_outputs(
         "mortality.csv": ordered(results.mortality.table, MORTALITY_COLUMNS),
         "bands.csv": ordered(results.bands, BANDS_COLUMNS),
     }
+    from surveillance.output_contracts import check_outputs
+
+    # the output contracts (DESIGN.md section 6): a malformed table stops the run unpublished
+    check_outputs(tables, results.validated.bundle.trusts["trust_code"].astype(str))
     for name, frame in tables.items():
         store.write_csv(frame, staging / name, sort_by=OUTPUT_KEYS[name])
     store.write_csv(sources_frame(results.assembly.sources), staging / "sources.csv", sort_by=None)
