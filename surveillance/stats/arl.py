@@ -19,18 +19,38 @@ CSDA 2008 (surveillance::arlCusum).
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import special
 
 from surveillance.stats import _cusum_kernels as _k
 from surveillance.stats.cusum import _odds_ratio, _risk_array
 
 # --------------------------------------------------------------------------------------------
 # Normal CUSUM
+
+
+_NORM_PDF_C = math.sqrt(2.0 * math.pi)
+
+
+def _norm_pdf(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Standard normal density, the expression of ``scipy.stats.norm.pdf`` without its overhead."""
+    return np.exp(-(x**2) / 2.0) / _NORM_PDF_C
+
+
+@functools.lru_cache(maxsize=64)
+def _gauss_legendre(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Gauss-Legendre nodes and weights on [-1, 1] (``numpy.polynomial.legendre.leggauss``),
+    computed once per order and returned read-only (they are shared between calls)."""
+    z, w = np.polynomial.legendre.leggauss(n)
+    z.setflags(write=False)
+    w.setflags(write=False)
+    return z, w
 
 
 def arl_normal_cusum(
@@ -46,27 +66,29 @@ def arl_normal_cusum(
     ----------
     Brook & Evans, Biometrika 1972;59:539. Knoth, spc package (xc1_iglarl).
     """
-    if not (np.isfinite(k) and np.isfinite(h) and np.isfinite(mu) and h > 0):
+    k, h, mu, head_start = float(k), float(h), float(mu), float(head_start)
+    if not (math.isfinite(k) and math.isfinite(h) and math.isfinite(mu) and h > 0):
         raise ValueError(f"k, h, mu: must be finite with h > 0, got k={k}, h={h}, mu={mu}")
     if not (0.0 <= head_start <= h):
         raise ValueError(f"head_start: must lie in [0, h], got {head_start}")
     if int(nodes) < 2:
         raise ValueError(f"nodes: need at least 2, got {nodes}")
     n = int(nodes)
-    z, w = np.polynomial.legendre.leggauss(n)
+    z, w = _gauss_legendre(n)
     z = h / 2.0 * (z + 1.0)
     w = w * h / 2.0
-    a = np.zeros((n + 1, n + 1))
-    a[:n, :n] = -w[None, :] * stats.norm.pdf(z[None, :] + k - z[:, None] - mu)
-    a[np.arange(n), np.arange(n)] += 1.0
-    a[:n, n] = -stats.norm.cdf(k - z - mu)
-    a[n, :n] = -w * stats.norm.pdf(z + k - mu)
-    a[n, n] = 1.0 - stats.norm.cdf(k - mu)
+    a = np.empty((n + 1, n + 1))
+    a[:n, :n] = -w[None, :] * _norm_pdf(z[None, :] + k - z[:, None] - mu)
+    diag = np.arange(n)
+    a[diag, diag] += 1.0
+    a[:n, n] = -special.ndtr(k - z - mu)
+    a[n, :n] = -w * _norm_pdf(z + k - mu)
+    a[n, n] = 1.0 - special.ndtr(k - mu)
     g = np.linalg.solve(a, np.ones(n + 1))
     return float(
         1.0
-        + stats.norm.cdf(k - head_start - mu) * g[n]
-        + np.sum(w * stats.norm.pdf(z + k - head_start - mu) * g[:n])
+        + special.ndtr(k - head_start - mu) * g[n]
+        + np.sum(w * _norm_pdf(z + k - head_start - mu) * g[:n])
     )
 
 
@@ -88,14 +110,23 @@ def arl_poisson_cusum(
     scale = 10 ** int(digits)
     hh = int(round(round(h, digits) * scale))
     kk = int(round(round(k, digits) * scale))
-    i = np.arange(hh)[:, None]
-    j = np.arange(hh)[None, :]
-    # transition i -> j > 0 needs scale * x = j + kk - i; i -> 0 needs scale * x <= kk - i
-    num = j + kk - i
+    if hh < 1:
+        raise ValueError(f"h: rounds to 0 at digits={digits}, got {h}")
+    # Transition i -> j > 0 needs scale * x = j + kk - i, which depends on d = j - i only
+    # (Toeplitz): tabulate f(d) for d = -(H-1)..H-1 and slide a window over it.
+    num = np.arange(-(hh - 1), hh) + kk
     x = num // scale
-    q = np.where((num % scale == 0) & (num >= 0), stats.poisson.pmf(x, theta), 0.0)
-    q[:, 0] = stats.poisson.cdf(np.floor((kk - np.arange(hh)) / scale), theta)
-    arl = np.linalg.solve(np.eye(hh) - q, np.ones(hh))
+    counts = np.arange(max(int(x[-1]), 0) + 1, dtype=np.float64)
+    # Poisson pmf of the counts that occur (the expression of scipy.stats.poisson.pmf)
+    pmf = np.exp(special.xlogy(counts, theta) - special.gammaln(counts + 1.0) - theta)
+    f = np.where((num % scale == 0) & (num >= 0), pmf[np.clip(x, 0, None)], 0.0)
+    a = -np.lib.stride_tricks.sliding_window_view(f, hh)[::-1]  # a[i, j] = -f(j - i)
+    # i -> 0 needs scale * x <= kk - i
+    c0 = np.floor((kk - np.arange(hh)) / scale)
+    a[:, 0] = -np.where(c0 >= 0, special.pdtr(np.maximum(c0, 0.0), theta), 0.0)
+    diag = np.arange(hh)
+    a[diag, diag] += 1.0  # I - Q
+    arl = np.linalg.solve(a, np.ones(hh))
     return float(arl[0])
 
 
