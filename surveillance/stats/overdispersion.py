@@ -26,6 +26,7 @@ NHS Digital. SHMI methodology (truncation). FunnelPlotR, R/od_adjustment.R.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -245,15 +246,33 @@ def tau2_dersimonian_laird(
 def tau2_reml(
     Y: ArrayLike, s: ArrayLike, max_iter: int = 200, tol: float = 1e-10
 ) -> float | NDArray[np.float64]:
-    """Between-unit variance tau2 by restricted maximum likelihood (Fisher scoring).
+    """Between-unit variance tau2 by restricted maximum likelihood (Newton / Fisher scoring).
 
     Random-effects model Y_i ~ N(mu, s_i^2 + tau2) with mu estimated; units with NaN Y or s are
     ignored. Starts from the DerSimonian-Laird value about the weighted mean, truncated at 0.
+    Each step divides the score by the observed information where the restricted likelihood is
+    concave (Newton: quadratic convergence near the maximum) and by the expected (Fisher)
+    information elsewhere; Fisher scoring alone can oscillate for hundreds of steps when the
+    sampling variances differ by orders of magnitude. Steps are truncated at 0, so tau2 is never
+    negative and a row whose estimate is 0 stays 0.
+
+    Convergence is relative: a row has converged when a step changes tau2 by at most
+    ``tol * max(tau2, 1e-2 * mean(s^2))``. The floor, 1% of the mean sampling variance, makes the
+    rule absolute (and free of the data's scale) for a tau2 near 0, whose relative digits carry
+    no information. Near the maximum the steps are Newton steps, so once one is below ``tol``
+    relative the estimate is exact to rounding (~1e-15 relative); ``tol`` stays well above the
+    rounding noise of a step (~1e-13 relative). Iterations stop at ``max_iter`` in any case, with
+    a RuntimeWarning naming the rows that had not converged.
 
     References
     ----------
-    Viechtbauer 2005, J Educ Behav Stat 30:261, eqs. 11-12.
+    Viechtbauer 2005, J Educ Behav Stat 30:261, eqs. 11-12 (score and Fisher information);
+    Harville, JASA 1977;72:320 (REML derivatives: d P / d tau2 = -P P).
     """
+    if not tol > 0:
+        raise ValueError(f"tol: must be positive, got {tol}")
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter: must be a positive integer, got {max_iter}")
     y, was_1d = _as_2d(Y)
     sd, _ = _as_2d(s)
     if y.shape != sd.shape:
@@ -262,6 +281,7 @@ def tau2_reml(
     v = np.where(used, sd * sd, 1.0)
     yy = np.where(used, y, 0.0)
     n = used.sum(axis=-1)
+    fit = n >= 2  # fewer than two units: no between-unit variance (tau2 = 0)
     # DL start about the fixed-effect mean.
     w0 = np.where(used, 1.0 / v, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -269,23 +289,39 @@ def tau2_reml(
         q = (w0 * (yy - mu0[:, None]) ** 2).sum(-1)
         c = w0.sum(-1) - (w0 * w0).sum(-1) / w0.sum(-1)
         tau2 = np.maximum(0.0, np.nan_to_num((q - (n - 1)) / c))
-        for _ in range(max_iter):
+        floor = 1e-2 * np.where(used, v, 0.0).sum(-1) / np.maximum(n, 1)
+        for _ in range(int(max_iter)):
             w = np.where(used, 1.0 / (v + tau2[:, None]), 0.0)
             sw = w.sum(-1)
             mu = (w * yy).sum(-1) / sw
-            r2 = np.where(used, (yy - mu[:, None]) ** 2, 0.0)
-            sw2 = (w * w).sum(-1)
-            sw3 = (w * w * w).sum(-1)
+            r = np.where(used, yy - mu[:, None], 0.0)  # P y = w r
+            w2 = w * w
+            sw2 = w2.sum(-1)
+            sw3 = (w2 * w).sum(-1)
             tr_p = sw - sw2 / sw
             tr_pp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
-            score = (w * w * r2).sum(-1) - tr_p
-            new = np.maximum(0.0, tau2 + score / tr_pp)
-            new = np.where(np.isfinite(new), new, 0.0)
-            done = np.all(np.abs(new - tau2) <= tol * np.maximum(1.0, tau2))
+            w2r = w2 * r
+            score = (w2r * r).sum(-1) - tr_p  # y'PPy - tr P, twice dl/dtau2
+            # twice the observed information, 2 y'PPPy - tr PP (Fisher's expects tr PP)
+            observed = 2.0 * ((w2r * w * r).sum(-1) - w2r.sum(-1) ** 2 / sw) - tr_pp
+            info = np.where(observed > 0, observed, tr_pp)
+            new = np.maximum(0.0, tau2 + score / info)
+            new = np.where(np.isfinite(new) & fit, new, 0.0)
+            step = np.abs(new - tau2)
             tau2 = new
-            if done:
+            converged = step <= tol * np.maximum(tau2, floor)
+            if np.all(converged):
                 break
-    tau2 = np.where(n >= 2, tau2, 0.0)
+    if not np.all(converged):
+        rows = np.flatnonzero(~converged)
+        warnings.warn(
+            f"tau2_reml: no convergence in max_iter={max_iter} steps for row(s) "
+            f"{rows[:10].tolist()}{' ...' if rows.size > 10 else ''} (last relative step "
+            f"{float(np.max(step[rows] / np.maximum(tau2[rows], floor[rows]))):.1e} > tol={tol:g})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    tau2 = np.where(fit, tau2, 0.0)
     return _scalar(tau2, was_1d)
 
 

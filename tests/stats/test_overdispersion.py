@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,6 +165,107 @@ def test_reml_is_zero_without_heterogeneity():
     s = np.full(50, 0.2)
     y = np.linspace(-0.01, 0.01, 50)
     assert tau2_reml(y, s) == 0.0
+
+
+# metafor REML values, computed with (R 4.2.2 Patched (2022-11-10 r83330), metafor 3.8.1,
+# 2026-11-26):
+#   rma(yi = y, sei = s, method = "REML", control = list(threshold = 1e-15, maxiter = 10000))$tau2
+# printed with sprintf("%.17g"), on the data of _REML_DATA below (same literals in R). As a
+# check, uniroot of the REML score on the same data gave 0.00034836041906096467 (rates) and
+# 0.011273682098324043 (log ratios): metafor and the score root agree to ~1e-14 relative.
+_DEATHS = np.array([21, 62, 18, 110, 40, 60, 9, 82, 101, 31, 45, 70], dtype=float)
+_SPELLS = np.array([420, 610, 250, 1030, 380, 905, 190, 820, 1150, 260, 700, 690], dtype=float)
+_OBS = np.array([35, 120, 48, 260, 75, 19, 150, 88, 210, 64], dtype=float)
+_EXP = np.array([41.5, 101.2, 50.3, 231.8, 90.4, 15.1, 166.0, 70.2, 228.9, 60.7])
+_REML_DATA = {
+    # rates of 12 trusts, s from a national rate of 0.08: tau2 ~ 3e-4, as for rate indicators
+    "rates": (_DEATHS / _SPELLS, np.sqrt(0.08 * 0.92 / _SPELLS), 0.00034836041906098977),
+    # log(O/E) of 10 trusts, s = 1/sqrt(O)
+    "log_ratios": (np.log(_OBS / _EXP), 1 / np.sqrt(_OBS), 0.011273682098324035),
+    # no heterogeneity: metafor gives 0
+    "homogeneous": (np.array([0.10, 0.11, 0.09, 0.10, 0.105, 0.095]), np.full(6, 0.02), 0.0),
+}
+
+
+@pytest.mark.parametrize("name", list(_REML_DATA))
+def test_reml_matches_metafor(name):
+    y, s, tau2_metafor = _REML_DATA[name]
+    assert tau2_reml(y, s) == pytest.approx(tau2_metafor, rel=1e-9, abs=0.0)
+
+
+def test_reml_batched_with_missing_units_matches_metafor():
+    rows = list(_REML_DATA.values())
+    width = max(r[0].shape[0] for r in rows)
+    y = np.full((len(rows), width), np.nan)
+    s = np.full((len(rows), width), np.nan)
+    for i, (yi, si, _) in enumerate(rows):
+        y[i, : yi.shape[0]], s[i, : si.shape[0]] = yi, si
+    np.testing.assert_allclose(tau2_reml(y, s), [r[2] for r in rows], rtol=1e-9, atol=0.0)
+
+
+def _reml_score(tau2, y, s):
+    """Twice the derivative of the restricted log-likelihood: y'PPy - tr P (Harville 1977)."""
+    w = 1 / (s**2 + tau2)
+    mu = np.sum(w * y) / np.sum(w)
+    return np.sum(w**2 * (y - mu) ** 2) - (np.sum(w) - np.sum(w**2) / np.sum(w))
+
+
+def test_reml_convergence_is_relative_for_small_tau2():
+    """Rescaling Y and s by c scales tau2 by c^2 exactly: a criterion absolute in tau2 (as the
+    former 1e-10 one) breaks this for small c, a relative one keeps it to rounding."""
+    y, s, _ = _REML_DATA["log_ratios"]
+    base = tau2_reml(y, s)
+    for c in (1e-1, 1e-2, 1e-3, 1e-4):
+        assert tau2_reml(c * y, c * s) == pytest.approx(c * c * base, rel=1e-12)
+    # and the estimate is the root of the REML score to rounding, however small tau2 is
+    for c in (1.0, 1e-4):
+        t = tau2_reml(c * y, c * s)
+        root = optimize.brentq(
+            _reml_score, 0.5 * t, 2 * t, args=(c * y, c * s), xtol=1e-30, rtol=1e-15
+        )
+        assert t == pytest.approx(root, rel=1e-12)
+
+
+# Sampling variances over 5 orders of magnitude (numpy seed 761, s = exp(U(-6, 1)), 20 units).
+# Fisher scoring alone oscillates here: metafor's rma(method = "REML") stops with "Fisher scoring
+# algorithm did not converge" (default control, and with threshold = 1e-15, maxiter = 10000); with
+# control = list(threshold = 1e-15, maxiter = 10000, stepadj = 0.5) it gives
+# 9.7167389545885647e-05, and uniroot of the REML score 9.7167389545898373e-05 (R 4.2.2, metafor
+# 3.8.1, 2026-11-26). Our former Fisher-only iteration returned 0 here.
+_OSCILLATING = np.random.default_rng(761)
+_OSC_S = np.exp(_OSCILLATING.uniform(-6, 1, 20))
+_OSC_Y = _OSCILLATING.normal(0.0, np.sqrt(_OSC_S**2 + 1e-5))
+
+
+def test_reml_converges_where_fisher_scoring_oscillates():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no convergence" warning
+        t = tau2_reml(_OSC_Y, _OSC_S)
+    assert t == pytest.approx(9.7167389545898373e-05, rel=1e-9)  # uniroot in R
+    assert t == pytest.approx(9.7167389545885647e-05, rel=1e-9)  # metafor, stepadj = 0.5
+
+
+def test_reml_is_never_negative_and_zero_is_a_fixed_point():
+    rng = np.random.default_rng(4)
+    s = rng.uniform(0.01, 0.3, size=(50, 25))
+    y = rng.normal(0.0, s)  # no heterogeneity: many estimates at the boundary 0
+    t = tau2_reml(y, s)
+    assert np.all(t >= 0) and np.sum(t == 0) >= 10
+    for i in np.flatnonzero(t == 0):
+        assert _reml_score(0.0, y[i], s[i]) <= 0  # the boundary is the maximum
+        assert tau2_reml(y[i], s[i]) == 0.0  # exactly, one row at a time as in the batch
+    for i in np.flatnonzero(t > 0):
+        assert _reml_score(0.0, y[i], s[i]) > 0
+
+
+def test_reml_warns_when_max_iter_is_reached_and_checks_options():
+    y, s, _ = _REML_DATA["log_ratios"]
+    with pytest.warns(RuntimeWarning, match="no convergence in max_iter=1"):
+        tau2_reml(y, s, max_iter=1)
+    with pytest.raises(ValueError, match="tol"):
+        tau2_reml(y, s, tol=0.0)
+    with pytest.raises(ValueError, match="max_iter"):
+        tau2_reml(y, s, max_iter=0)
 
 
 def test_phi_chi2_test_is_chi2_upper_tail():
