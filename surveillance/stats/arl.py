@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
+from scipy.linalg.lapack import dgesv as _dgesv
 
 from surveillance.stats import _cusum_kernels as _k
 from surveillance.stats.cusum import _odds_ratio, _risk_array
@@ -35,12 +36,7 @@ from surveillance.stats.cusum import _odds_ratio, _risk_array
 # Normal CUSUM
 
 
-_NORM_PDF_C = math.sqrt(2.0 * math.pi)
-
-
-def _norm_pdf(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Standard normal density, the expression of ``scipy.stats.norm.pdf`` without its overhead."""
-    return np.exp(-(x**2) / 2.0) / _NORM_PDF_C
+_NORM_PDF_C = math.sqrt(2.0 * math.pi)  # as scipy.stats.norm.pdf divides by it
 
 
 @functools.lru_cache(maxsize=64)
@@ -77,19 +73,29 @@ def arl_normal_cusum(
     z, w = _gauss_legendre(n)
     z = h / 2.0 * (z + 1.0)
     w = w * h / 2.0
+    # Starting points x: the n nodes, the atom 0 and the head start. Row x of `kern` holds
+    # -w_j phi(z_j + k - x - mu); `cdf` holds Phi(k - x - mu).
+    x = np.empty(n + 2)
+    x[:n] = z
+    x[n] = 0.0
+    x[n + 1] = head_start
+    kern = np.subtract((z + k)[None, :], x[:, None])
+    kern -= mu
+    np.square(kern, out=kern)  # the density phi, in place
+    kern /= -2.0
+    np.exp(kern, out=kern)
+    kern /= _NORM_PDF_C
+    kern *= -w
+    cdf = special.ndtr(k - x - mu)
+    # (I - K) g = 1 on the nodes and the atom
     a = np.empty((n + 1, n + 1))
-    a[:n, :n] = -w[None, :] * _norm_pdf(z[None, :] + k - z[:, None] - mu)
-    diag = np.arange(n)
-    a[diag, diag] += 1.0
-    a[:n, n] = -special.ndtr(k - z - mu)
-    a[n, :n] = -w * _norm_pdf(z + k - mu)
-    a[n, n] = 1.0 - special.ndtr(k - mu)
-    g = np.linalg.solve(a, np.ones(n + 1))
-    return float(
-        1.0
-        + special.ndtr(k - head_start - mu) * g[n]
-        + np.sum(w * _norm_pdf(z + k - head_start - mu) * g[:n])
-    )
+    a[:, :n] = kern[: n + 1]
+    a[:, n] = -cdf[: n + 1]
+    a.reshape(-1)[:: n + 2] += 1.0  # the diagonal (a is C-contiguous: reshape is a view)
+    lu, piv, g, info = _dgesv(a, np.ones(n + 1))  # LAPACK dgesv, as numpy.linalg.solve
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular ARL system (dgesv info={info})")
+    return float(1.0 + cdf[n + 1] * g[n] + np.sum(-kern[n + 1] * g[:n]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,7 +132,9 @@ def arl_poisson_cusum(
     a[:, 0] = -np.where(c0 >= 0, special.pdtr(np.maximum(c0, 0.0), theta), 0.0)
     diag = np.arange(hh)
     a[diag, diag] += 1.0  # I - Q
-    arl = np.linalg.solve(a, np.ones(hh))
+    lu, piv, arl, info = _dgesv(a, np.ones(hh))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular ARL system (dgesv info={info})")
     return float(arl[0])
 
 
