@@ -119,19 +119,23 @@ def arl_poisson_cusum(
     if hh < 1:
         raise ValueError(f"h: rounds to 0 at digits={digits}, got {h}")
     # Transition i -> j > 0 needs scale * x = j + kk - i, which depends on d = j - i only
-    # (Toeplitz): tabulate f(d) for d = -(H-1)..H-1 and slide a window over it.
-    num = np.arange(-(hh - 1), hh) + kk
-    x = num // scale
-    counts = np.arange(max(int(x[-1]), 0) + 1, dtype=np.float64)
+    # (Toeplitz): tabulate f(d) for d = -(H-1)..H-1, f(m * scale - kk) = P(x = m), 0 elsewhere.
+    counts = np.arange((hh - 1 + kk) // scale + 1, dtype=np.float64)
     # Poisson pmf of the counts that occur (the expression of scipy.stats.poisson.pmf)
     pmf = np.exp(special.xlogy(counts, theta) - special.gammaln(counts + 1.0) - theta)
-    f = np.where((num % scale == 0) & (num >= 0), pmf[np.clip(x, 0, None)], 0.0)
-    a = -np.lib.stride_tricks.sliding_window_view(f, hh)[::-1]  # a[i, j] = -f(j - i)
+    pos = np.arange(counts.shape[0]) * scale - kk + (hh - 1)  # index of d = m * scale - kk
+    inside = pos >= 0
+    f = np.zeros(2 * hh - 1)
+    f[pos[inside]] = pmf[inside]
+    # a[i, j] = -f(j - i): row i starts at f[H - 1 - i] (a read-only strided view, then copied)
+    window = np.lib.stride_tricks.as_strided(
+        f[hh - 1 :], shape=(hh, hh), strides=(-f.strides[0], f.strides[0]), writeable=False
+    )
+    a = np.negative(window, out=np.empty((hh, hh)))
     # i -> 0 needs scale * x <= kk - i
     c0 = np.floor((kk - np.arange(hh)) / scale)
     a[:, 0] = -np.where(c0 >= 0, special.pdtr(np.maximum(c0, 0.0), theta), 0.0)
-    diag = np.arange(hh)
-    a[diag, diag] += 1.0  # I - Q
+    a.reshape(-1)[:: hh + 1] += 1.0  # I - Q (a is C-contiguous: reshape is a view)
     lu, piv, arl, info = _dgesv(a, np.ones(hh))
     if info != 0:
         raise np.linalg.LinAlgError(f"singular ARL system (dgesv info={info})")
