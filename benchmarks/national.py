@@ -135,14 +135,32 @@ def instrument(module: Any, stages: dict[str, str], records: list[dict[str, Any]
         setattr(module, attr, wrap(getattr(module, attr), name))
 
 
-def child_run(data: str, out: str, report: str, profile: str | None) -> None:
-    """One quarter with :func:`run_quarter`; stage records (and profile) written to ``report``."""
+def child_run(
+    data: str, out: str, report: str, profile: str | None, spells: str = "memory", workers: int = 0
+) -> None:
+    """One quarter with :func:`run_quarter`; stage records (and profile) written to ``report``.
+
+    ``spells``: the run's spell engine (``memory`` or ``chunked``); with ``workers`` > 0 a Dask
+    ``LocalCluster`` of that many single-threaded worker processes is started first and the
+    chunked spell-level steps run on it as a Dask data frame (the workers' own peak memory is
+    recorded too: it is not part of this process's).
+    """
     from surveillance import pipeline
 
     records: list[dict[str, Any]] = []
     instrument(pipeline, STAGES, records)
-    options = pipeline.RunOptions(data_dir=Path(data), quarter=QUARTER, out=Path(out))
+    options = pipeline.RunOptions(
+        data_dir=Path(data), quarter=QUARTER, out=Path(out), spells=spells
+    )
     body: dict[str, Any] = {}
+    cluster = client = None
+    if workers:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
     if profile:
         import cProfile
         import io
@@ -158,6 +176,12 @@ def child_run(data: str, out: str, report: str, profile: str | None) -> None:
         body["profile_text"] = text.getvalue()
     else:
         summary = pipeline.run_quarter(options)
+    if client is not None:
+        body["worker_peak_rss_mib"] = sorted(
+            round(v / 1024, 0) for v in client.run(lambda: _status_kib("VmHWM")).values()
+        )
+        client.close()
+        cluster.close()
     body.update({"stages": records, "bands": summary.band_counts, "new_alerts": summary.new_alerts})
     Path(report).write_text(json.dumps(body, default=str))
 
@@ -216,12 +240,16 @@ def ensure_bundle(root: Path, scale: str) -> tuple[Path, dict[str, Any]]:
     return data, info
 
 
-def run_scale(root: Path, scale: str, profile: bool) -> dict[str, Any]:
+def run_scale(
+    root: Path, scale: str, profile: bool, spells: str = "memory", workers: int = 0
+) -> dict[str, Any]:
     data, info = ensure_bundle(root, scale)
-    out = root / "out" / scale
+    mode = mode_name(spells, workers)
+    out = root / "out" / (scale if mode == "memory" else f"{scale}-{mode}")
     shutil.rmtree(out, ignore_errors=True)
-    report = root / f"stages-{scale}.json"
-    args = ["--child-run", str(data), str(out), str(report)]
+    report = root / f"stages-{scale}-{mode}.json"
+    args = ["--child-run", str(data), str(out), str(report), "--child-spells", spells]
+    args += ["--child-workers", str(workers)]
     prof_path = root / f"profile-{scale}.prof"
     if profile:
         args += ["--child-profile", str(prof_path)]
@@ -232,13 +260,61 @@ def run_scale(root: Path, scale: str, profile: bool) -> dict[str, Any]:
     # largest of the stage peaks and what the kernel reports at exit
     stage_peak = max((s["peak_rss_mib"] for s in body["stages"]), default=0.0)
     measured["peak_rss_mib"] = max(measured["peak_rss_mib"], stage_peak)
-    row = {"scale": scale, **info, **measured, "stages": body["stages"]}
+    row = {"scale": scale, "mode": mode, **info, **measured, "stages": body["stages"]}
+    if "worker_peak_rss_mib" in body:
+        row["worker_peak_rss_mib"] = body["worker_peak_rss_mib"]
+    row["output_sha256"] = {
+        k: v for k, v in tree_hashes(out / QUARTER).items() if k not in VOLATILE
+    }
     row["pipeline_stage_seconds"] = timings.get("stage_seconds", {})
     row["bands"] = body["bands"]
     if profile:
         row["profile_text"] = body.get("profile_text", "")
         row["profile_file"] = str(prof_path)
     return row
+
+
+def mode_name(spells: str, workers: int) -> str:
+    return f"dask{workers}" if workers else spells
+
+
+def run_modes(root: Path, scale: str, workers: int) -> dict[str, Any]:
+    """The same scale with the spells in memory, streamed by row group (chunked, one process) and
+    as a Dask data frame on ``workers`` worker processes; are the published files identical?"""
+    rows = [
+        run_scale(root, scale, False, "memory"),
+        run_scale(root, scale, False, "chunked"),
+        run_scale(root, scale, False, "chunked", workers),
+    ]
+    base = rows[0]["output_sha256"]
+    for r in rows:
+        r["differing_files"] = sorted(
+            n
+            for n in set(base) | set(r["output_sha256"])
+            if base.get(n) != r["output_sha256"].get(n)
+        )
+    return {
+        "scale": scale,
+        "spells": rows[0]["spells"],
+        "files_compared": len(base),
+        "runs": [
+            {
+                k: r.get(k)
+                for k in (
+                    "mode",
+                    "seconds",
+                    "cpu_seconds",
+                    "peak_rss_mib",
+                    "worker_peak_rss_mib",
+                    "load_before",
+                    "differing_files",
+                )
+            }
+            for r in rows
+        ],
+        "stage_table": stage_table(rows, key="mode"),
+        "identical": all(not r["differing_files"] for r in rows),
+    }
 
 
 def tree_hashes(run_dir: Path) -> dict[str, str]:
@@ -277,8 +353,9 @@ def dask_comparison(root: Path) -> dict[str, Any]:
     }
 
 
-def stage_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per stage, columns ``<scale> s`` / ``<scale> cpu`` / ``<scale> MiB``."""
+def stage_table(rows: list[dict[str, Any]], key: str = "scale") -> list[dict[str, Any]]:
+    """One row per stage, columns ``<key> s`` / ``<key> cpu`` / ``<key> MiB`` (key: scale or
+    mode)."""
     order: list[str] = []
     for r in rows:
         for s in r["stages"]:
@@ -289,15 +366,15 @@ def stage_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         line: dict[str, Any] = {"stage": stage}
         for r in rows:
             rec = [s for s in r["stages"] if s["stage"] == stage]
-            line[f"{r['scale']} s"] = round(sum(s["seconds"] for s in rec), 1) if rec else ""
-            line[f"{r['scale']} cpu"] = round(sum(s["cpu_seconds"] for s in rec), 1) if rec else ""
-            line[f"{r['scale']} MiB"] = max((s["peak_rss_mib"] for s in rec), default="")
+            line[f"{r[key]} s"] = round(sum(s["seconds"] for s in rec), 1) if rec else ""
+            line[f"{r[key]} cpu"] = round(sum(s["cpu_seconds"] for s in rec), 1) if rec else ""
+            line[f"{r[key]} MiB"] = max((s["peak_rss_mib"] for s in rec), default="")
         table.append(line)
     total: dict[str, Any] = {"stage": "TOTAL (process)"}
     for r in rows:
-        total[f"{r['scale']} s"] = r["seconds"]
-        total[f"{r['scale']} cpu"] = r["cpu_seconds"]
-        total[f"{r['scale']} MiB"] = r["peak_rss_mib"]
+        total[f"{r[key]} s"] = r["seconds"]
+        total[f"{r[key]} cpu"] = r["cpu_seconds"]
+        total[f"{r[key]} MiB"] = r["peak_rss_mib"]
     table.append(total)
     return table
 
@@ -312,9 +389,24 @@ def main() -> None:
     parser.add_argument("--child-run", nargs=3, metavar=("DATA", "OUT", "REPORT"))
     parser.add_argument("--child-profile", default=None)
     parser.add_argument("--child-flow", nargs=4, metavar=("DATA", "OUT", "RUNNER", "CODE"))
+    parser.add_argument("--child-spells", default="memory")
+    parser.add_argument("--child-workers", type=int, default=0)
+    parser.add_argument(
+        "--modes",
+        default=None,
+        choices=SCALES,
+        help="also run this scale with the spells streamed and on a Dask cluster; compare outputs",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Dask worker processes (--modes)")
+    parser.add_argument("--modes-only", action="store_true", help="only the --modes comparison")
     args = parser.parse_args()
     if args.child_run:
-        child_run(*args.child_run, profile=args.child_profile)
+        child_run(
+            *args.child_run,
+            profile=args.child_profile,
+            spells=args.child_spells,
+            workers=args.child_workers,
+        )
         return
     if args.child_flow:
         child_flow(*args.child_flow)
@@ -322,13 +414,24 @@ def main() -> None:
 
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
+    previous = ROOT / "benchmarks" / "results" / "national.json"
+    old = json.loads(previous.read_text()) if previous.is_file() else {}
+    modes = old.get("modes")
+    modes_scale = args.modes or ("demo" if args.skip_slow else "national")
+    if args.modes_only or args.modes or not old.get("modes"):
+        print(f"== modes at {modes_scale}", flush=True)
+        modes = run_modes(root, modes_scale, args.workers)
+        print_table(modes["stage_table"], f"{modes_scale}: memory, chunked and Dask")
+        print(f"identical outputs across modes: {modes['identical']}")
+    if args.modes_only:
+        old["modes"] = modes
+        write_result("national", old)
+        return
     scales = args.scales or (["demo"] if args.skip_slow else list(SCALES))
     rows = []
     for scale in scales:
         print(f"== {scale}", flush=True)
         rows.append(run_scale(root, scale, profile=args.profile and scale == scales[-1]))
-    previous = ROOT / "benchmarks" / "results" / "national.json"
-    old = json.loads(previous.read_text()) if previous.is_file() else {}
     if args.scales and not args.skip_slow:
         # rerun of some scales: keep the other scales' last measurements (marked as such)
         kept = [dict(r, rerun=False) for r in old.get("scales", []) if r["scale"] not in scales]
@@ -366,6 +469,7 @@ def main() -> None:
         "scales": rows,
         "stage_table": stage_table(rows),
         "dask": dask,
+        "modes": modes,
         "targets": {
             "seconds": TARGET_SECONDS,
             "gib": TARGET_GIB,

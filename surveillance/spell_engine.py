@@ -142,10 +142,17 @@ def chunks_for(bundle: Bundle, client: Any | None = None) -> Iterator[Chunks | N
 
 @contextmanager
 def _task_dask_client() -> Iterator[Any | None]:
-    """prefect-dask's client when this runs in a Prefect task on a Dask worker; else the current
-    ``distributed`` client if the caller made one; else ``None``."""
+    """A client of the cluster this runs on when it is a task on a Dask worker (a Prefect task
+    under the Dask task runner); else the current ``distributed`` client if the caller made one;
+    else ``None``.
+
+    On a worker, ``distributed.worker_client`` secedes the task's thread from the worker's pool
+    while it waits for the partitions: with one thread per worker, a task that simply waited
+    (``prefect_dask.get_dask_client`` does not secede) would hold the thread its partitions need,
+    and two such tasks (derive and mortality run together) deadlock a 2-worker cluster.
+    """
     try:
-        from distributed import default_client, get_worker
+        from distributed import default_client, get_worker, worker_client
     except ImportError:  # pragma: no cover - dask is a dependency
         yield None
         return
@@ -158,14 +165,7 @@ def _task_dask_client() -> Iterator[Any | None]:
             client = None
         yield client
         return
-    from prefect.context import TaskRunContext
-
-    if TaskRunContext.get() is None:
-        yield None
-        return
-    from prefect_dask import get_dask_client
-
-    with get_dask_client() as client:
+    with worker_client() as client:
         yield client
 
 
