@@ -8,7 +8,9 @@ Run only when ``Rscript`` is on PATH (CI has no R: the result then says ``"skipp
   :func:`arl_poisson_cusum`;
 - overdispersion: FunnelPlotR is not packaged in Debian, so its limits are not run here (the
   FunnelPlotR oracles in ../shared/oracles are checked by tests/stats). ``metafor::rma`` (Debian
-  ``r-cran-metafor``) checks our REML tau2 and the DerSimonian-Laird denominator; the exact
+  ``r-cran-metafor``) checks our REML tau2 (ours with its defaults; metafor's Fisher scoring run
+  to an absolute threshold of 1e-15, and also timed at its defaults; both against the REML
+  score root in extended precision) and the DerSimonian-Laird denominator; the exact
   interpolated Poisson/binomial funnel limits (Spiegelhalter 2005, appendix A.1.1) are checked
   against a transcription in base R (``qpois``/``ppois``, ``qbinom``/``pbinom``);
 - grouped risk-adjusted CUSUM (Steiner et al. 2000): :func:`grouped_ra_cusum` vs a plain R loop
@@ -29,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numba
@@ -47,6 +50,8 @@ from surveillance.stats.overdispersion import tau2_dersimonian_laird, tau2_reml 
 
 NAME = "r_compare"
 PATH_TOL = 1e-9
+R_REML_THRESHOLD = 1e-15  # metafor: absolute |change| in tau2
+R_REML_MAXITER = 10000
 
 
 class RError(RuntimeError):
@@ -215,6 +220,29 @@ def simulate_meta(n_sets: int, n_units: int, seed: int) -> tuple[np.ndarray, np.
     return y, s
 
 
+def reml_score_root(y: np.ndarray, s: np.ndarray, start: float) -> np.longdouble:
+    """Root of the REML score y'PPy - tr P in extended precision (numpy longdouble).
+
+    An independent referee for both REML fits: Newton's method on the score itself with a
+    central-difference derivative, from ``start``; the score is summed in 80-bit floats, so the
+    root is good to far better than double rounding (Viechtbauer 2005, eq. 11).
+    """
+    v = s.astype(np.longdouble) ** 2
+    yy = y.astype(np.longdouble)
+
+    def score(t):
+        w = 1 / (v + t)
+        sw = w.sum()
+        mu = (w * yy).sum() / sw
+        return (w * w * (yy - mu) ** 2).sum() - (sw - (w * w).sum() / sw)
+
+    t = np.longdouble(start)
+    for _ in range(8):
+        h = t * np.longdouble(1e-6)
+        t = t - score(t) * 2 * h / (score(t + h) - score(t - h))
+    return t
+
+
 def overdispersion_section(workdir: Path, reps: int) -> dict:
     n_sets, n_units = 200, 161
     y, s = simulate_meta(n_sets, n_units, seed=20240611)
@@ -226,25 +254,47 @@ ns <- {n_sets}; nu <- {n_units}
 # Python writes row-major (set, unit): read as nu x ns, column j = set j
 y <- matrix(readBin("y.f64", "double", ns * nu, endian = "little"), nu, ns)
 s <- matrix(readBin("s.f64", "double", ns * nu, endian = "little"), nu, ns)
-ctl <- list(threshold = 1e-12, maxiter = 1000, stepadj = 0.5)
-fit <- function(method) vapply(seq_len(ns), function(j)
-  rma(yi = y[, j], sei = s[, j], method = method, control = ctl)$tau2, 0.0)
-reml <- fit("REML"); dl <- fit("DL")
-t0 <- proc.time()[["elapsed"]]; for (i in seq_len({reps})) reml <- fit("REML")
+# Fisher scoring (stepadj 1) to |change| <= 1e-15, so that the comparison is with the root
+tight <- list(threshold = {R_REML_THRESHOLD}, maxiter = {R_REML_MAXITER})
+# One untimed verbose pass: rma stops with an error when Fisher scoring does not converge and
+# prints the iteration count when it does; warnings (e.g. ll0check resetting tau2 to 0) are counted.
+iters <- rep(NA_real_, ns); n_warn <- 0L
+for (j in seq_len(ns)) {{
+  out <- capture.output(f <- withCallingHandlers(
+    tryCatch(rma(yi = y[, j], sei = s[, j], method = "REML", control = tight, verbose = TRUE),
+             error = function(e) NULL),
+    warning = function(w) {{ n_warn <<- n_warn + 1L; invokeRestart("muffleWarning") }}))
+  m <- regmatches(out, regexpr("converged after [0-9]+", out))
+  if (!is.null(f) && length(m) == 1L) iters[j] <- as.numeric(sub("converged after ", "", m))
+}}
+fit <- function(method, control = list()) vapply(seq_len(ns), function(j)
+  rma(yi = y[, j], sei = s[, j], method = method, control = control)$tau2, 0.0)
+reml <- fit("REML", tight); reml_default <- fit("REML"); dl <- fit("DL")
+t0 <- proc.time()[["elapsed"]]; for (i in seq_len({reps})) reml <- fit("REML", tight)
 t_reml <- (proc.time()[["elapsed"]] - t0) / ({reps} * ns)
+t0 <- proc.time()[["elapsed"]]; for (i in seq_len({reps})) reml_default <- fit("REML")
+t_default <- (proc.time()[["elapsed"]] - t0) / ({reps} * ns)
 t0 <- proc.time()[["elapsed"]]; for (i in seq_len({reps})) dl <- fit("DL")
 t_dl <- (proc.time()[["elapsed"]] - t0) / ({reps} * ns)
 writeBin(reml, "reml.f64", endian = "little"); writeBin(dl, "dl.f64", endian = "little")
-cat(t_reml, t_dl, "\\n")
+writeBin(reml_default, "reml_default.f64", endian = "little")
+writeBin(iters, "iters.f64", endian = "little")
+cat(t_reml, t_default, t_dl, n_warn, "\\n")
 """
-    t_reml_r, t_dl_r = (float(v) for v in run_r(code, workdir).split())
+    t_reml_r, t_default_r, t_dl_r, n_warn_r = (float(v) for v in run_r(code, workdir).split())
     r_reml = np.fromfile(workdir / "reml.f64", dtype="<f8")
+    r_default = np.fromfile(workdir / "reml_default.f64", dtype="<f8")
     r_dl = np.fromfile(workdir / "dl.f64", dtype="<f8")
+    r_iters = np.fromfile(workdir / "iters.f64", dtype="<f8")
+    r_converged = np.isfinite(r_iters)
 
-    # REML: one call per set (as R) and all sets in one vectorised call
-    ours_reml = np.array([tau2_reml(y[j], s[j]) for j in range(n_sets)])
+    # REML with our defaults: one call per set (as R) and all sets in one vectorised call
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours_reml = np.array([tau2_reml(y[j], s[j]) for j in range(n_sets)])
+        batch_reml = tau2_reml(y, s)
     t_reml_one, _ = timed(lambda: [tau2_reml(y[j], s[j]) for j in range(n_sets)], repeat=reps)
-    t_reml_batch, batch_reml = timed(lambda: tau2_reml(y, s), repeat=reps)
+    t_reml_batch, _ = timed(lambda: tau2_reml(y, s), repeat=reps)
 
     # DerSimonian-Laird about the fixed-effect mean is our phi-based estimator with I phi = Q
     # (Cochran's Q about the inverse-variance weighted mean): tau2 = (Q - (I-1)) / (sum w -
@@ -258,8 +308,20 @@ cat(t_reml, t_dl, "\\n")
 
     t_dl_batch, dl = timed(ours_dl, repeat=reps)
     big = r_reml > 1e-8  # where tau2 is not at the boundary 0
-    # our default stop is |change| <= 1e-10 * max(1, tau2): absolute for the tau2 < 1 of rates
-    tight = tau2_reml(y, s, tol=1e-15, max_iter=5000)
+    # above our floor 1e-2 mean(s^2) our stopping rule is relative; below it, absolute
+    floor = 1e-2 * np.mean(s * s, axis=1)
+    above = r_reml > floor
+    roots = {j: reml_score_root(y[j], s[j], ours_reml[j]) for j in np.flatnonzero(big)}
+
+    def root_distance(values, sets=None):
+        keys = roots if sets is None else [j for j in roots if sets[j]]
+        return float(max(abs(np.longdouble(values[j]) - roots[j]) / roots[j] for j in keys))
+
+    rel_big = np.abs(ours_reml[big] - r_reml[big]) / r_reml[big]
+    worst = int(np.flatnonzero(big)[np.argmax(rel_big)])
+    # sets where ours is exactly 0 and metafor is not: metafor halves a step that would cross 0,
+    # so at the boundary it creeps towards 0 and stops at a tiny positive value
+    zero_ours = (ours_reml == 0) & (r_reml > 0)
     return {
         "funnelplotr": (
             "not available: FunnelPlotR is not packaged in Debian (no r-cran-funnelplotr) and "
@@ -269,25 +331,72 @@ cat(t_reml, t_dl, "\\n")
         "data": f"{n_sets} sets of {n_units} units, Y ~ N(0.1, s^2 + tau2), "
         "tau2 in {0, 1e-4, 1e-3, 1e-2}, seed 20240611",
         "tau2_reml": {
-            "r_function": "metafor::rma(yi, sei, method='REML', threshold=1e-12)$tau2",
-            "ours": "surveillance.stats.overdispersion.tau2_reml(Y, s)",
+            "r_function": "metafor::rma(yi, sei, method='REML', control=list(threshold="
+            f"{R_REML_THRESHOLD:g}, maxiter={R_REML_MAXITER}))$tau2",
+            "ours": "surveillance.stats.overdispersion.tau2_reml(Y, s) (defaults: tol=1e-10, "
+            "max_iter=200)",
+            "r_sets_converged": int(r_converged.sum()),
+            "r_sets_failed": int((~r_converged).sum()),
+            "r_warnings": int(n_warn_r),
+            "r_iterations_median": float(np.median(r_iters[r_converged])),
+            "r_iterations_max": float(np.max(r_iters[r_converged])),
+            "ours_warnings": len(caught),
             **agreement(ours_reml, r_reml),
-            "max_rel_diff_where_tau2_positive": float(
-                np.max(np.abs(ours_reml[big] - r_reml[big]) / r_reml[big])
+            "max_rel_diff_where_tau2_positive": float(rel_big.max()),
+            "worst_rel_point": {
+                "set": worst,
+                "ours": ours_reml[worst],
+                "r": r_reml[worst],
+                "our_floor_1e-2_mean_s2": floor[worst],
+            },
+            "max_rel_diff_where_tau2_above_our_floor": float(
+                np.max(np.abs(ours_reml[above] - r_reml[above]) / r_reml[above])
             ),
-            "max_rel_diff_where_tau2_positive_ours_tol_1e-15": float(
-                np.max(np.abs(tight[big] - r_reml[big]) / r_reml[big])
-            ),
-            "note": "ours stops at |change| <= tol * max(1, tau2), tol = 1e-10: an absolute "
-            "1e-10 for tau2 < 1, i.e. ~1e-6 relative at tau2 ~ 1e-4; with tol=1e-15 it agrees "
-            "with metafor to the figure above. max_rel_diff 1 is a tau2 of ~1e-12 vs 0",
+            "n_tau2_above_our_floor": int(above.sum()),
+            "max_rel_distance_to_score_root_ours": root_distance(ours_reml),
+            "max_rel_distance_to_score_root_ours_above_our_floor": root_distance(ours_reml, above),
+            "max_rel_distance_to_score_root_r": root_distance(r_reml),
+            "score_root": "REML score y'PPy - tr P solved by Newton in numpy longdouble (80-bit) "
+            "for each set with tau2 > 0: an independent referee for both",
+            "n_tau2_positive": int(big.sum()),
             "n_zero_both": int(np.sum((ours_reml == 0) & (r_reml < 1e-12))),
+            "n_ours_zero_r_positive": int(zero_ours.sum()),
+            "max_r_where_ours_zero": float(r_reml[zero_ours].max()) if zero_ours.any() else 0.0,
+            "r_default_control": {
+                "r_function": "metafor::rma(yi, sei, method='REML')$tau2 (threshold 1e-5, "
+                "maxiter 100)",
+                **agreement(ours_reml, r_default),
+                "max_rel_diff_where_tau2_positive": float(
+                    np.max(np.abs(ours_reml[big] - r_default[big]) / r_reml[big])
+                ),
+                "max_rel_diff_where_tau2_above_our_floor": float(
+                    np.max(np.abs(ours_reml[above] - r_default[above]) / r_reml[above])
+                ),
+            },
+            "note": "ours: from the DerSimonian-Laird start, Newton steps where the restricted "
+            "likelihood is concave and Fisher scoring elsewhere, truncated at 0; stops when a "
+            "step is <= 1e-10 * max(tau2, 1e-2 mean s^2), relative to tau2 above that floor "
+            "(~1e-5 here) and absolute (~1e-15) below it; the last step is a Newton step, so "
+            "tau2 is then exact to rounding. metafor: Fisher scoring (stepadj 1) from its "
+            "default start, run here to an absolute |change| <= 1e-15 (r_sets_converged). "
+            "Against the score root in extended precision ours is exact to rounding above the "
+            "floor (max_rel_distance_to_score_root_ours_above_our_floor) and within its "
+            "absolute stop below it; the differences from metafor are "
+            "metafor's (max_rel_distance_to_score_root_r): an absolute 1e-15 stop after "
+            "linearly converging Fisher steps leaves ~1e-12 relative on a tau2 ~ 1e-5. "
+            "metafor's default threshold 1e-5 is absolute, coarse for rates (tau2 ~ 1e-4): "
+            "see r_default_control. max_rel_diff 1 is a set where ours is exactly 0 and "
+            "metafor a tiny positive tau2 (it halves steps that would cross 0, so it creeps "
+            "towards the boundary)",
             "batched_equals_per_set": bool(np.allclose(batch_reml, ours_reml, rtol=1e-12)),
             "seconds_per_set_r": t_reml_r,
+            "seconds_per_set_r_default_control": t_default_r,
             "seconds_per_set_ours_one_call_each": t_reml_one / n_sets,
             "seconds_per_set_ours_batched": t_reml_batch / n_sets,
             "speed_ratio_r_over_ours_one_call_each": t_reml_r / (t_reml_one / n_sets),
             "speed_ratio_r_over_ours_batched": t_reml_r / (t_reml_batch / n_sets),
+            "speed_ratio_r_default_control_over_ours_batched": t_default_r
+            / (t_reml_batch / n_sets),
         },
         "tau2_dersimonian_laird": {
             "r_function": "metafor::rma(yi, sei, method='DL')$tau2",
@@ -592,10 +701,18 @@ def table_rows(payload: dict) -> list[dict]:
     if "skipped" not in od:
         r = od["tau2_reml"]
         row(
-            "tau2 REML (per set)",
-            f"abs {r['max_abs_diff']:.1e}",
+            "tau2 REML (per set, batched)",
+            f"rel {r['max_rel_diff_where_tau2_positive']:.1e} (tau2>0); to root: ours "
+            f"{r['max_rel_distance_to_score_root_ours']:.0e}, R "
+            f"{r['max_rel_distance_to_score_root_r']:.0e}",
             r["seconds_per_set_r"],
             r["seconds_per_set_ours_batched"],
+        )
+        row(
+            "tau2 REML (per set, one call each)",
+            f"abs {r['max_abs_diff']:.1e}",
+            r["seconds_per_set_r"],
+            r["seconds_per_set_ours_one_call_each"],
         )
         d = od["tau2_dersimonian_laird"]
         row(
@@ -634,9 +751,11 @@ def summary(payload: dict) -> str:
     parts = []
     a = payload["arl_normal"]
     if "skipped" not in a:
+        ratio = a["speed_ratio_r_over_ours"]
+        speed = f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
         parts.append(
             f"spc::xcusum.arl max rel diff {a['max_rel_diff']:.0e} ({a['n_points']} points), "
-            f"ours {1 / a['speed_ratio_r_over_ours']:.1f}x slower per call"
+            f"ours {speed} per call"
         )
     a = payload["arl_poisson"]
     if "skipped" not in a:
@@ -648,8 +767,12 @@ def summary(payload: dict) -> str:
     if "skipped" not in od:
         r = od["tau2_reml"]
         parts.append(
-            f"metafor REML tau2 abs diff {r['max_abs_diff']:.0e} "
-            f"(rel {r['max_rel_diff_where_tau2_positive']:.0e}, our default tol), "
+            f"metafor REML tau2 (threshold {R_REML_THRESHOLD:g}, "
+            f"{r['r_sets_converged']}/{r['r_sets_converged'] + r['r_sets_failed']} converged) "
+            f"rel diff {r['max_rel_diff_where_tau2_positive']:.0e} where tau2 > 0 "
+            f"(abs {r['max_abs_diff']:.0e}) with our defaults; distance to the score root "
+            f"ours {r['max_rel_distance_to_score_root_ours']:.0e}, metafor "
+            f"{r['max_rel_distance_to_score_root_r']:.0e}; "
             f"{r['speed_ratio_r_over_ours_batched']:.0f}x faster batched"
         )
     parts.append("FunnelPlotR not in Debian")
