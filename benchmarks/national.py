@@ -136,21 +136,32 @@ def instrument(module: Any, stages: dict[str, str], records: list[dict[str, Any]
 
 
 def child_run(
-    data: str, out: str, report: str, profile: str | None, spells: str = "memory", workers: int = 0
+    data: str,
+    out: str,
+    report: str,
+    profile: str | None,
+    spells: str = "memory",
+    workers: int = 0,
+    code: str | None = None,
 ) -> None:
     """One quarter with :func:`run_quarter`; stage records (and profile) written to ``report``.
 
     ``spells``: the run's spell engine (``memory`` or ``chunked``); with ``workers`` > 0 a Dask
     ``LocalCluster`` of that many single-threaded worker processes is started first and the
     chunked spell-level steps run on it as a Dask data frame (the workers' own peak memory is
-    recorded too: it is not part of this process's).
+    recorded too: it is not part of this process's). ``code``: the code version as JSON (runs
+    compared byte for byte get the same one: engineers commit while benchmarks run).
     """
     from surveillance import pipeline
 
     records: list[dict[str, Any]] = []
     instrument(pipeline, STAGES, records)
     options = pipeline.RunOptions(
-        data_dir=Path(data), quarter=QUARTER, out=Path(out), spells=spells
+        data_dir=Path(data),
+        quarter=QUARTER,
+        out=Path(out),
+        spells=spells,
+        code=json.loads(code) if code else None,
     )
     body: dict[str, Any] = {}
     cluster = client = None
@@ -241,7 +252,12 @@ def ensure_bundle(root: Path, scale: str) -> tuple[Path, dict[str, Any]]:
 
 
 def run_scale(
-    root: Path, scale: str, profile: bool, spells: str = "memory", workers: int = 0
+    root: Path,
+    scale: str,
+    profile: bool,
+    spells: str = "memory",
+    workers: int = 0,
+    code: str | None = None,
 ) -> dict[str, Any]:
     data, info = ensure_bundle(root, scale)
     mode = mode_name(spells, workers)
@@ -250,6 +266,8 @@ def run_scale(
     report = root / f"stages-{scale}-{mode}.json"
     args = ["--child-run", str(data), str(out), str(report), "--child-spells", spells]
     args += ["--child-workers", str(workers)]
+    if code:
+        args += ["--child-code", code]
     prof_path = root / f"profile-{scale}.prof"
     if profile:
         args += ["--child-profile", str(prof_path)]
@@ -281,10 +299,13 @@ def mode_name(spells: str, workers: int) -> str:
 def run_modes(root: Path, scale: str, workers: int) -> dict[str, Any]:
     """The same scale with the spells in memory, streamed by row group (chunked, one process) and
     as a Dask data frame on ``workers`` worker processes; are the published files identical?"""
+    from surveillance.pipeline import current_code_version
+
+    code = json.dumps(current_code_version())
     rows = [
-        run_scale(root, scale, False, "memory"),
-        run_scale(root, scale, False, "chunked"),
-        run_scale(root, scale, False, "chunked", workers),
+        run_scale(root, scale, False, "memory", code=code),
+        run_scale(root, scale, False, "chunked", code=code),
+        run_scale(root, scale, False, "chunked", workers, code=code),
     ]
     base = rows[0]["output_sha256"]
     for r in rows:
@@ -391,6 +412,7 @@ def main() -> None:
     parser.add_argument("--child-flow", nargs=4, metavar=("DATA", "OUT", "RUNNER", "CODE"))
     parser.add_argument("--child-spells", default="memory")
     parser.add_argument("--child-workers", type=int, default=0)
+    parser.add_argument("--child-code", default=None)
     parser.add_argument(
         "--modes",
         default=None,
@@ -406,6 +428,7 @@ def main() -> None:
             profile=args.child_profile,
             spells=args.child_spells,
             workers=args.child_workers,
+            code=args.child_code,
         )
         return
     if args.child_flow:
