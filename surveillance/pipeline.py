@@ -397,7 +397,7 @@ def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityRe
             part = spell_partial(bundle.spells, 0, model, None, quarter, settings)
             run = finish(part, quarter, model, settings)
         else:
-            run = run_chunked(chunks.apply, quarter)
+            run = run_chunked(chunks.apply, chunks.apply_reduce, quarter)
     return MortalityResult(
         table=run.mortality,
         alerts=run.alerts,

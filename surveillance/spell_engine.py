@@ -48,6 +48,9 @@ class FrameChunks:
     def apply(self, func: ChunkFunc, *args: Any) -> list:
         return [func(self.frame, 0, *args)]
 
+    def apply_reduce(self, func: ChunkFunc, combine: Callable[[list], Any], *args: Any) -> Any:
+        return combine(self.apply(func, *args))
+
 
 @dataclass
 class StreamChunks:
@@ -65,6 +68,14 @@ class StreamChunks:
             func(read_rows(self.source.path, "spells", a, b), a, *args)
             for a, b in self.source.chunks
         ]
+
+    def apply_reduce(self, func: ChunkFunc, combine: Callable[[list], Any], *args: Any) -> Any:
+        """Folded as the chunks are read: one chunk and the running total in memory."""
+        total = None
+        for a, b in self.source.chunks:
+            part = func(read_rows(self.source.path, "spells", a, b), a, *args)
+            total = part if total is None else combine([total, part])
+        return combine([total]) if total is not None else combine([])
 
 
 class DaskChunks:
@@ -94,6 +105,23 @@ class DaskChunks:
         return self.source.file
 
     def apply(self, func: ChunkFunc, *args: Any) -> list:
+        return list(self.client.gather(self.client.compute(self._tasks(func, args))))
+
+    def apply_reduce(self, func: ChunkFunc, combine: Callable[[list], Any], *args: Any) -> Any:
+        """Reduced on the workers by a tree of ``combine`` over neighbouring partitions (file
+        order kept), so only the total comes back."""
+        import dask
+
+        level = self._tasks(func, args)
+        if not level:
+            return combine([])
+        while len(level) > 1:
+            level = [
+                dask.delayed(combine, pure=True)(level[i : i + 2]) for i in range(0, len(level), 2)
+            ]
+        return self.client.compute(level[0]).result()
+
+    def _tasks(self, func: ChunkFunc, args: tuple) -> list:
         import dask
 
         parts = self.frame.to_delayed()
@@ -102,11 +130,10 @@ class DaskChunks:
             a if a is None or isinstance(a, str | int | float | bool) else self.client.scatter(a)
             for a in args
         ]
-        work = [
+        return [
             dask.delayed(func, pure=True)(part, start, *shared)
             for part, start in zip(parts, self.starts, strict=True)
         ]
-        return list(self.client.gather(self.client.compute(work)))
 
 
 def _read_partition(spec: tuple[str, int, int]) -> pd.DataFrame:

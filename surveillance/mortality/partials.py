@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from surveillance.errors import ContractError, Violation
+from surveillance.errors import ContractError, SurveillanceError, Violation
 from surveillance.mortality.distributed import combine_counts, pattern_counts
 from surveillance.mortality.encode import EncodedSpells, factorize_sorted, month_number
 from surveillance.mortality.indicators import (
@@ -62,6 +63,9 @@ WINDOW_FIELDS = ("trust", "group", "day", "month", "died", "p")
 
 #: ``apply(func, *args)``: ``[func(chunk, start_row, *args) for every chunk]`` in file order
 Apply = Callable[..., list]
+#: ``apply_reduce(func, combine, *args)``: ``combine`` of the chunks' results in file order
+#: (``combine`` is associative: neighbouring results may be combined first)
+ApplyReduce = Callable[..., Any]
 
 
 def offset_rows(error: ContractError, start: int) -> ContractError:
@@ -119,6 +123,8 @@ def fit_from_partials(
     """The risk models fitted on the summed counts (the model :meth:`RiskModel.fit` gives on all
     the spells at once) and the codes of every chunk."""
     model = model or RiskModel()
+    if not parts:  # as RiskModel.fit says of an empty file
+        raise SurveillanceError("spells: no rows to fit the risk models on")
     counts = pd.concat([p.counts for p in parts], ignore_index=True)
     groups, n_all, d_all = combine_counts(counts, model)
     model.fit_counts(groups, n_all, d_all, end)
@@ -274,16 +280,18 @@ def finish(
 
 def run_chunked(
     apply: Apply,
+    apply_reduce: ApplyReduce,
     quarter: Quarter | str,
     model: RiskModel | None = None,
     settings: CusumSettings | None = None,
     surface: ThresholdSurface | None = None,
     mapping: IndicatorGroups | None = None,
 ) -> ChunkedMortality:
-    """The mortality stage over chunks: fit pass, sums pass, then :func:`finish`."""
+    """The mortality stage over chunks: fit pass, sums pass (reduced as it goes, so the chunks'
+    results are never all held at once), then :func:`finish`."""
     q = as_quarter(quarter)
     settings = settings or load_cusum_settings()
     fits = apply(fit_partial, model or RiskModel(), month_number(q.end))
     model, levels = fit_from_partials(fits, q, model)
-    parts = apply(spell_partial, model, levels, str(q), settings)
-    return finish(combine(parts), q, model, settings, surface, mapping)
+    total = apply_reduce(spell_partial, combine, model, levels, str(q), settings)
+    return finish(total, q, model, settings, surface, mapping)

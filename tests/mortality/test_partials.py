@@ -39,7 +39,15 @@ def test_chunked_run_equals_single_pass_exactly(spells, surface, single, n_chunk
     rng = np.random.default_rng(n_chunks)
     inner = np.sort(rng.choice(np.arange(1, len(spells)), n_chunks - 1, replace=False))
     bounds = [0, *inner.tolist(), len(spells)]
-    run = run_chunked(_apply_over(spells, bounds), QUARTER, surface=surface)
+    apply = _apply_over(spells, bounds)
+
+    def apply_reduce(func, combine, *args):  # pairwise, neighbours first: associativity used
+        level = apply(func, *args)
+        while len(level) > 1:
+            level = [combine(level[i : i + 2]) for i in range(0, len(level), 2)]
+        return level[0]
+
+    run = run_chunked(apply, apply_reduce, QUARTER, surface=surface)
     assert json.dumps(run.model.to_dict(), default=str) == json.dumps(
         RiskModel().fit(spells, end=QUARTER).to_dict(), default=str
     )

@@ -15,13 +15,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 from rel_common import run_options, subset_bundle
 
 from surveillance import pipeline
 
+_MODE: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True, params=["memory", "chunked"])
+def spells_mode(request):
+    """Every case in memory and chunked (spells.parquet in 2,000-row row groups, streamed)."""
+    _MODE["spells"] = request.param
+    yield request.param
+    _MODE.clear()
+
 
 def _compute(data: Path, tmp_path: Path):
-    _, results, catalogue = pipeline.compute_quarter(run_options(data, tmp_path / "out"))
+    mode = _MODE.get("spells", "memory")
+    spells = data / "spells.parquet"
+    if mode == "chunked" and spells.is_file():
+        pq.write_table(pq.read_table(spells), spells, row_group_size=2_000)
+    options = run_options(data, tmp_path / "out", spells=mode)
+    _, results, catalogue = pipeline.compute_quarter(options)
     return results, catalogue
 
 
