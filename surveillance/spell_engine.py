@@ -80,7 +80,8 @@ class StreamChunks:
 
 class DaskChunks:
     """``spells.parquet`` as a Dask data frame (one partition per row group) on ``client``'s
-    cluster; workers read their partitions from the path, which must be on storage they share."""
+    cluster (``None``: the current Dask scheduler); workers read their partitions from the path,
+    which must be on storage they share."""
 
     name = "dask"
 
@@ -105,7 +106,12 @@ class DaskChunks:
         return self.source.file
 
     def apply(self, func: ChunkFunc, *args: Any) -> list:
-        return list(self.client.gather(self.client.compute(self._tasks(func, args))))
+        tasks = self._tasks(func, args)
+        if self.client is None:
+            import dask
+
+            return list(dask.compute(*tasks))
+        return list(self.client.gather(self.client.compute(tasks)))
 
     def apply_reduce(self, func: ChunkFunc, combine: Callable[[list], Any], *args: Any) -> Any:
         """Reduced on the workers by a tree of ``combine`` over neighbouring partitions (file
@@ -119,6 +125,8 @@ class DaskChunks:
             level = [
                 dask.delayed(combine, pure=True)(level[i : i + 2]) for i in range(0, len(level), 2)
             ]
+        if self.client is None:
+            return level[0].compute()
         return self.client.compute(level[0]).result()
 
     def _tasks(self, func: ChunkFunc, args: tuple) -> list:
@@ -127,7 +135,9 @@ class DaskChunks:
         parts = self.frame.to_delayed()
         # the model, the catalogue...: sent to the workers once, not once per partition
         shared = [
-            a if a is None or isinstance(a, str | int | float | bool) else self.client.scatter(a)
+            a
+            if self.client is None or a is None or isinstance(a, str | int | float | bool)
+            else self.client.scatter(a)
             for a in args
         ]
         return [

@@ -7,7 +7,8 @@ Counts add up over any partition of the spells, so each Dask partition (a Parque
 ``spells.parquet`` on shared storage) is read, encoded and counted on its own worker, the small
 count tables are summed, and :meth:`RiskModel.fit_counts` fits the same model that
 :meth:`RiskModel.fit` gives on the whole file in one process (identical coefficients: the counts
-are whole numbers, summed exactly).
+are whole numbers, summed exactly). The quarterly run's chunked mortality stage
+(:mod:`surveillance.mortality.partials`) fits this way.
 """
 
 from __future__ import annotations
@@ -82,15 +83,15 @@ def fit_risk_model_dask(
     client: Any | None = None,
     model: RiskModel | None = None,
 ) -> RiskModel:
-    """Fit the risk models from ``spells.parquet`` with Dask data frames (one partition per
-    Parquet row group), on ``client``'s cluster (or the current Dask scheduler)."""
-    import dask.dataframe as dd
+    """Fit the risk models from ``spells.parquet`` as a Dask data frame (one partition per
+    Parquet row group; :class:`surveillance.spell_engine.DaskChunks`) on ``client``'s cluster, or
+    with the current Dask scheduler when ``client`` is None. The quarterly run does the same
+    inside :func:`surveillance.mortality.partials.run_chunked`."""
+    from surveillance.bundle import spell_source
+    from surveillance.mortality.partials import fit_from_partials, fit_partial
+    from surveillance.spell_engine import DaskChunks
 
     model = model or RiskModel()
-    end_month = resolve_end_month(end, 0)
-    frame = dd.read_parquet(str(spells_path), columns=FIT_COLUMNS, split_row_groups=True)
-    meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in COUNT_COLUMNS.items()})
-    parts = frame.map_partitions(pattern_counts, model, end_month, meta=meta)
-    counts = client.compute(parts).result() if client is not None else parts.compute()
-    groups, n_all, d_all = combine_counts(counts, model)
-    return model.fit_counts(groups, n_all, d_all, end)
+    chunks = DaskChunks(spell_source(Path(spells_path)), client)
+    parts = chunks.apply(fit_partial, model, resolve_end_month(end, 0))
+    return fit_from_partials(parts, end, model)[0]
