@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from surveillance.mortality.encode import (
-    SPELL_COLUMNS,
     covariate_digits,
     encode_spells,
     pattern_index,
@@ -28,8 +27,6 @@ from surveillance.mortality.encode import (
 from surveillance.mortality.risk_model import RiskModel, resolve_end_month
 from surveillance.periods import Quarter
 
-#: spell columns the risk models read: every spell column but the id
-FIT_COLUMNS = [c for c in SPELL_COLUMNS if c != "spell_id"]
 COUNT_COLUMNS = {"diagnosis_group": object, "pattern": np.int64, "n": np.int64, "d": float}
 
 
