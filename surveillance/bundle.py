@@ -253,8 +253,14 @@ DICTIONARY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _read_parquet(path: Path, name: str = "", rows: tuple[int, int] | None = None) -> pd.DataFrame:
-    """Read a Parquet table (all of it, or the 0-based row range ``rows``, stop exclusive)."""
+def _read_parquet(
+    path: Path,
+    name: str = "",
+    rows: tuple[int, int] | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """Read a Parquet table (all of it, or the 0-based row range ``rows``, stop exclusive;
+    ``columns``: only those, with ``rows`` only)."""
     try:
         schema = pq.read_schema(path)
         dictionary = [
@@ -269,7 +275,7 @@ def _read_parquet(path: Path, name: str = "", rows: tuple[int, int] | None = Non
         if rows is None:
             table = pq.read_table(path, read_dictionary=dictionary or None)
         else:
-            table = _read_rows(path, rows, dictionary)
+            table = _read_rows(path, rows, dictionary, columns)
         fields = []
         for f in table.schema:  # dates become datetime64[ns], as everywhere in the service
             if pa.types.is_date(f.type) or (pa.types.is_timestamp(f.type) and f.type.unit != "ns"):
@@ -293,7 +299,9 @@ def _read_parquet(path: Path, name: str = "", rows: tuple[int, int] | None = Non
     return frame.reset_index(drop=True)
 
 
-def _read_rows(path: Path, rows: tuple[int, int], dictionary: list[str]) -> pa.Table:
+def _read_rows(
+    path: Path, rows: tuple[int, int], dictionary: list[str], columns: list[str] | None = None
+) -> pa.Table:
     """Rows ``[start, stop)`` of a Parquet file: the row groups that hold them, sliced."""
     start, stop = rows
     pf = pq.ParquetFile(path, read_dictionary=dictionary or None)
@@ -304,9 +312,12 @@ def _read_rows(path: Path, rows: tuple[int, int], dictionary: list[str]) -> pa.T
     ends = np.cumsum(sizes)
     begins = ends - sizes
     groups = [i for i in range(len(sizes)) if begins[i] < stop and ends[i] > start]
+    if columns is not None:
+        columns = [c for c in columns if c in pf.schema_arrow.names]
     if not groups:
-        return pf.schema_arrow.empty_table()
-    table = pf.read_row_groups(groups)
+        table = pf.schema_arrow.empty_table()
+        return table.select(columns) if columns is not None else table
+    table = pf.read_row_groups(groups, columns=columns)
     return table.slice(start - int(begins[groups[0]]), stop - start)
 
 
@@ -332,10 +343,13 @@ def _as_whole_file(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_rows(path: Path | str, name: str, start: int, stop: int) -> pd.DataFrame:
-    """Rows ``[start, stop)`` of a bundle's Parquet table, typed as :func:`read_table` types the
-    whole file (the index is the 0-based row number within the slice)."""
-    return type_columns(_read_parquet(Path(path), name, (start, stop)), name)
+def read_rows(
+    path: Path | str, name: str, start: int, stop: int, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Rows ``[start, stop)`` of a bundle's Parquet table (only ``columns`` when given, those the
+    file has), typed as :func:`read_table` types the whole file (the index is the 0-based row
+    number within the slice)."""
+    return type_columns(_read_parquet(Path(path), name, (start, stop), columns), name)
 
 
 def _is_text(series: pd.Series) -> bool:

@@ -45,10 +45,16 @@ class FrameChunks:
     file: str = "spells.parquet"
     name: str = "memory"
 
-    def apply(self, func: ChunkFunc, *args: Any) -> list:
+    def apply(self, func: ChunkFunc, *args: Any, columns: list[str] | None = None) -> list:
         return [func(self.frame, 0, *args)]
 
-    def apply_reduce(self, func: ChunkFunc, combine: Callable[[list], Any], *args: Any) -> Any:
+    def apply_reduce(
+        self,
+        func: ChunkFunc,
+        combine: Callable[[list], Any],
+        *args: Any,
+        columns: list[str] | None = None,
+    ) -> Any:
         return combine(self.apply(func, *args))
 
 
@@ -63,17 +69,23 @@ class StreamChunks:
     def file(self) -> str:
         return self.source.file
 
-    def apply(self, func: ChunkFunc, *args: Any) -> list:
+    def apply(self, func: ChunkFunc, *args: Any, columns: list[str] | None = None) -> list:
         return [
-            func(read_rows(self.source.path, "spells", a, b), a, *args)
+            func(read_rows(self.source.path, "spells", a, b, columns), a, *args)
             for a, b in self.source.chunks
         ]
 
-    def apply_reduce(self, func: ChunkFunc, combine: Callable[[list], Any], *args: Any) -> Any:
+    def apply_reduce(
+        self,
+        func: ChunkFunc,
+        combine: Callable[[list], Any],
+        *args: Any,
+        columns: list[str] | None = None,
+    ) -> Any:
         """Folded as the chunks are read: one chunk and the running total in memory."""
         total = None
         for a, b in self.source.chunks:
-            part = func(read_rows(self.source.path, "spells", a, b), a, *args)
+            part = func(read_rows(self.source.path, "spells", a, b, columns), a, *args)
             total = part if total is None else combine([total, part])
         return combine([total]) if total is not None else combine([])
 
@@ -86,39 +98,51 @@ class DaskChunks:
     name = "dask"
 
     def __init__(self, source: SpellSource, client: Any):
-        import dask.dataframe as dd
 
         self.source = source
         self.client = client
-        starts = [a for a, _ in source.chunks]
-        meta = read_rows(source.path, "spells", 0, min(1, source.n_rows)).iloc[:0]
-        self.frame = dd.from_map(
+        self.starts = [a for a, _ in source.chunks]
+        self.frame = self.dataframe()
+
+    def dataframe(self, columns: list[str] | None = None) -> Any:
+        """The spells (``columns`` only, when given) as a Dask data frame, one partition per row
+        group, indexed by row number."""
+        import dask.dataframe as dd
+
+        source = self.source
+        meta = read_rows(source.path, "spells", 0, min(1, source.n_rows), columns).iloc[:0]
+        return dd.from_map(
             _read_partition,
-            [(str(source.path), a, b) for a, b in source.chunks],
+            [(str(source.path), a, b, columns) for a, b in source.chunks],
             meta=meta,
-            divisions=[*starts, source.n_rows - 1] if starts else None,
+            divisions=[*self.starts, source.n_rows - 1] if self.starts else None,
             enforce_metadata=False,
         )
-        self.starts = starts
 
     @property
     def file(self) -> str:
         return self.source.file
 
-    def apply(self, func: ChunkFunc, *args: Any) -> list:
-        tasks = self._tasks(func, args)
+    def apply(self, func: ChunkFunc, *args: Any, columns: list[str] | None = None) -> list:
+        tasks = self._tasks(func, args, columns)
         if self.client is None:
             import dask
 
             return list(dask.compute(*tasks))
         return list(self.client.gather(self.client.compute(tasks)))
 
-    def apply_reduce(self, func: ChunkFunc, combine: Callable[[list], Any], *args: Any) -> Any:
+    def apply_reduce(
+        self,
+        func: ChunkFunc,
+        combine: Callable[[list], Any],
+        *args: Any,
+        columns: list[str] | None = None,
+    ) -> Any:
         """Reduced on the workers by a tree of ``combine`` over neighbouring partitions (file
         order kept), so only the total comes back."""
         import dask
 
-        level = self._tasks(func, args)
+        level = self._tasks(func, args, columns)
         if not level:
             return combine([])
         while len(level) > 1:
@@ -129,10 +153,10 @@ class DaskChunks:
             return level[0].compute()
         return self.client.compute(level[0]).result()
 
-    def _tasks(self, func: ChunkFunc, args: tuple) -> list:
+    def _tasks(self, func: ChunkFunc, args: tuple, columns: list[str] | None) -> list:
         import dask
 
-        parts = self.frame.to_delayed()
+        parts = (self.frame if columns is None else self.dataframe(columns)).to_delayed()
         # the model, the catalogue...: sent to the workers once, not once per partition
         shared = [
             a
@@ -146,9 +170,9 @@ class DaskChunks:
         ]
 
 
-def _read_partition(spec: tuple[str, int, int]) -> pd.DataFrame:
-    path, start, stop = spec
-    frame = read_rows(path, "spells", start, stop)
+def _read_partition(spec: tuple[str, int, int, list[str] | None]) -> pd.DataFrame:
+    path, start, stop, columns = spec
+    frame = read_rows(path, "spells", start, stop, columns)
     frame.index = pd.RangeIndex(start, stop)
     return frame
 
@@ -240,13 +264,52 @@ def check_chunk(
         if v.rule != "unique_key"
     ]
     ids = chunk["spell_id"] if "spell_id" in chunk.columns else pd.Series([], dtype=object)
-    present = ids.notna().to_numpy(dtype=bool)  # as contracts._duplicated_values: nulls skipped
-    hashes = np.zeros(len(ids), dtype=np.uint64)
-    if present.any():
-        hashes[present] = pd.util.hash_pandas_object(
-            ids[present].astype(str), index=False
-        ).to_numpy()
+    hashes, present = string_hashes(ids)  # as contracts._duplicated_values: nulls skipped
     return ChunkCheck(violations, hashes, present)
+
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def string_hashes(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hash of each string (FNV-1a over its UTF-8 bytes, its length mixed in, then the
+    splitmix64 finaliser), read straight from the Arrow buffers, and whether it is not null.
+
+    Equal strings hash equal; unequal ones collide with probability about 2**-64 per pair, and
+    :func:`validate_spells` compares the strings of any rows whose hashes collide.
+    """
+    import pyarrow as pa
+
+    arr = pa.array(series, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = arr.cast(pa.large_string())  # ids stored as numbers (the not_text rule says so)
+    arr = arr.cast(pa.large_binary())
+    n = len(arr)
+    present = arr.is_valid().to_numpy(zero_copy_only=False).astype(bool)
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    if n == 0:
+        return h, present
+    _, offsets_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0)
+    start, length = offsets[:-1], np.diff(offsets)
+    last = max(len(data) - 1, 0)
+    with np.errstate(over="ignore"):
+        for j in range(int(length.max(initial=0))):
+            byte = data[np.minimum(start + j, last)].astype(np.uint64)
+            h = np.where(j < length, (h ^ byte) * _FNV_PRIME, h)
+        h ^= length.astype(np.uint64)
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    h[~present] = 0
+    return h, present
 
 
 def _ids_at(chunk: pd.DataFrame, start: int, rows: np.ndarray) -> pd.Series:
@@ -289,12 +352,13 @@ def validate_spells(
     checks = chunks.apply(check_chunk, chunks.file, quarter, catalogue, known)
     hashes = np.concatenate([c.hashes for c in checks]) if checks else np.zeros(0, np.uint64)
     present = np.concatenate([c.present for c in checks]) if checks else np.zeros(0, bool)
-    rows = np.flatnonzero(present)
-    uniq, inverse, counts = np.unique(hashes[rows], return_inverse=True, return_counts=True)
-    candidates = rows[counts[inverse] > 1]
+    ordered = np.sort(hashes[present])
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    del ordered
+    candidates = np.flatnonzero(present & np.isin(hashes, repeated)) if repeated.size else []
     duplicated: list[int] = []
-    if candidates.size:
-        ids = pd.concat(chunks.apply(_ids_at, candidates))
+    if len(candidates):
+        ids = pd.concat(chunks.apply(_ids_at, candidates, columns=["spell_id"]))
         dup = ids[ids.duplicated(keep=False)]
         duplicated = sorted(int(r) + 1 for r in dup.index)
     violations = merge_violations([c.violations for c in checks], MAX_ROWS_PER_RULE)
@@ -338,7 +402,11 @@ def _activity_chunk(chunk: pd.DataFrame, start: int, quarter: str) -> pd.Series:
 def spells_activity(chunks: Chunks, quarter: str) -> pd.Series:
     """Spells per trust discharged in the 12 months to the quarter end
     (:func:`surveillance.assess.spells_activity`), summed over chunks (whole numbers: exact)."""
-    parts = [p for p in chunks.apply(_activity_chunk, quarter) if len(p)]
+    parts = [
+        p
+        for p in chunks.apply(_activity_chunk, quarter, columns=["trust_code", "discharge_date"])
+        if len(p)
+    ]
     if not parts:
         return pd.Series(dtype=float)
     if len(parts) == 1:

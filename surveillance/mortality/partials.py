@@ -30,7 +30,12 @@ import pandas as pd
 
 from surveillance.errors import ContractError, SurveillanceError, Violation
 from surveillance.mortality.distributed import combine_counts, pattern_counts
-from surveillance.mortality.encode import EncodedSpells, factorize_sorted, month_number
+from surveillance.mortality.encode import (
+    SPELL_COLUMNS,
+    EncodedSpells,
+    factorize_sorted,
+    month_number,
+)
 from surveillance.mortality.indicators import (
     IndicatorGroups,
     alert_flags,
@@ -60,8 +65,11 @@ from surveillance.stats.thresholds import ThresholdSurface
 QUALITY_QUARTERS = 8
 #: the per-spell arrays of the RA-CUSUM window, in file order
 WINDOW_FIELDS = ("trust", "group", "day", "month", "died", "p")
+#: the spell columns the stage reads: all but the id (the largest column, not needed here)
+SPELL_FIELDS = [c for c in SPELL_COLUMNS if c != "spell_id"]
 
-#: ``apply(func, *args)``: ``[func(chunk, start_row, *args) for every chunk]`` in file order
+#: ``apply(func, *args, columns=None)``: ``[func(chunk, start_row, *args) for every chunk]`` in
+#: file order (a chunk may hold only ``columns``)
 Apply = Callable[..., list]
 #: ``apply_reduce(func, combine, *args)``: ``combine`` of the chunks' results in file order
 #: (``combine`` is associative: neighbouring results may be combined first)
@@ -291,7 +299,9 @@ def run_chunked(
     results are never all held at once), then :func:`finish`."""
     q = as_quarter(quarter)
     settings = settings or load_cusum_settings()
-    fits = apply(fit_partial, model or RiskModel(), month_number(q.end))
+    fits = apply(fit_partial, model or RiskModel(), month_number(q.end), columns=SPELL_FIELDS)
     model, levels = fit_from_partials(fits, q, model)
-    total = apply_reduce(spell_partial, combine, model, levels, str(q), settings)
+    total = apply_reduce(
+        spell_partial, combine, model, levels, str(q), settings, columns=SPELL_FIELDS
+    )
     return finish(total, q, model, settings, surface, mapping)

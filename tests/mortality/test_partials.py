@@ -20,7 +20,7 @@ QUARTER = "2013Q3"
 def _apply_over(spells: pd.DataFrame, bounds: list[int]):
     """An ``apply`` over the row chunks [bounds[i], bounds[i+1])."""
 
-    def apply(func, *args):
+    def apply(func, *args, columns=None):
         return [
             func(spells.iloc[a:b], a, *args) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
         ]
@@ -41,7 +41,7 @@ def test_chunked_run_equals_single_pass_exactly(spells, surface, single, n_chunk
     bounds = [0, *inner.tolist(), len(spells)]
     apply = _apply_over(spells, bounds)
 
-    def apply_reduce(func, combine, *args):  # pairwise, neighbours first: associativity used
+    def apply_reduce(func, combine, *args, columns=None):  # pairwise, neighbours first
         level = apply(func, *args)
         while len(level) > 1:
             level = [combine(level[i : i + 2]) for i in range(0, len(level), 2)]

@@ -122,3 +122,20 @@ def test_many_bad_rows_across_chunks_merge_into_one_violation(tmp_path: Path, ca
     age = next(v for v in got if v.rule == "age_range")
     assert age.rows == tuple(range(2, 4 * MAX_ROWS_PER_RULE + 2, 4))
     assert age.message.endswith(f"[{len(spells) // 4} row(s)]")
+
+
+def test_string_hashes_are_equal_exactly_for_equal_strings() -> None:
+    import numpy as np
+
+    from surveillance.spell_engine import string_hashes
+
+    values = ["S1", "S1", "", None, "é", "S10", "1S", "S1 ", "x" * 40, "x" * 40, "7"]
+    hashes, present = string_hashes(pd.Series(values, dtype=object))
+    assert present.tolist() == [v is not None for v in values]
+    assert hashes[0] == hashes[1] and hashes[8] == hashes[9]
+    others = [hashes[i] for i in (0, 2, 4, 5, 6, 7, 8, 10)]
+    assert len(set(others)) == len(others)
+    arrow = pd.Series([v if v is None else str(v) for v in values], dtype="string[pyarrow]")
+    assert np.array_equal(string_hashes(arrow)[0], hashes)
+    numbers = string_hashes(pd.Series([7, 7, 8]))[0]
+    assert numbers[0] == numbers[1] == hashes[10] and numbers[2] != numbers[0]
