@@ -48,7 +48,9 @@ class Overrides(_Strict):
 
     special_measures_band: int | None = Field(1, ge=1, le=N_BANDS)
     recent_inspection_months: int = Field(6, ge=0)
-    min_applicable: int = Field(10, ge=0)
+    #: at least 1: a trust with no applicable indicator has no proportion score, and its band
+    #: would be the band_from_proportion placeholder 0, outside the contract's 1-6
+    min_applicable: int = Field(10, ge=1)
 
 
 class Uncertainty(_Strict):

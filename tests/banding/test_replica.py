@@ -215,6 +215,13 @@ def test_config_files_validate_and_bad_config_is_named(tmp_path: Path):
     bad.write_text("model: cqc2013\ncut_points: [0.1, 0.08, 0.05, 0.04, 0.01]\nfoo: 1\n")
     with pytest.raises(ConfigError, match="foo"):
         load_cqc2013_config(bad)
+    # a trust with no applicable indicator must be not_banded, never band "0"
+    bad.write_text(
+        "model: cqc2013\ncut_points: [0.1, 0.08, 0.05, 0.04, 0.01]\n"
+        "overrides:\n  min_applicable: 0\n"
+    )
+    with pytest.raises(ConfigError, match="min_applicable"):
+        load_cqc2013_config(bad)
 
 
 def test_bad_flags_rejected():
