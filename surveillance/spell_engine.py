@@ -102,7 +102,8 @@ class DaskChunks:
         self.source = source
         self.client = client
         self.starts = [a for a, _ in source.chunks]
-        self.frame = self.dataframe()
+        # a file without rows has no partitions: every apply then sees no chunks
+        self.frame = self.dataframe() if source.chunks else None
 
     def dataframe(self, columns: list[str] | None = None) -> Any:
         """The spells (``columns`` only, when given) as a Dask data frame, one partition per row
@@ -156,6 +157,8 @@ class DaskChunks:
     def _tasks(self, func: ChunkFunc, args: tuple, columns: list[str] | None) -> list:
         import dask
 
+        if self.frame is None:
+            return []
         parts = (self.frame if columns is None else self.dataframe(columns)).to_delayed()
         # the model, the catalogue...: sent to the workers once, not once per partition
         shared = [

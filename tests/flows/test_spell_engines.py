@@ -72,3 +72,24 @@ def test_dask_dataframe_run_publishes_the_same_bytes(
     n_parts = len(read_bundle(small_bundles[QUARTER], lazy_spells=True).spells_source.chunks)
     assert len(work) == n_parts > 1
     assert len({t["worker"] for t in work}) == 2
+
+
+def test_an_empty_spells_file_fails_alike_in_every_mode(small_bundles, tmp_path) -> None:
+    import shutil
+
+    from surveillance.errors import SurveillanceError
+    from surveillance.mortality.partials import run_chunked
+    from surveillance.spell_engine import DaskChunks, StreamChunks
+
+    data = tmp_path / "data"
+    shutil.copytree(small_bundles[QUARTER], data)
+    table = pq.read_table(data / "spells.parquet")
+    pq.write_table(table.slice(0, 0), data / "spells.parquet")
+    source = read_bundle(data, lazy_spells=True).spells_source
+    assert source.n_rows == 0 and source.chunks == ()
+    message = "spells: no rows to fit the risk models on"
+    with pytest.raises(SurveillanceError, match=message):
+        pipeline.mortality(read_bundle(data), None, QUARTER)
+    for chunks in (StreamChunks(source), DaskChunks(source, None)):
+        with pytest.raises(SurveillanceError, match=message):
+            run_chunked(chunks.apply, chunks.apply_reduce, QUARTER)
