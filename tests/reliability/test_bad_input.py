@@ -70,12 +70,20 @@ def test_validate_names_file_row_column_rule(case: Case, tmp_path: Path, catalog
         assert ", ".join(str(r) for r in case.rows) in text
 
 
+@pytest.mark.parametrize("spells", ["memory", "chunked"])
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_run_stops_before_publishing(case: Case, tmp_path: Path) -> None:
+def test_run_stops_before_publishing(case: Case, spells: str, tmp_path: Path) -> None:
+    """In memory and with the spells chunked (left on disk, read by row group)."""
     data, out = tmp_path / "data", tmp_path / "out"
     case.build(data)
     options = pipeline.RunOptions(
-        data_dir=data, quarter=QUARTER, out=out, mlflow=False, render_reports=False, code=CODE
+        data_dir=data,
+        quarter=QUARTER,
+        out=out,
+        mlflow=False,
+        render_reports=False,
+        code=CODE,
+        spells=spells,
     )
     with pytest.raises(ContractError) as info:
         pipeline.run_quarter(options)
