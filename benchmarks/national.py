@@ -426,6 +426,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes (--modes)")
     parser.add_argument("--modes-only", action="store_true", help="only the --modes comparison")
     parser.add_argument(
+        "--curve-chunked",
+        action="store_true",
+        help="only the scaling curve (all scales) with --spells chunked, kept beside the other",
+    )
+    parser.add_argument(
         "--flow-scale",
         default=None,
         choices=SCALES,
@@ -449,6 +454,13 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     previous = ROOT / "benchmarks" / "results" / "national.json"
     old = json.loads(previous.read_text()) if previous.is_file() else {}
+    if args.curve_chunked:
+        curve = [run_scale(root, scale, False, "chunked") for scale in SCALES]
+        print_table(stage_table(curve), "scaling curve, --spells chunked")
+        old["scales_chunked"] = curve
+        old["stage_table_chunked"] = stage_table(curve)
+        write_result("national", old)
+        return
     if args.flow_scale:
         flow = dask_comparison(root, args.flow_scale)
         print(f"flow local vs Dask at {args.flow_scale}: identical {flow['identical']}")
