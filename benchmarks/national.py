@@ -528,6 +528,9 @@ def main() -> None:
             "stretch_gib": STRETCH_GIB,
         },
     }
+    for key in ("dask_flows", "scales_chunked", "stage_table_chunked"):
+        if key in old:  # measured by --flow-scale / --curve-chunked: kept until rerun
+            payload[key] = old[key]
     if old and args.skip_slow:
         # keep the last full national measurement beside the quick 1M point
         payload["last_full_run"] = old.get("last_full_run") or (
