@@ -48,10 +48,10 @@ def quarterly(
 ) -> dict[str, Any]:
     """Run one quarter and publish it to ``<out>/<quarter>/``; returns a small summary dict.
 
-    ``spells``: ``memory`` or ``chunked`` (:attr:`surveillance.pipeline.RunOptions.spells`); by
-    default ``chunked`` under the Dask task runner (the spell-level steps run as a Dask data frame
-    on the cluster, reading ``spells.parquet`` by row group from shared storage) and ``memory``
-    otherwise. The outputs are the same.
+    ``spells``: ``auto``, ``memory`` or ``chunked`` (:attr:`surveillance.pipeline.RunOptions.
+    spells`); by default ``chunked`` under the Dask task runner (the spell-level steps run as a
+    Dask data frame on the cluster, reading ``spells.parquet`` by row group from shared storage)
+    and ``auto`` otherwise. The outputs are the same.
     """
     logger = get_run_logger()
     if scheduled:
@@ -71,7 +71,7 @@ def quarterly(
         code=code,
         render_reports=render_reports,
         mlflow=mlflow,
-        spells=spells or ("chunked" if _runner_name() == "DaskTaskRunner" else "memory"),
+        spells=spells or ("chunked" if _runner_name() == "DaskTaskRunner" else "auto"),
     ).resolved()
     root = store.ensure_output_dir(options.out)
     with store.quarter_lock(root, options.quarter):

@@ -414,10 +414,10 @@ def run(
         str | None,
         typer.Option(
             "--spells",
-            help="memory (read the spells whole; default with the local runner) or chunked (by "
-            "Parquet row group: a Dask data frame with --runner dask, the default there; "
-            "streamed two row groups at a time otherwise: use it for national quarters, 2.5 GiB "
-            "instead of 8.6). Same outputs.",
+            help="memory (read the spells whole), chunked (by Parquet row group: a Dask data "
+            "frame with --runner dask, the default there; streamed two row groups at a time "
+            "otherwise: 2.5 GiB instead of 8.6 for a national quarter, and quicker) or auto "
+            "(the local default: chunked from 5 million spells). Same outputs.",
         ),
     ] = None,
 ) -> None:
@@ -426,8 +426,8 @@ def run(
     from rich.console import Console
 
     console = Console()
-    if spells is not None and spells not in ("memory", "chunked"):
-        raise typer.BadParameter(f"--spells must be memory or chunked, got {spells!r}")
+    if spells is not None and spells not in ("auto", "memory", "chunked"):
+        raise typer.BadParameter(f"--spells must be auto, memory or chunked, got {spells!r}")
     summary = _run_quarter_flow(
         console, data, quarter, out, runner, dask_address, force, quarantine, mlflow, spells
     )

@@ -93,3 +93,15 @@ def test_an_empty_spells_file_fails_alike_in_every_mode(small_bundles, tmp_path)
     for chunks in (StreamChunks(source), DaskChunks(source, None)):
         with pytest.raises(SurveillanceError, match=message):
             run_chunked(chunks.apply, chunks.apply_reduce, QUARTER)
+
+
+def test_auto_streams_large_spells_files_only(small_bundles, monkeypatch) -> None:
+    data = small_bundles[QUARTER]
+    n = pq.ParquetFile(data / "spells.parquet").metadata.num_rows
+    assert pipeline.load(data).spells is not None  # default auto, a small file: in memory
+    monkeypatch.setattr(pipeline, "AUTO_CHUNKED_SPELLS", n)
+    lazy = pipeline.load(data)
+    assert lazy.spells is None and lazy.spells_source.n_rows == n
+    assert pipeline.load(data, "memory").spells is not None
+    with pytest.raises(ValueError, match="spells must be one of"):
+        pipeline.load(data, "fast")
