@@ -338,6 +338,34 @@ def run_modes(root: Path, scale: str, workers: int) -> dict[str, Any]:
     }
 
 
+def with_summary(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with its one-line summary: the last memory run, then the modes comparison."""
+    parts = []
+    scales = payload.get("scales") or []
+    if scales:
+        big = scales[-1]
+        parts.append(
+            f"{big['scale']} ({big['spells'] / 1e6:.1f}M spells) in memory: {big['seconds']} s, "
+            f"peak {big['peak_rss_mib'] / 1024:.1f} GiB"
+        )
+    modes = payload.get("modes")
+    if modes:
+        runs = ", ".join(
+            f"{r['mode']} {r['seconds']} s / {r['peak_rss_mib'] / 1024:.1f} GiB"
+            for r in modes["runs"]
+        )
+        same = "identical" if modes["identical"] else "DIFFERENT"
+        parts.append(f"modes at {modes['scale']}: {runs} ({same} outputs)")
+    for scale, flow in sorted((payload.get("dask_flows") or {}).items()):
+        same = "identical" if flow["identical"] else "DIFFERENT"
+        parts.append(f"Prefect flow local vs Dask at {scale}: {same}")
+    parts.append(
+        f"targets {TARGET_SECONDS} s / {TARGET_GIB} GiB, stretch {STRETCH_SECONDS} s / "
+        f"{STRETCH_GIB} GiB"
+    )
+    return {**payload, "summary": "; ".join(parts)}
+
+
 def tree_hashes(run_dir: Path) -> dict[str, str]:
     return {
         p.relative_to(run_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -459,13 +487,13 @@ def main() -> None:
         print_table(stage_table(curve), "scaling curve, --spells chunked")
         old["scales_chunked"] = curve
         old["stage_table_chunked"] = stage_table(curve)
-        write_result("national", old)
+        write_result("national", with_summary(old))
         return
     if args.flow_scale:
         flow = dask_comparison(root, args.flow_scale)
         print(f"flow local vs Dask at {args.flow_scale}: identical {flow['identical']}")
         old.setdefault("dask_flows", {})[args.flow_scale] = flow
-        write_result("national", old)
+        write_result("national", with_summary(old))
         return
     modes = old.get("modes")
     modes_scale = args.modes or ("demo" if args.skip_slow else "national")
@@ -476,7 +504,7 @@ def main() -> None:
         print(f"identical outputs across modes: {modes['identical']}")
     if args.modes_only:
         old["modes"] = modes
-        write_result("national", old)
+        write_result("national", with_summary(old))
         return
     scales = args.scales or (["demo"] if args.skip_slow else list(SCALES))
     rows = []
@@ -536,7 +564,7 @@ def main() -> None:
         payload["last_full_run"] = old.get("last_full_run") or (
             old if any(r["scale"] == "national" for r in old.get("scales", [])) else None
         )
-    write_result("national", payload)
+    write_result("national", with_summary(payload))
     print(summary)
 
 
