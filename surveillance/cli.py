@@ -64,10 +64,9 @@ def validate(
     from rich.console import Console
     from rich.table import Table
 
-    from surveillance.bundle import read_bundle
     from surveillance.catalogue import load_catalogue
-    from surveillance.contracts import validate_bundle
     from surveillance.errors import ConfigError, ContractError
+    from surveillance.pipeline import contract_violations, load
 
     console = Console(width=200, soft_wrap=True)
     try:
@@ -76,7 +75,8 @@ def validate(
         console.print(str(exc), markup=False)
         raise typer.Exit(2) from None
     try:
-        violations = validate_bundle(read_bundle(data), quarter, cat)
+        # a large spells.parquet is checked by row group, not read whole (spells="auto")
+        violations = contract_violations(load(data, "auto"), quarter, cat)
     except ContractError as exc:
         violations = exc.violations
     if not violations:

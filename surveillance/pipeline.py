@@ -317,19 +317,11 @@ def validate(
     """
     from dataclasses import replace
 
-    from surveillance import contracts, spell_engine
     from surveillance import quarantine as quarantine_module
 
     checked = replace(bundle, indicators=assembly.indicators)
     if not quarantine:
-        with spell_engine.chunks_for(checked) as chunks:
-
-            def chunked(known: pd.Index | None) -> list:
-                return spell_engine.validate_spells(chunks, quarter, catalogue, known)
-
-            violations = contracts.validate_bundle(
-                checked, quarter, catalogue, chunked_spells=chunked
-            )
+        violations = contract_violations(checked, quarter, catalogue)
         if violations:
             raise ContractError(violations)
         return Validated(checked, pd.DataFrame(columns=QUARANTINE_COLUMNS))
@@ -341,6 +333,19 @@ def validate(
         checked = replace(checked, spells=spells, spells_source=None)
     kept = quarantine_module.quarantine_bundle(checked, quarter, catalogue)
     return Validated(kept.bundle, kept.rows, list(kept.violations))
+
+
+def contract_violations(bundle: Any, quarter: str, catalogue: pd.DataFrame) -> list:
+    """:func:`surveillance.contracts.validate_bundle`, with spells left on disk checked chunk by
+    chunk (:func:`surveillance.spell_engine.validate_spells`)."""
+    from surveillance import contracts, spell_engine
+
+    with spell_engine.chunks_for(bundle) as chunks:
+
+        def chunked(known: pd.Index | None) -> list:
+            return spell_engine.validate_spells(chunks, quarter, catalogue, known)
+
+        return contracts.validate_bundle(bundle, quarter, catalogue, chunked_spells=chunked)
 
 
 @dataclass
