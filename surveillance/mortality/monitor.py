@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from surveillance.contracts import ALERTS_COLUMNS
 from surveillance.mortality._kernels import stable_counting_sort
 from surveillance.mortality.encode import EncodedSpells, encode_spells, month_label, month_number
 from surveillance.mortality.ratios import as_quarter, check_risks, window_mask
@@ -47,17 +48,8 @@ from surveillance.stats.cusum import grouped_ra_cusum, ra_weights
 from surveillance.stats.thresholds import ThresholdSurface, calibrate_threshold
 from surveillance.stats.thresholds import chart_thresholds as stats_chart_thresholds
 
-ALERT_COLUMNS = [
-    "trust_code",
-    "diagnosis_group",
-    "signal_month",
-    "cusum",
-    "threshold",
-    "observed",
-    "expected",
-    "false_alarm_rate",
-    "status",
-]
+#: alerts.csv contract columns (DESIGN.md section 6), kept in surveillance.contracts
+ALERT_COLUMNS = ALERTS_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from surveillance.contracts import MORTALITY_COLUMNS
 from surveillance.errors import SurveillanceError
 from surveillance.periods import Quarter
 from surveillance.reports.figures import (
@@ -903,20 +904,7 @@ def _trust_context(ctx: _Context, b: dict) -> dict:
         talerts.append(item)
     tmort = []
     for m in ctx.mortality_by_trust.get(code, []):
-        row = {
-            k: m[k]
-            for k in (
-                "diagnosis_group",
-                "observed",
-                "expected",
-                "ratio",
-                "lower95",
-                "upper95",
-                "lower998",
-                "upper998",
-                "banding",
-            )
-        }
+        row = {k: m[k] for k in MORTALITY_COLUMNS if k != "trust_code"}
         row["suppressed"] = is_small_count(m["observed"])
         tmort.append(row)
     tmort.sort(key=lambda r: (r["diagnosis_group"] != "ALL", str(r["diagnosis_group"])))
