@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from surveillance.errors import ContractError, Violation
+from surveillance.errors import ContractError, Violation, with_row_total
 from surveillance.periods import Quarter
 
 # ============================================================================================
@@ -1165,10 +1165,13 @@ def validate_table(
         rule, total, message = outcomes[key]
         index = pd.to_numeric(grouped[key]["index"], errors="coerce").dropna().astype(int)
         rows = tuple(sorted(int(i) + 1 for i in index.unique())[:max_rows])
-        suffix = f" [{total} row(s)]" if total > len(rows) else ""
         violations.append(
             Violation(
-                file=file, rule=rule.rule, column=rule.column, rows=rows, message=message + suffix
+                file=file,
+                rule=rule.rule,
+                column=rule.column,
+                rows=rows,
+                message=with_row_total(message, total, len(rows)),
             )
         )
     unexpected = cases[

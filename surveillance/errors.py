@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
+
+#: how a message says that more rows broke a rule than are listed
+_ROW_TOTAL = re.compile(r" \[(\d+) row\(s\)\]$")
+
+
+def with_row_total(message: str, total: int, listed: int) -> str:
+    """``message`` followed by `` [total row(s)]`` when more than the ``listed`` rows broke it."""
+    return message + (f" [{total} row(s)]" if total > listed else "")
+
+
+def split_row_total(message: str) -> tuple[str, int | None]:
+    """The message without its :func:`with_row_total` suffix, and the total (``None``: none)."""
+    m = _ROW_TOTAL.search(message)
+    return (message[: m.start()], int(m.group(1))) if m else (message, None)
 
 
 class SurveillanceError(Exception):
@@ -28,6 +43,10 @@ class Violation:
         if self.column:
             where += f" column '{self.column}'"
         return f"{where}: [{self.rule}] {self.message}"
+
+    def shifted(self, offset: int) -> Violation:
+        """The same violation with its rows moved by ``offset`` (chunk rows -> file rows)."""
+        return replace(self, rows=tuple(r + offset for r in self.rows))
 
 
 class ContractError(SurveillanceError):

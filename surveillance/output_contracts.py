@@ -79,7 +79,7 @@ from surveillance.contracts import (
     MORTALITY_COLUMNS,
     OUTPUT_COLUMNS,
 )
-from surveillance.errors import ContractError, Violation
+from surveillance.errors import ContractError, Violation, with_row_total
 
 MAX_ROWS_PER_RULE = 20
 
@@ -996,14 +996,13 @@ def validate_output(
             continue
         positions = np.flatnonzero(result)
         rows = tuple(int(i) for i in positions[:MAX_ROWS_PER_RULE])
-        suffix = f" [{len(positions)} row(s)]" if len(positions) > len(rows) else ""
         violations.append(
             Violation(
                 file=file,
                 rule=rule.rule,
                 column=rule.column,
                 rows=rows,
-                message=rule.message + suffix,
+                message=with_row_total(rule.message, len(positions), len(rows)),
             )
         )
     return violations

@@ -20,7 +20,6 @@ published tables are byte-identical whichever engine runs them and however the f
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from surveillance.bundle import Bundle, SpellSource, read_rows
-from surveillance.errors import Violation
+from surveillance.errors import Violation, split_row_total, with_row_total
 from surveillance.periods import Quarter
 
 #: a chunk function: ``func(chunk, start_row, *args)``
@@ -252,9 +251,6 @@ def _task_dask_client() -> Iterator[Any | None]:
 # ------------------------------------------------------------------ the contract check
 
 
-_TOTAL = re.compile(r" \[(\d+) row\(s\)\]$")
-
-
 @dataclass
 class ChunkCheck:
     """One chunk's violations (rows of the whole file) and its spell-id hashes."""
@@ -277,11 +273,7 @@ def check_chunk(
 
     chunk = chunk.reset_index(drop=True)
     found = validate_table("spells", file, chunk, Quarter.parse(quarter), catalogue, known)
-    violations = [
-        Violation(v.file, v.rule, v.message, v.column, tuple(r + start for r in v.rows))
-        for v in found
-        if v.rule != "unique_key"
-    ]
+    violations = [v.shifted(start) for v in found if v.rule != "unique_key"]
     ids = chunk["spell_id"] if "spell_id" in chunk.columns else pd.Series([], dtype=object)
     hashes, present = string_hashes(ids)  # as contracts._duplicated_values: nulls skipped
     return ChunkCheck(violations, hashes, present)
@@ -344,9 +336,8 @@ def merge_violations(parts: list[list[Violation]], max_rows: int | None) -> list
     merged: dict[tuple, list] = {}
     for part in parts:
         for v in part:
-            m = _TOTAL.search(v.message)
-            base = v.message[: m.start()] if m else v.message
-            total = int(m.group(1)) if m else len(v.rows)
+            base, total = split_row_total(v.message)
+            total = len(v.rows) if total is None else total
             key = (v.rule, v.column, base)
             if key not in merged:
                 merged[key] = [v, [], 0]
@@ -355,8 +346,9 @@ def merge_violations(parts: list[list[Violation]], max_rows: int | None) -> list
     out = []
     for (rule, column, base), (first, rows, total) in merged.items():
         rows = tuple(sorted(rows)[:max_rows] if max_rows else sorted(rows))
-        suffix = f" [{total} row(s)]" if total > len(rows) else ""
-        out.append(Violation(first.file, rule, base + suffix, column, rows))
+        out.append(
+            Violation(first.file, rule, with_row_total(base, total, len(rows)), column, rows)
+        )
     return out
 
 
@@ -366,7 +358,7 @@ def validate_spells(
     """Every violation of the spells contract, as :func:`surveillance.contracts.validate_table`
     reports it on the whole file: per-chunk checks, then ``unique_key`` across the file (64-bit
     hashes of the ids first, the rows sharing a hash compared by id)."""
-    from surveillance.contracts import MAX_ROWS_PER_RULE, UNIQUE_KEYS, _spells_rules
+    from surveillance.contracts import MAX_ROWS_PER_RULE, _unique_rule
 
     checks = chunks.apply(check_chunk, chunks.file, quarter, catalogue, known)
     hashes = np.concatenate([c.hashes for c in checks]) if checks else np.zeros(0, np.uint64)
@@ -382,13 +374,10 @@ def validate_spells(
         duplicated = sorted(int(r) + 1 for r in dup.index)
     violations = merge_violations([c.violations for c in checks], MAX_ROWS_PER_RULE)
     if duplicated:
-        key = UNIQUE_KEYS["spells"]
-        rule = next(r for r in _spells_rules(Quarter.parse(quarter)) if r.rule == "unique_key")
+        rule = _unique_rule("spells")
         listed = tuple(duplicated[:MAX_ROWS_PER_RULE])
-        suffix = f" [{len(duplicated)} row(s)]" if len(duplicated) > len(listed) else ""
-        violations.append(
-            Violation(chunks.file, "unique_key", rule.message + suffix, key[0], listed)
-        )
+        message = with_row_total(rule.message, len(duplicated), len(listed))
+        violations.append(Violation(chunks.file, rule.rule, message, rule.column, listed))
     return _in_rule_order(violations, quarter, catalogue, known)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from surveillance.errors import ContractError, SurveillanceError, Violation
+from surveillance.errors import ContractError, SurveillanceError
 from surveillance.mortality.distributed import combine_counts, pattern_counts
 from surveillance.mortality.encode import (
     SPELL_COLUMNS,
@@ -78,12 +78,7 @@ ApplyReduce = Callable[..., Any]
 
 def offset_rows(error: ContractError, start: int) -> ContractError:
     """``error`` with its 1-based chunk rows shifted to rows of the whole file."""
-    return ContractError(
-        [
-            Violation(v.file, v.rule, v.message, v.column, tuple(r + start for r in v.rows))
-            for v in error.violations
-        ]
-    )
+    return ContractError([v.shifted(start) for v in error.violations])
 
 
 # ------------------------------------------------------------------ pass 1: the fit
