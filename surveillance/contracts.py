@@ -1107,7 +1107,9 @@ def validate_table(
     """
     import pandera.pandas as pa
 
-    frame = frame.reset_index(drop=True) if not isinstance(frame.index, pd.RangeIndex) else frame
+    # row numbers come from the index: anything but 0..n-1 (a slice, a Dask partition) is reset
+    plain = isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
+    frame = frame if plain and frame.index.step == 1 else frame.reset_index(drop=True)
     table = _Table(name, file, frame)
     rules = _rules_for(name, quarter, catalogue, known_trusts)
     outcomes: dict[str, tuple[Rule, int, str]] = {}

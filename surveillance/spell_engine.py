@@ -271,7 +271,6 @@ def check_chunk(
     """The spells contract on one chunk (every rule but the file-wide ``unique_key``)."""
     from surveillance.contracts import validate_table
 
-    chunk = chunk.reset_index(drop=True)
     found = validate_table("spells", file, chunk, Quarter.parse(quarter), catalogue, known)
     violations = [v.shifted(start) for v in found if v.rule != "unique_key"]
     ids = chunk["spell_id"] if "spell_id" in chunk.columns else pd.Series([], dtype=object)

@@ -666,3 +666,19 @@ def test_parquet_nan_and_inf_in_required_numbers(tmp_path, frames):
             ("indicators.parquet", "not_finite", "value", (5,)),
         ]
     )
+
+
+def test_row_numbers_count_from_the_first_row_whatever_the_index() -> None:
+    """A slice or a Dask partition keeps its file row numbers as index: rows are still 1-based
+    positions in the frame checked."""
+    from surveillance.contracts import validate_table
+    from surveillance.periods import Quarter
+
+    spells = valid_frames()["spells"].copy()
+    spells.loc[1, "age"] = 150
+    for index in (pd.RangeIndex(100, 100 + len(spells)), pd.Index(range(len(spells))[::-1])):
+        frame = spells.set_axis(index)
+        found = validate_table(
+            "spells", "spells.csv", frame, Quarter.parse(QUARTER), load_catalogue(), None
+        )
+        assert [(v.rule, v.rows) for v in found] == [("age_range", (2,))]
