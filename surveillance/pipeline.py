@@ -412,18 +412,12 @@ def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityRe
             None,
         )
     from surveillance import spell_engine
-    from surveillance.mortality.monitor import load_cusum_settings
-    from surveillance.mortality.partials import finish, run_chunked, spell_partial
-    from surveillance.mortality.risk_model import RiskModel
+    from surveillance.mortality.partials import run_chunked, run_in_memory
     from surveillance.reports.paths import paths_from_run
 
     with spell_engine.chunks_for(bundle) as chunks:
         if isinstance(chunks, spell_engine.FrameChunks):
-            # in memory: the fit's encoding is reused by the one chunk (no second encoding)
-            model = RiskModel().fit(bundle.spells, end=quarter)
-            settings = load_cusum_settings()
-            part = spell_partial(bundle.spells, 0, model, None, quarter, settings)
-            run = finish(part, quarter, model, settings)
+            run = run_in_memory(bundle.spells, quarter)
         else:
             run = run_chunked(chunks.apply, chunks.apply_reduce, quarter)
     return MortalityResult(

@@ -60,17 +60,11 @@ def run_mortality(
     surface: ThresholdSurface | None = None,
 ) -> MortalityResult:
     """Everything the quarterly run needs from the spells (fits the model when not given)."""
-    from surveillance.mortality.monitor import load_cusum_settings
-    from surveillance.mortality.partials import finish, spell_partial
+    from surveillance.mortality.partials import run_in_memory
 
-    q = quarter if isinstance(quarter, Quarter) else Quarter.parse(str(quarter))
-    model = model or RiskModel().fit(spells, end=q)
-    settings = settings or load_cusum_settings()
-    # the whole frame as one chunk of the chunked stage (surveillance.mortality.partials)
-    part = spell_partial(spells, 0, model, None, str(q), settings, keep_p=True)
-    done = finish(part, q, model, settings, surface)
+    done = run_in_memory(spells, quarter, model, settings, surface, keep_p=True)
     return MortalityResult(
-        done.mortality, done.alerts, done.indicators, done.flags, done.quality, part.p
+        done.mortality, done.alerts, done.indicators, done.flags, done.quality, done.p
     )
 
 

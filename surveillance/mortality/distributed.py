@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from surveillance.mortality.encode import (
+    EncodedSpells,
     covariate_digits,
     encode_spells,
     pattern_index,
@@ -30,16 +31,19 @@ from surveillance.periods import Quarter
 COUNT_COLUMNS = {"diagnosis_group": object, "pattern": np.int64, "n": np.int64, "d": float}
 
 
-def pattern_counts(spells: pd.DataFrame, model: RiskModel, end_month: int) -> pd.DataFrame:
+def pattern_counts(
+    spells: pd.DataFrame, model: RiskModel, end_month: int, enc: EncodedSpells | None = None
+) -> pd.DataFrame:
     """Spells and deaths per (diagnosis group, covariate pattern) in the fit window ending at
-    ``end_month`` (months since 1970-01), for one partition of the spells.
+    ``end_month`` (months since 1970-01), for one partition of the spells (``enc``: its
+    :func:`encode_spells`, when already made).
 
     Every group present in the partition gets a row with ``pattern = -1`` and zero counts, so the
     fitted model knows the same groups as one fitted on all the spells at once.
     """
     if len(spells) == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COUNT_COLUMNS.items()})
-    enc = encode_spells(spells, model.outcome, model.spec.period_date)
+    enc = enc if enc is not None else encode_spells(spells, model.outcome, model.spec.period_date)
     keep = (enc.period_month <= end_month) & (enc.period_month > end_month - model.spec.fit_months)
     sub = spells if keep.all() else spells.loc[keep]
     digits = covariate_digits(sub, model.spec, end_month, enc.admission_day[keep])

@@ -33,7 +33,7 @@ from surveillance.mortality.distributed import combine_counts, pattern_counts
 from surveillance.mortality.encode import (
     SPELL_COLUMNS,
     EncodedSpells,
-    factorize_sorted,
+    encode_spells,
     month_number,
 )
 from surveillance.mortality.indicators import (
@@ -97,12 +97,11 @@ def fit_partial(chunk: pd.DataFrame, start: int, model: RiskModel, end_month: in
     """Pattern counts of the fit window (:func:`pattern_counts`) and the trust and diagnosis-group
     codes of the chunk (every month, as a single-process encoding sees them)."""
     try:
-        _, trusts = factorize_sorted(chunk["trust_code"])
-        _, groups = factorize_sorted(chunk["diagnosis_group"])
-        counts = pattern_counts(chunk, model, end_month)
+        enc = encode_spells(chunk, model.outcome, model.spec.period_date)
+        counts = pattern_counts(chunk, model, end_month, enc)
     except ContractError as exc:
         raise offset_rows(exc, start) from None
-    return FitPartial(counts, trusts.astype(str), groups.astype(str))
+    return FitPartial(counts, enc.trusts.astype(str), enc.groups.astype(str))
 
 
 @dataclass(frozen=True)
@@ -279,6 +278,23 @@ def finish(
     )
     flags = alert_flags(alerts, levels.trusts, q)
     return ChunkedMortality(table, alerts, indicators, flags, quality, chart_run, model, total.p)
+
+
+def run_in_memory(
+    spells: pd.DataFrame,
+    quarter: Quarter | str,
+    model: RiskModel | None = None,
+    settings: CusumSettings | None = None,
+    surface: ThresholdSurface | None = None,
+    keep_p: bool = False,
+) -> ChunkedMortality:
+    """The mortality stage on spells in memory: the whole frame is the one chunk, and the fit's
+    encoding is reused by it (no second encoding); fits the model when not given."""
+    q = as_quarter(quarter)
+    model = model or RiskModel().fit(spells, end=q)
+    settings = settings or load_cusum_settings()
+    part = spell_partial(spells, 0, model, None, str(q), settings, keep_p=keep_p)
+    return finish(part, q, model, settings, surface)
 
 
 def run_chunked(
