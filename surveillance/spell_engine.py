@@ -55,7 +55,7 @@ class FrameChunks:
         *args: Any,
         columns: list[str] | None = None,
     ) -> Any:
-        return combine(self.apply(func, *args))
+        return func(self.frame, 0, *args)  # one chunk: nothing to combine
 
 
 @dataclass
@@ -102,7 +102,7 @@ class StreamChunks:
         total = None
         for part in self._results(func, args, columns):
             total = part if total is None else combine([total, part])
-        return combine([total]) if total is not None else combine([])
+        return total if total is not None else combine([])
 
 
 class DaskChunks:
