@@ -356,7 +356,10 @@ def with_summary(payload: dict[str, Any]) -> dict[str, Any]:
         )
         same = "identical" if modes["identical"] else "DIFFERENT"
         parts.append(f"modes at {modes['scale']}: {runs} ({same} outputs)")
-    for scale, flow in sorted((payload.get("dask_flows") or {}).items()):
+    flows = dict(payload.get("dask_flows") or {})
+    if payload.get("dask"):
+        flows.setdefault(payload["dask"]["scale"], payload["dask"])
+    for scale, flow in sorted(flows.items()):
         same = "identical" if flow["identical"] else "DIFFERENT"
         parts.append(f"Prefect flow local vs Dask at {scale}: {same}")
     parts.append(
@@ -534,16 +537,7 @@ def main() -> None:
             f"Dask vs local flow (demo, {dask['files_compared']} files): "
             f"{'identical' if dask['identical'] else 'DIFFER: ' + ', '.join(dask['differing_files'])}"
         )
-    big = rows[-1]
-    summary = (
-        f"{big['scale']} ({big['spells'] / 1e6:.1f}M spells): {big['seconds']} s wall, "
-        f"{big['cpu_seconds']} s CPU, peak {big['peak_rss_mib'] / 1024:.1f} GiB "
-        f"(target {TARGET_SECONDS} s / {TARGET_GIB} GiB)"
-    )
-    if dask:
-        summary += f"; Dask flow outputs {'identical' if dask['identical'] else 'DIFFER'}"
     payload: dict[str, Any] = {
-        "summary": summary,
         "quarter": QUARTER,
         "scales": rows,
         "stage_table": stage_table(rows),
@@ -564,8 +558,9 @@ def main() -> None:
         payload["last_full_run"] = old.get("last_full_run") or (
             old if any(r["scale"] == "national" for r in old.get("scales", [])) else None
         )
-    write_result("national", with_summary(payload))
-    print(summary)
+    payload = with_summary(payload)
+    write_result("national", payload)
+    print(payload["summary"])
 
 
 if __name__ == "__main__":
