@@ -108,6 +108,24 @@ def agreement(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
 # ARL
 
 
+def r_arl_timed(setup: str, workdir: Path, reps: int) -> tuple[float, np.ndarray]:
+    """Run R ``setup`` (reads the grid ``g`` and defines ``f()``, the ARL at every grid point),
+    then ``f()`` once untimed and ``reps`` times timed; seconds per ARL in R and the ARLs."""
+    code = (
+        setup
+        + f"""
+arl <- f()
+t0 <- proc.time()[["elapsed"]]
+for (i in seq_len({reps})) arl <- f()
+el <- proc.time()[["elapsed"]] - t0
+write.csv(data.frame(ARL = sprintf("%.17g", arl)), "arl.csv", row.names = FALSE)
+cat(el / ({reps} * nrow(g)), "\\n")
+"""
+    )
+    r_per_call = float(run_r(code, workdir).strip())
+    return r_per_call, pd.read_csv(workdir / "arl.csv")["ARL"].to_numpy(dtype=np.float64)
+
+
 def arl_normal_section(workdir: Path, reps: int) -> dict:
     grid = pd.DataFrame(
         [
@@ -120,20 +138,13 @@ def arl_normal_section(workdir: Path, reps: int) -> dict:
         columns=["k", "h", "mu", "hs"],
     )
     grid.to_csv(workdir / "grid.csv", index=False)
-    code = f"""
+    setup = """
 suppressMessages(library(spc))
 g <- read.csv("grid.csv")
 f <- function() mapply(function(k, h, mu, hs) xcusum.arl(k, h, mu, hs = hs, sided = "one", r = 30),
                        g$k, g$h, g$mu, g$hs)
-arl <- f()
-t0 <- proc.time()[["elapsed"]]
-for (i in seq_len({reps})) arl <- f()
-el <- proc.time()[["elapsed"]] - t0
-write.csv(data.frame(ARL = sprintf("%.17g", arl)), "arl.csv", row.names = FALSE)
-cat(el / ({reps} * nrow(g)), "\\n")
 """
-    r_per_call = float(run_r(code, workdir).strip())
-    r_arl = pd.read_csv(workdir / "arl.csv")["ARL"].to_numpy(dtype=np.float64)
+    r_per_call, r_arl = r_arl_timed(setup, workdir, reps)
 
     def ours():
         return np.array([arl_normal_cusum(r.k, r.h, r.mu, r.hs) for r in grid.itertuples()])
@@ -167,20 +178,13 @@ def arl_poisson_section(workdir: Path, reps: int) -> dict:
         columns=["h", "k", "theta"],
     )
     grid.to_csv(workdir / "grid.csv", index=False)
-    code = f"""
+    setup = """
 suppressMessages(library(surveillance))
 g <- read.csv("grid.csv")
 f <- function() mapply(function(h, k, theta) arlCusum(h = h, k = k, theta = theta,
                        distr = "poisson", digits = 1)$ARL, g$h, g$k, g$theta)
-arl <- f()
-t0 <- proc.time()[["elapsed"]]
-for (i in seq_len({reps})) arl <- f()
-el <- proc.time()[["elapsed"]] - t0
-write.csv(data.frame(ARL = sprintf("%.17g", arl)), "arl.csv", row.names = FALSE)
-cat(el / ({reps} * nrow(g)), "\\n")
 """
-    r_per_call = float(run_r(code, workdir).strip())
-    r_arl = pd.read_csv(workdir / "arl.csv")["ARL"].to_numpy(dtype=np.float64)
+    r_per_call, r_arl = r_arl_timed(setup, workdir, reps)
 
     def ours():
         return np.array([arl_poisson_cusum(r.h, r.k, r.theta) for r in grid.itertuples()])
