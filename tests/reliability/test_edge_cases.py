@@ -20,25 +20,22 @@ from rel_common import run_options, subset_bundle
 
 from surveillance import pipeline
 
-_MODE: dict[str, str] = {}
 
+@pytest.fixture(params=["memory", "chunked"])
+def compute(request):
+    """Every stage up to banding, in memory and chunked (spells.parquet rewritten in 2,000-row
+    row groups, streamed): ``compute(data, tmp_path) -> (results, catalogue)``."""
+    mode = request.param
 
-@pytest.fixture(autouse=True, params=["memory", "chunked"])
-def spells_mode(request):
-    """Every case in memory and chunked (spells.parquet in 2,000-row row groups, streamed)."""
-    _MODE["spells"] = request.param
-    yield request.param
-    _MODE.clear()
+    def run(data: Path, tmp_path: Path):
+        spells = data / "spells.parquet"
+        if mode == "chunked" and spells.is_file():
+            pq.write_table(pq.read_table(spells), spells, row_group_size=2_000)
+        options = run_options(data, tmp_path / "out", spells=mode)
+        _, results, catalogue = pipeline.compute_quarter(options)
+        return results, catalogue
 
-
-def _compute(data: Path, tmp_path: Path):
-    mode = _MODE.get("spells", "memory")
-    spells = data / "spells.parquet"
-    if mode == "chunked" and spells.is_file():
-        pq.write_table(pq.read_table(spells), spells, row_group_size=2_000)
-    options = run_options(data, tmp_path / "out", spells=mode)
-    _, results, catalogue = pipeline.compute_quarter(options)
-    return results, catalogue
+    return run
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
@@ -55,14 +52,14 @@ def _numbers(frame: pd.DataFrame, columns) -> np.ndarray:
     return np.column_stack([pd.to_numeric(frame[c], errors="coerce") for c in columns])
 
 
-def test_trust_without_spells_gets_not_applicable_with_reason(hostile_bundle, tmp_path):
+def test_trust_without_spells_gets_not_applicable_with_reason(hostile_bundle, tmp_path, compute):
     data = _copy(hostile_bundle, tmp_path)
     code = _codes(data)[7]
     table = pq.read_table(data / "spells.parquet")
     keep = (table.column("trust_code").to_pandas() != code).to_numpy()
     assert (~keep).sum() > 100
     pq.write_table(table.filter(keep), data / "spells.parquet")
-    results, catalogue = _compute(data, tmp_path)
+    results, catalogue = compute(data, tmp_path)
 
     from_spells = catalogue.index[catalogue["derived_from"] == "spells"]
     mine = results.flags[
@@ -80,7 +77,7 @@ def test_trust_without_spells_gets_not_applicable_with_reason(hostile_bundle, tm
     assert code in set(results.bands["trust_code"])
 
 
-def test_diagnosis_group_without_deaths_falls_back(hostile_bundle, tmp_path):
+def test_diagnosis_group_without_deaths_falls_back(hostile_bundle, tmp_path, compute):
     data = _copy(hostile_bundle, tmp_path)
     spells = pd.read_parquet(data / "spells.parquet")
     group = spells["diagnosis_group"].value_counts().index[0]  # the largest group
@@ -88,7 +85,7 @@ def test_diagnosis_group_without_deaths_falls_back(hostile_bundle, tmp_path):
     assert spells.loc[mask, "died_30d"].sum() >= 1
     spells.loc[mask, ["died_in_hospital", "died_30d"]] = False
     spells.to_parquet(data / "spells.parquet", index=False)
-    results, _ = _compute(data, tmp_path)
+    results, _ = compute(data, tmp_path)
 
     table = results.mortality.table
     rows = table[table["diagnosis_group"] == group]
@@ -110,10 +107,10 @@ def _identical_indicators(data: Path) -> list[str]:
     return sorted(set(base["indicator_id"]))
 
 
-def test_identical_trusts_give_identical_z_and_no_overdispersion(hostile_bundle, tmp_path):
+def test_identical_trusts_give_identical_z_and_no_overdispersion(hostile_bundle, tmp_path, compute):
     data = _copy(hostile_bundle, tmp_path)
     ids = _identical_indicators(data)
-    results, catalogue = _compute(data, tmp_path)
+    results, catalogue = compute(data, tmp_path)
     flags = results.flags[results.flags["indicator_id"].isin(ids)]
     monthly = catalogue.index[catalogue["type"] == "cusum_z"]  # phi per month, not per quarter
     flags = flags[~flags["indicator_id"].isin(monthly)]
@@ -140,19 +137,19 @@ def test_identical_trusts_give_identical_z_and_no_overdispersion(hostile_bundle,
     }
 
 
-def test_identical_trusts_write_no_infinities(hostile_bundle, tmp_path):
+def test_identical_trusts_write_no_infinities(hostile_bundle, tmp_path, compute):
     data = _copy(hostile_bundle, tmp_path)
     _identical_indicators(data)
-    results, _ = _compute(data, tmp_path)
+    results, _ = compute(data, tmp_path)
     values = _numbers(results.flags, ["z", "z_adjusted", "phi", "tau2", "p_value"])
     assert not np.isinf(values).any()
 
 
-def test_single_trust_runs(hostile_bundle, tmp_path):
+def test_single_trust_runs(hostile_bundle, tmp_path, compute):
     data = tmp_path / "data"
     code = _codes(hostile_bundle)[0]
     subset_bundle(hostile_bundle, data, {code})
-    results, _ = _compute(data, tmp_path)
+    results, _ = compute(data, tmp_path)
     assert results.bands["trust_code"].tolist() == [code]
     band = results.bands["band"].astype(str).iloc[0]
     assert band in {"1", "2", "3", "4", "5", "6", "recently_inspected", "not_banded"}
