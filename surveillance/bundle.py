@@ -272,10 +272,11 @@ def _read_parquet(
                 or pa.types.is_large_string(schema.field(c).type)
             )
         ]
+        with_nulls: list[str] = []
         if rows is None:
             table = pq.read_table(path, read_dictionary=dictionary or None)
         else:
-            table = _read_rows(path, rows, dictionary, columns)
+            table, with_nulls = _read_rows(path, rows, dictionary, columns)
         fields = []
         for f in table.schema:  # dates become datetime64[ns], as everywhere in the service
             if pa.types.is_date(f.type) or (pa.types.is_timestamp(f.type) and f.type.unit != "ns"):
@@ -292,8 +293,9 @@ def _read_parquet(
         del table
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _unreadable(path, f"cannot read Parquet: {exc}") from None
-    if rows is not None:
-        frame = _as_whole_file(path, frame)
+    for column in with_nulls:  # the dtype the whole file gets (float64), nulls here or not
+        if not pd.api.types.is_float_dtype(frame[column].dtype):
+            frame[column] = frame[column].astype("float64")
     if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
         return frame  # already 0..n-1: reset_index would copy every column (seconds at 45M rows)
     return frame.reset_index(drop=True)
@@ -301,8 +303,10 @@ def _read_parquet(
 
 def _read_rows(
     path: Path, rows: tuple[int, int], dictionary: list[str], columns: list[str] | None = None
-) -> pa.Table:
-    """Rows ``[start, stop)`` of a Parquet file: the row groups that hold them, sliced."""
+) -> tuple[pa.Table, list[str]]:
+    """Rows ``[start, stop)`` of a Parquet file (the row groups that hold them, sliced), and the
+    integer columns read that have a null anywhere in the file: pandas makes those float64 when
+    the whole file is read, so a range must be made float64 too."""
     start, stop = rows
     pf = pq.ParquetFile(path, read_dictionary=dictionary or None)
     meta = pf.metadata
@@ -314,33 +318,30 @@ def _read_rows(
     groups = [i for i in range(len(sizes)) if begins[i] < stop and ends[i] > start]
     if columns is not None:
         columns = [c for c in columns if c in pf.schema_arrow.names]
+    with_nulls = [
+        f.name
+        for j, f in enumerate(pf.schema_arrow)
+        if pa.types.is_integer(f.type)
+        and (columns is None or f.name in columns)
+        and _file_has_nulls(pf, j)
+    ]
     if not groups:
         table = pf.schema_arrow.empty_table()
-        return table.select(columns) if columns is not None else table
+        return (table.select(columns) if columns is not None else table), with_nulls
     table = pf.read_row_groups(groups, columns=columns)
-    return table.slice(start - int(begins[groups[0]]), stop - start)
+    return table.slice(start - int(begins[groups[0]]), stop - start), with_nulls
 
 
-def _as_whole_file(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    """A row range with the dtypes the whole file gets: an integer column with a null anywhere
-    in the file is float64 in pandas, even in a range without nulls."""
-    pf = pq.ParquetFile(path)
+def _file_has_nulls(pf: pq.ParquetFile, column: int) -> bool:
+    """Whether column ``column`` has a null in any row group (footer statistics, else a read)."""
     meta = pf.metadata
-    for j, f in enumerate(pf.schema_arrow):
-        if not pa.types.is_integer(f.type) or f.name not in frame.columns:
-            continue
-        if pd.api.types.is_float_dtype(frame[f.name].dtype):
-            continue
-        nulls = 0
-        for i in range(meta.num_row_groups):
-            stats = meta.row_group(i).column(j).statistics
-            if stats is None or not stats.has_null_count:
-                nulls = pf.read(columns=[f.name]).column(0).null_count
-                break
-            nulls += stats.null_count
-        if nulls:
-            frame[f.name] = frame[f.name].astype("float64")
-    return frame
+    nulls = 0
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(column).statistics
+        if stats is None or not stats.has_null_count:
+            return pf.read(columns=[pf.schema_arrow.names[column]]).column(0).null_count > 0
+        nulls += stats.null_count
+    return nulls > 0
 
 
 def read_rows(
