@@ -393,6 +393,7 @@ class MortalityResult:
     model_summary: pd.DataFrame | None = None
     model: Any = None
     paths: pd.DataFrame | None = None  # monthly course of each alerted chart (cusum_paths.csv)
+    alert_model: Any = None  # the charts' model with its baseline (None: ``model``)
 
 
 def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityResult:
@@ -427,6 +428,7 @@ def mortality(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> MortalityRe
         precomputed=None,  # mort_alert comes as a rule indicator row (count of alerts)
         model_summary=getattr(run.model, "groups_", None),
         model=run.model,
+        alert_model=run.alert_model,
         # the alerted charts' monthly course, for the CUSUM and VLAD figures (aggregated by
         # month: no spell-level rows leave the stage)
         paths=paths_from_run(run.chart_run, run.alerts),
@@ -684,6 +686,8 @@ def write_outputs(
     if results.mortality.model is not None:
         (staging / "models").mkdir(exist_ok=True)
         results.mortality.model.save(staging / "models" / "risk_model.json")
+    if results.mortality.alert_model is not None:
+        results.mortality.alert_model.save(staging / "models" / "alert_model.json")
     if len(results.validated.quarantine):
         store.write_csv(
             results.validated.quarantine, staging / "quarantine.csv", sort_by=["file", "row"]
@@ -982,7 +986,9 @@ def parse_month(month: str) -> str:
 
 
 def latest_risk_model(out: Path, month: str) -> Path:
-    """``models/risk_model.json`` of the latest published quarter ending before ``month``.
+    """The charts' model of the latest published quarter ending before ``month``:
+    ``models/alert_model.json`` (the alert model and its baseline), or ``models/risk_model.json``
+    for a quarter published before the alert model existed.
 
     The monthly run reuses the models fitted by the quarterly run (no refit between quarters).
     """
@@ -990,9 +996,11 @@ def latest_risk_model(out: Path, month: str) -> Path:
     first_day = pd.Period(month, freq="M").start_time
     candidates = [r for r in store.published_runs(out) if Quarter.parse(r.quarter).end < first_day]
     for run in reversed(candidates):
-        path = run.path / "models" / "risk_model.json"
-        if path.is_file():
-            return path
+        # the alert charts' model (with its typical-trust baseline) where the quarter has one
+        for name in ("alert_model.json", "risk_model.json"):
+            path = run.path / "models" / name
+            if path.is_file():
+                return path
     raise SurveillanceError(
         f"no published quarter before {month} in {out} has models/risk_model.json: "
         "run the quarter first (surveillance run)"

@@ -34,8 +34,9 @@ COUNT_COLUMNS = {"diagnosis_group": object, "pattern": np.int64, "n": np.int64, 
 def pattern_counts(
     spells: pd.DataFrame, model: RiskModel, end_month: int, enc: EncodedSpells | None = None
 ) -> pd.DataFrame:
-    """Spells and deaths per (diagnosis group, covariate pattern) in the fit window ending at
-    ``end_month`` (months since 1970-01), for one partition of the spells (``enc``: its
+    """Spells and deaths per (diagnosis group, covariate pattern) in the fit window for reference
+    month ``end_month`` (months since 1970-01; ``risk_model.fit_window``), for one partition of
+    the spells (``enc``: its
     :func:`encode_spells`, when already made).
 
     Every group present in the partition gets a row with ``pattern = -1`` and zero counts, so the
@@ -44,7 +45,7 @@ def pattern_counts(
     if len(spells) == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COUNT_COLUMNS.items()})
     enc = enc if enc is not None else encode_spells(spells, model.outcome, model.spec.period_date)
-    keep = (enc.period_month <= end_month) & (enc.period_month > end_month - model.spec.fit_months)
+    keep = model.fit_mask(enc.period_month, end_month)
     sub = spells if keep.all() else spells.loc[keep]
     digits = covariate_digits(sub, model.spec, end_month, enc.admission_day[keep])
     n_pat = int(np.prod(model.sizes_))

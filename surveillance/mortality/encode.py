@@ -213,6 +213,7 @@ def level_counts(spec: RiskSpec) -> np.ndarray:
             dep,
             month,
             spec.n_years,
+            1 if c.palliative is None else 2,
         ],
         dtype=np.int64,
     )
@@ -221,11 +222,11 @@ def level_counts(spec: RiskSpec) -> np.ndarray:
 def covariate_digits(
     spells: pd.DataFrame, spec: RiskSpec, end_month: int, admission_day: np.ndarray | None = None
 ) -> np.ndarray:
-    """Per spell the level code of each covariate, shape (n, 7), int8/int16 in COVARIATE_NAMES order.
+    """Per spell the level code of each covariate, shape (n, 8), int16 in COVARIATE_NAMES order.
 
-    ``end_month`` (months since 1970-01) is the last month of the fit window: year index 0 is the
-    12 months ending there, 1 the 12 before, ...; later admissions are clipped to 0, earlier to the
-    oldest year.
+    ``end_month`` (months since 1970-01) is the reference month (the quarter end): year index 0
+    is the 12 months ending there, 1 the 12 before, ...; later admissions are clipped to 0,
+    earlier to the oldest year. Without a palliative covariate its code is 0 (one level).
     """
     c = spec.covariates
     require_columns(
@@ -268,6 +269,11 @@ def covariate_digits(
     month_of_year = adm_months % 12
     out[5] = month_of_year if c.admission_month.encoding == "month" else month_of_year // 3
     out[6] = np.clip((end_month - adm_months) // 12, 0, spec.n_years - 1)
+    if c.palliative is None:
+        out[7] = 0
+    else:
+        require_columns(spells, [c.palliative.source])
+        out[7] = as_bool(spells, c.palliative.source)
     return out.T
 
 

@@ -64,6 +64,8 @@ class CusumSettings:
     n_sims: int = 50_000  # per chart, threshold_method="simulation"
     seed: int = 0
     discrete_expected: float = 0.5  # below this many expected deaths: count floor on h
+    # the charts' risk model, a spec in models/risk/ (default.yaml: the SHMI-style model itself)
+    risk_model: str = "alert.yaml"
 
 
 def load_cusum_settings(path: Path | str | None = None) -> CusumSettings:
@@ -86,6 +88,7 @@ def load_cusum_settings(path: Path | str | None = None) -> CusumSettings:
         n_sims: int = Field(50_000, ge=1000)
         seed: int = 0
         discrete_expected: float = Field(0.5, ge=0.0)
+        risk_model: str = Field("alert.yaml", pattern=r"^[A-Za-z0-9_.-]+\.yaml$")
 
     path = Path(path) if path is not None else RISK_DIR / "monitoring.yaml"
     try:
@@ -358,17 +361,19 @@ def monitor_month(
     """Alerts signalled in ``month`` (``YYYY-MM``), reusing a fitted :class:`RiskModel`.
 
     The charts run over the 12 months ending with ``month``; ``spells`` needs only those months
-    (more is ignored). Risks come from ``model.predict`` (no refit).
+    (more is ignored). Risks come from ``model.chart_risks`` (no refit): the quarter's alert
+    model with its typical-trust baseline when that is the model given (``alert_model.json``).
+    The year trend is held at the quarter's year for the months after it.
     """
     settings = settings or load_cusum_settings()
     end = month_number(month)
     enc, pattern = model.encode(spells)
     keep = window_mask(enc, end, settings.months)
     if keep.all():
-        p = model.predict_encoded(enc, pattern)
+        p = model.chart_risks(enc, pattern)
     else:
         p = np.zeros(len(keep))
-        p[keep] = model.predict_encoded(_subset(enc, keep), pattern[keep])
+        p[keep] = model.chart_risks(_subset(enc, keep), pattern[keep])
     return _monitor(
         spells,
         p,

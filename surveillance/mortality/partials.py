@@ -29,12 +29,15 @@ import numpy as np
 import pandas as pd
 
 from surveillance.errors import ContractError, SurveillanceError
+from surveillance.mortality.baseline import CellSums, TypicalTrustBaseline, typical_trust_baseline
 from surveillance.mortality.distributed import combine_counts, pattern_counts
 from surveillance.mortality.encode import (
     SPELL_COLUMNS,
     EncodedSpells,
+    covariate_digits,
     encode_spells,
     month_number,
+    pattern_index,
 )
 from surveillance.mortality.indicators import (
     IndicatorGroups,
@@ -59,6 +62,7 @@ from surveillance.mortality.quality import (
 from surveillance.mortality.ratios import as_quarter, cell_grids, table_from_grids, window_mask
 from surveillance.mortality.risk_model import RiskModel
 from surveillance.periods import Quarter
+from surveillance.stats.exact import combine_parts, exact_part_bincount
 from surveillance.stats.thresholds import ThresholdSurface
 
 #: quarters of coding-quality measures kept (quality_by_quarter's default)
@@ -86,22 +90,31 @@ def offset_rows(error: ContractError, start: int) -> ContractError:
 
 @dataclass
 class FitPartial:
-    """One chunk's covariate-pattern counts and the codes present in it."""
+    """One chunk's covariate-pattern counts (risk model, alert model) and the codes present."""
 
     counts: pd.DataFrame
     trusts: np.ndarray
     groups: np.ndarray
+    alert_counts: pd.DataFrame | None = None
 
 
-def fit_partial(chunk: pd.DataFrame, start: int, model: RiskModel, end_month: int) -> FitPartial:
-    """Pattern counts of the fit window (:func:`pattern_counts`) and the trust and diagnosis-group
-    codes of the chunk (every month, as a single-process encoding sees them)."""
+def fit_partial(
+    chunk: pd.DataFrame,
+    start: int,
+    model: RiskModel,
+    end_month: int,
+    alert_model: RiskModel | None = None,
+) -> FitPartial:
+    """Pattern counts of the fit window (:func:`pattern_counts`) of ``model`` and, when given, of
+    the alert charts' ``alert_model``, and the trust and diagnosis-group codes of the chunk (every
+    month, as a single-process encoding sees them)."""
     try:
         enc = encode_spells(chunk, model.outcome, model.spec.period_date)
         counts = pattern_counts(chunk, model, end_month, enc)
+        alert = None if alert_model is None else pattern_counts(chunk, alert_model, end_month, enc)
     except ContractError as exc:
         raise offset_rows(exc, start) from None
-    return FitPartial(counts, enc.trusts.astype(str), enc.groups.astype(str))
+    return FitPartial(counts, enc.trusts.astype(str), enc.groups.astype(str), alert)
 
 
 @dataclass(frozen=True)
@@ -120,19 +133,37 @@ class Levels:
 
 
 def fit_from_partials(
-    parts: Sequence[FitPartial], end: Quarter | str, model: RiskModel | None = None
+    parts: Sequence[FitPartial],
+    end: Quarter | str,
+    model: RiskModel | None = None,
+    alert_model: RiskModel | None = None,
 ) -> tuple[RiskModel, Levels]:
     """The risk models fitted on the summed counts (the model :meth:`RiskModel.fit` gives on all
-    the spells at once) and the codes of every chunk."""
+    the spells at once) and the codes of every chunk; ``alert_model`` (when given, and counted by
+    :func:`fit_partial`) is fitted in place on its own counts."""
     model = model or RiskModel()
     if not parts:  # as RiskModel.fit says of an empty file
         raise SurveillanceError("spells: no rows to fit the risk models on")
     counts = pd.concat([p.counts for p in parts], ignore_index=True)
     groups, n_all, d_all = combine_counts(counts, model)
     model.fit_counts(groups, n_all, d_all, end)
+    if alert_model is not None:
+        alert = pd.concat([p.alert_counts for p in parts], ignore_index=True)
+        alert_model.fit_counts(*combine_counts(alert, alert_model), end)
     trusts = np.array(sorted(set().union(*(p.trusts.tolist() for p in parts))), dtype=object)
     all_groups = np.array(sorted(set().union(*(p.groups.tolist() for p in parts))), dtype=object)
     return model, Levels(trusts, all_groups)
+
+
+def fit_alert_model(
+    spells: pd.DataFrame, quarter: Quarter | str, alert_model: RiskModel
+) -> RiskModel:
+    """``alert_model`` fitted on spells in memory (through its pattern counts, as chunked)."""
+    end = month_number(as_quarter(quarter).end)
+    counts = pattern_counts(spells, alert_model, end)
+    if len(counts) == 0:
+        raise SurveillanceError("spells: no rows to fit the risk models on")
+    return alert_model.fit_counts(*combine_counts(counts, alert_model), as_quarter(quarter))
 
 
 # ------------------------------------------------------------------ pass 2: sums and window
@@ -148,6 +179,8 @@ class SpellPartial:
     window: dict = field(default_factory=dict)  # WINDOW_FIELDS -> array, file order
     levels: Levels | None = None  # the codes the grids are indexed by
     p: np.ndarray | None = None  # risk per spell (only when asked for)
+    # the alert model's phase I cells (trust x group): deaths and the exact parts of S1, S2, S3
+    baseline_cells: dict | None = None
 
 
 def encode_global(
@@ -177,13 +210,24 @@ def spell_partial(
     quarter: str,
     settings: CusumSettings,
     keep_p: bool = False,
+    alert_model: RiskModel | None = None,
 ) -> SpellPartial:
     """One chunk's sums and RA-CUSUM window spells for the run ``quarter`` (``levels`` as in
-    :func:`encode_global`)."""
+    :func:`encode_global`). With ``alert_model`` the window carries its risks (the charts' model)
+    and the partial its fit-window cell sums (for :func:`surveillance.mortality.baseline`)."""
     q = as_quarter(quarter)
     end = month_number(q.end)
     try:
         enc, p = encode_global(chunk, model, levels)
+        if alert_model is None:
+            chart_p, cells = p, None
+        else:
+            digits = covariate_digits(chunk, alert_model.spec, end, enc.admission_day)
+            pattern = pattern_index(digits, alert_model.sizes_)
+            del digits
+            chart_p = alert_model.predict_encoded(enc, pattern)
+            del pattern
+            cells = baseline_sums(enc, chart_p, alert_model, end)
     except ContractError as exc:
         raise offset_rows(exc, start) from None
     idx = np.flatnonzero(window_mask(enc, end, settings.months))
@@ -197,11 +241,39 @@ def spell_partial(
             "day": enc.period_day[idx],
             "month": enc.period_month[idx],
             "died": enc.died[idx],
-            "p": p[idx],
+            "p": chart_p[idx],
         },
         levels=Levels(enc.trusts, enc.groups),
         p=p if keep_p else None,
+        baseline_cells=cells,
     )
+
+
+def baseline_sums(enc: EncodedSpells, p: np.ndarray, model: RiskModel, end: int) -> dict:
+    """Deaths and the exact parts of S1 = sum p, S2 = sum p(1-p), S3 = sum p(1-p)(1-2p) per
+    trust x group over ``model``'s fit window (:class:`surveillance.mortality.baseline.CellSums`),
+    summed exactly so that any split of the spells gives the same baseline."""
+    keep = np.flatnonzero(model.fit_mask(enc.period_month, end))
+    size = len(enc.trusts) * len(enc.groups)
+    key = enc.trust[keep].astype(np.int64) * len(enc.groups) + enc.group[keep]
+    pk = p[keep]
+    q = pk * (1.0 - pk)
+    return {
+        "deaths": np.bincount(key, weights=enc.died[keep], minlength=size),
+        "s1": exact_part_bincount(key, pk, size),
+        "s2": exact_part_bincount(key, q, size),
+        "s3": exact_part_bincount(key, q * (1.0 - 2.0 * pk), size),
+    }
+
+
+def baseline_from_sums(sums: dict, levels: Levels, model: RiskModel) -> TypicalTrustBaseline:
+    """The alert charts' baseline (``model.spec.baseline``) from the combined cell sums."""
+    shape = (len(levels.trusts), len(levels.groups))
+    cells = CellSums(
+        sums["deaths"].reshape(shape),
+        *(combine_parts(sums[k]).reshape(shape) for k in ("s1", "s2", "s3")),
+    )
+    return typical_trust_baseline(cells, levels.trusts, levels.groups, model.spec.baseline)
 
 
 def combine(parts: Sequence[SpellPartial]) -> SpellPartial:
@@ -215,6 +287,9 @@ def combine(parts: Sequence[SpellPartial]) -> SpellPartial:
     def add(dicts: list[dict]) -> dict:
         return {k: np.sum([d[k] for d in dicts], axis=0) for k in dicts[0]}
 
+    with_cells = [p.baseline_cells for p in parts if p.baseline_cells is not None]
+    if with_cells and len(with_cells) != len(parts):
+        raise ValueError("chunks with and without alert-model cell sums cannot be combined")
     return SpellPartial(
         cells=add([p.cells for p in parts]),
         quarters=np.sum([p.quarters for p in parts], axis=0),
@@ -222,6 +297,7 @@ def combine(parts: Sequence[SpellPartial]) -> SpellPartial:
         window={k: np.concatenate([p.window[k] for p in parts]) for k in WINDOW_FIELDS},
         levels=levels,
         p=np.concatenate([p.p for p in parts]) if all(p.p is not None for p in parts) else None,
+        baseline_cells=add(with_cells) if with_cells else None,
     )
 
 
@@ -241,6 +317,7 @@ class ChunkedMortality:
     chart_run: ChartRun | None
     model: RiskModel
     p: np.ndarray | None = None
+    alert_model: RiskModel | None = None  # the charts' model (None: ``model`` itself)
 
 
 def finish(
@@ -250,22 +327,34 @@ def finish(
     settings: CusumSettings,
     surface: ThresholdSurface | None = None,
     mapping: IndicatorGroups | None = None,
+    alert_model: RiskModel | None = None,
 ) -> ChunkedMortality:
-    """Charts, ratios, indicators and coding-quality tests from the combined chunks."""
+    """Charts, ratios, indicators and coding-quality tests from the combined chunks.
+
+    With ``alert_model`` the charts run on its risks moved to its baseline
+    (:func:`baseline_from_sums`, stored as ``alert_model.baseline_``); else on ``model``'s."""
     q = as_quarter(quarter)
     levels = total.levels
     w = total.window
+    chart_p = w["p"]
+    if alert_model is not None:
+        if total.baseline_cells is None:
+            raise ValueError("an alert model needs the chunks' cell sums (spell_partial)")
+        baseline = baseline_from_sums(total.baseline_cells, levels, alert_model)
+        alert_model.baseline_ = baseline
+        chart_p = baseline.adjust(chart_p, baseline.shift[w["group"]])
     charts = charts_from_arrays(
         w["trust"],
         w["group"],
         w["day"],
         w["month"],
         w["died"],
-        w["p"],
+        chart_p,
         levels.trusts,
         levels.groups,
     )
     alerts, chart_run = monitor_charts(charts, settings, surface, q.months())
+    alerts["risk_model"] = chart_model_label(alert_model or model)
     end = quarter_end_month(q, None)
     by_quarter = quality_frame(total.quarters, levels.trusts, end)
     context = quality_context(
@@ -277,7 +366,27 @@ def finish(
         quality_changes(by_quarter), on=["trust_code", "quarter"], how="left"
     )
     flags = alert_flags(alerts, levels.trusts, q)
-    return ChunkedMortality(table, alerts, indicators, flags, quality, chart_run, model, total.p)
+    return ChunkedMortality(
+        table, alerts, indicators, flags, quality, chart_run, model, total.p, alert_model
+    )
+
+
+def chart_model_label(model: RiskModel) -> str:
+    """``alerts.csv``'s ``risk_model``: the charts' model and baseline, e.g.
+    ``hsmr_style_alert_v1 (typical_trust baseline)``."""
+    baseline = getattr(model, "baseline_", None)
+    return f"{model.spec.name} ({'national' if baseline is None else baseline.method} baseline)"
+
+
+def alert_model_for(settings: CusumSettings) -> RiskModel | None:
+    """A fresh alert-chart model from ``settings.risk_model`` (a file in ``models/risk/``), or
+    None when the charts use the SHMI-style model itself."""
+    from surveillance.mortality.spec import DEFAULT_SPEC, RISK_DIR
+
+    path = RISK_DIR / settings.risk_model
+    if path.resolve() == DEFAULT_SPEC.resolve():
+        return None
+    return RiskModel(path)
 
 
 def run_in_memory(
@@ -287,14 +396,21 @@ def run_in_memory(
     settings: CusumSettings | None = None,
     surface: ThresholdSurface | None = None,
     keep_p: bool = False,
+    alert_model: RiskModel | None = None,
 ) -> ChunkedMortality:
     """The mortality stage on spells in memory: the whole frame is the one chunk, and the fit's
-    encoding is reused by it (no second encoding); fits the model when not given."""
+    encoding is reused by it (no second encoding); fits the models when not given (the alert
+    model from ``settings.risk_model`` unless ``alert_model`` is given, fitted or not)."""
     q = as_quarter(quarter)
     model = model or RiskModel().fit(spells, end=q)
     settings = settings or load_cusum_settings()
-    part = spell_partial(spells, 0, model, None, str(q), settings, keep_p=keep_p)
-    return finish(part, q, model, settings, surface)
+    alert_model = alert_model or alert_model_for(settings)
+    if alert_model is not None and not hasattr(alert_model, "_table"):
+        fit_alert_model(spells, q, alert_model)
+    part = spell_partial(
+        spells, 0, model, None, str(q), settings, keep_p=keep_p, alert_model=alert_model
+    )
+    return finish(part, q, model, settings, surface, alert_model=alert_model)
 
 
 def run_chunked(
@@ -310,9 +426,20 @@ def run_chunked(
     results are never all held at once), then :func:`finish`."""
     q = as_quarter(quarter)
     settings = settings or load_cusum_settings()
-    fits = apply(fit_partial, model or RiskModel(), month_number(q.end), columns=SPELL_FIELDS)
-    model, levels = fit_from_partials(fits, q, model)
-    total = apply_reduce(
-        spell_partial, combine, model, levels, str(q), settings, columns=SPELL_FIELDS
+    alert_model = alert_model_for(settings)
+    fits = apply(
+        fit_partial, model or RiskModel(), month_number(q.end), alert_model, columns=SPELL_FIELDS
     )
-    return finish(total, q, model, settings, surface, mapping)
+    model, levels = fit_from_partials(fits, q, model, alert_model)
+    total = apply_reduce(
+        spell_partial,
+        combine,
+        model,
+        levels,
+        str(q),
+        settings,
+        False,
+        alert_model,
+        columns=SPELL_FIELDS,
+    )
+    return finish(total, q, model, settings, surface, mapping, alert_model)

@@ -46,6 +46,13 @@ def resolve_end_month(end: Quarter | str | pd.Timestamp | None, fallback: int) -
     return month_number(pd.Timestamp(end))
 
 
+def fit_window(spec: RiskSpec, end_month: int) -> tuple[int, int]:
+    """First and last month (months since 1970-01) of the fit window for reference ``end_month``:
+    ``spec.fit_months`` months ending ``spec.fit_lag_months`` before it."""
+    last = int(end_month) - spec.fit_lag_months
+    return last - spec.fit_months + 1, last
+
+
 @dataclass
 class GroupModel:
     """Fitted model of one diagnosis group."""
@@ -109,24 +116,38 @@ class RiskModel:
             dep,
             months,
             [str(i) for i in range(self.spec.n_years)],
+            ["no", "yes"] if c.palliative is not None else ["any"],
         ]
 
+    def _level_matrix(self, name: str) -> np.ndarray:
+        """Design rows of each level of covariate ``name`` (levels x coefficients).
+
+        Treatment coding (first level the reference) for every covariate but a ``linear`` year
+        index, whose one coefficient is the change in log-odds per year forward (level k, k
+        years before the reference year, has value -k)."""
+        j = COVARIATE_NAMES.index(name)
+        size = int(self.sizes_[j])
+        if name == "year_index" and self.spec.covariates.year_index.encoding == "linear":
+            return -np.arange(size, dtype=float)[:, None]
+        return np.eye(size)[:, 1:]
+
     def _design(self, digits: np.ndarray, covariates: list[str]) -> np.ndarray:
-        """Intercept plus treatment-coded dummies (first level reference) for ``covariates``."""
-        sizes = self.sizes_
-        cols = [np.ones(len(digits))]
+        """Intercept plus each covariate's level rows (:meth:`_level_matrix`) for ``covariates``."""
+        cols = [np.ones((len(digits), 1))]
         for name in covariates:
             j = COVARIATE_NAMES.index(name)
-            for level in range(1, sizes[j]):
-                cols.append((digits[:, j] == level).astype(float))
-        return np.column_stack(cols)
+            cols.append(self._level_matrix(name)[digits[:, j]])
+        return np.hstack(cols)
 
     def _terms(self, covariates: list[str]) -> list[str]:
         names = self._level_names()
         terms = ["intercept"]
         for name in covariates:
             j = COVARIATE_NAMES.index(name)
-            terms += [f"{name}[{lvl}]" for lvl in names[j][1:]]
+            if self._level_matrix(name).shape[1] == 1 and name == "year_index":
+                terms.append("year_index[trend per year]")
+            else:
+                terms += [f"{name}[{lvl}]" for lvl in names[j][1:]]
         return terms
 
     # ------------------------------------------------------------------ fit
@@ -147,7 +168,8 @@ class RiskModel:
     def fit(
         self, spells: pd.DataFrame, end: Quarter | str | pd.Timestamp | None = None
     ) -> RiskModel:
-        """Fit every diagnosis group on the ``spec.fit_months`` months ending at ``end``.
+        """Fit every diagnosis group on the ``spec.fit_months`` months ending ``spec.fit_lag_months``
+        before ``end`` (the reference month of the year index).
 
         ``end`` defaults to the last month present; spells outside the window are ignored.
         """
@@ -155,12 +177,11 @@ class RiskModel:
         if len(enc.died) == 0:
             raise SurveillanceError("spells: no rows to fit the risk models on")
         self._end = resolve_end_month(end, enc.period_month.max())
-        keep = (enc.period_month <= self._end) & (
-            enc.period_month > self._end - self.spec.fit_months
-        )
+        keep = self.fit_mask(enc.period_month, self._end)
         if not keep.any():
+            first, last = fit_window(self.spec, self._end)
             raise SurveillanceError(
-                f"spells: no spells in the {self.spec.fit_months} months to {month_label(self._end)}"
+                f"spells: no spells in the fit window {month_label(first)} to {month_label(last)}"
             )
         whole = bool(keep.all())
         sub = spells if whole else spells.loc[keep]
@@ -172,6 +193,11 @@ class RiskModel:
         if whole:  # what encode(spells) would compute: reuse it once (see encode)
             self._fit_encoding = (weakref.ref(spells), len(spells), enc, pattern)
         return fitted
+
+    def fit_mask(self, period_month: np.ndarray, end_month: int) -> np.ndarray:
+        """Spells of the fit window for reference month ``end_month`` (:func:`fit_window`)."""
+        first, last = fit_window(self.spec, end_month)
+        return (period_month >= first) & (period_month <= last)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -298,13 +324,13 @@ class RiskModel:
     def _eta_digits(self, gm: GroupModel, digits: np.ndarray) -> np.ndarray:
         """Linear predictor by coefficient look-up per covariate (no design matrix)."""
         eta = np.full(len(digits), gm.coef[0])
-        sizes = self.sizes_
         pos = 1
         for name in gm.covariates:
             j = COVARIATE_NAMES.index(name)
-            effect = np.r_[0.0, gm.coef[pos : pos + sizes[j] - 1]]
-            eta += effect[digits[:, j]]
-            pos += sizes[j] - 1
+            levels = self._level_matrix(name)
+            k = levels.shape[1]
+            eta += (levels @ gm.coef[pos : pos + k])[digits[:, j]]
+            pos += k
         return eta
 
     def _build_table(self) -> None:
@@ -341,6 +367,16 @@ class RiskModel:
     def predict_encoded(self, enc: EncodedSpells, pattern: np.ndarray) -> np.ndarray:
         return self.predict_patterns(self.group_index(enc.groups)[enc.group], pattern)
 
+    def chart_risks(self, enc: EncodedSpells, pattern: np.ndarray) -> np.ndarray:
+        """The alert charts' in-control risks: the prediction moved to the model's baseline
+        (``baseline_``, a :class:`~surveillance.mortality.baseline.TypicalTrustBaseline` set by
+        the quarterly run; none: the prediction as it is)."""
+        p = self.predict_encoded(enc, pattern)
+        baseline = getattr(self, "baseline_", None)
+        if baseline is None:
+            return p
+        return baseline.adjust(p, baseline.shift_for(enc.groups)[enc.group])
+
     def coefficients(self) -> pd.DataFrame:
         """Long table: diagnosis_group, level, term, estimate, std_error, odds_ratio."""
         self._check_fitted()
@@ -358,7 +394,9 @@ class RiskModel:
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
         self._check_fitted()
-        return {
+        baseline = getattr(self, "baseline_", None)
+        extra = {} if baseline is None else {"baseline": baseline.to_dict()}
+        return extra | {
             "spec": self.spec.model_dump(),
             "end_month": self.end_month_,
             "national_rate": self.national_rate_,
@@ -406,4 +444,8 @@ class RiskModel:
             for name, m in body["models"].items()
         }
         model._build_table()
+        if "baseline" in body:
+            from surveillance.mortality.baseline import TypicalTrustBaseline
+
+            model.baseline_ = TypicalTrustBaseline.from_dict(body["baseline"])
         return model

@@ -45,6 +45,7 @@ class SimulatedSpells:
     scale: dict[str, float]
     trust_log_or: dict[str, float]
     deteriorations: list[Deterioration] = field(default_factory=list)
+    worse_trusts: list[str] = field(default_factory=list)
 
     def true_coefficients(self, group: str) -> dict[str, np.ndarray]:
         """True effect arrays (reference level first) of one group."""
@@ -63,12 +64,16 @@ def simulate_spells(
     deteriorations: list[Deterioration] | None = None,
     palliative_rate: float = 0.03,
     spec: RiskSpec | None = None,
+    worse_share: float = 0.0,
+    worse_shift: float = 0.25,
 ) -> SimulatedSpells:
     """Simulate spells in the DESIGN.md section 4 columns over ``months`` months ending ``end``.
 
     Deaths follow the default risk spec's logistic model: group intercept + group scale x
     :data:`BASE_EFFECTS` + trust random effect (sd ``trust_sd`` on the log-odds scale) + planted
-    deteriorations. ``base_rates`` (one per group) set the intercepts.
+    deteriorations. ``base_rates`` (one per group) set the intercepts. ``worse_share`` of the
+    trusts (drawn from a separate stream, so the rest of the draw is unchanged) are
+    ``worse_shift`` log-odds worse on top of that spread (listed in ``worse_trusts``).
     """
     spec = spec or load_risk_spec()
     rng = np.random.default_rng(seed)
@@ -123,6 +128,11 @@ def simulate_spells(
     for j, name in enumerate(BASE_EFFECTS):
         eta += scale[group] * BASE_EFFECTS[name][digits[:, j]]
     trust_eff = rng.normal(0.0, trust_sd, n_trusts)
+    worse = np.zeros(n_trusts, bool)
+    if worse_share > 0:
+        k = int(round(worse_share * n_trusts))
+        worse[np.random.default_rng([seed, 1]).choice(n_trusts, k, replace=False)] = True
+        trust_eff = trust_eff + worse_shift * worse
     eta += trust_eff[trust]
     planted = list(deteriorations or [])
     period_m = discharge.astype("datetime64[M]").astype(np.int64)
@@ -148,4 +158,5 @@ def simulate_spells(
         scale=dict(zip(groups, scale, strict=True)),
         trust_log_or=dict(zip(trusts, trust_eff, strict=True)),
         deteriorations=planted,
+        worse_trusts=[str(t) for t in trusts[worse]],
     )

@@ -13,6 +13,8 @@ from surveillance.errors import ConfigError
 
 RISK_DIR = Path(__file__).resolve().parents[2] / "models" / "risk"
 DEFAULT_SPEC = RISK_DIR / "default.yaml"
+#: the alert charts' model (HSMR-style covariates, typical-trust baseline)
+ALERT_SPEC = RISK_DIR / "alert.yaml"
 
 COVARIATE_NAMES = (
     "age_band",
@@ -22,6 +24,7 @@ COVARIATE_NAMES = (
     "deprivation",
     "admission_month",
     "year_index",
+    "palliative",
 )
 
 
@@ -55,8 +58,22 @@ class MonthCovariate(BaseModel):
 
 
 class YearCovariate(BaseModel):
+    """Years before the reference month (0 = the 12 months ending there).
+
+    ``levels``: one dummy per year (SHMI's year of discharge); ``linear``: one coefficient per
+    year (a trend, HSMR style), which also predicts years the fit did not see (a lagged fit).
+    """
+
     model_config = ConfigDict(extra="forbid")
     source: str = "admission_date"
+    encoding: Literal["levels", "linear"] = "levels"
+
+
+class FlagCovariate(BaseModel):
+    """A true/false column as a two-level covariate (false is the reference)."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str
 
 
 class Covariates(BaseModel):
@@ -68,6 +85,9 @@ class Covariates(BaseModel):
     deprivation: LevelsCovariate
     admission_month: MonthCovariate = MonthCovariate()
     year_index: YearCovariate = YearCovariate()
+    # palliative-care coding: an adjustment in HSMR-style models (Dr Foster / Imperial), never in
+    # SHMI (reported as context there); absent = one level, the pattern space is unchanged
+    palliative: FlagCovariate | None = None
 
 
 class ModelLevel(BaseModel):
@@ -87,6 +107,22 @@ class ModelLevel(BaseModel):
         return self
 
 
+class BaselineSpec(BaseModel):
+    """How the alert charts' in-control risk is set from the fitted model.
+
+    ``national``: the model as fitted (expected = observed nationally, the SHMI convention).
+    ``typical_trust``: the risk of a typical trust, by a robust two-way (trust x diagnosis group)
+    Huber M-estimate on the fit window's cells (:mod:`surveillance.mortality.baseline`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["national", "typical_trust"] = "national"
+    huber_c: float = Field(2.0, gt=0)  # Huber tuning constant on Pearson residuals
+    min_trust_expected: float = Field(20.0, ge=0)  # trusts entering the typical-trust location
+    max_iter: int = Field(100, ge=1)
+    tol: float = Field(1e-9, gt=0)
+
+
 class RiskSpec(BaseModel):
     """Validated risk-model specification (see ``models/risk/default.yaml``)."""
 
@@ -94,6 +130,9 @@ class RiskSpec(BaseModel):
     name: str
     outcome: Literal["died_30d", "died_in_hospital"] = "died_30d"
     fit_months: int = Field(36, ge=12)
+    # the fit window ends this many months before the quarter end (a phase I fit that leaves the
+    # monitored months out, so a deterioration there cannot raise its own baseline; Steiner 2000)
+    fit_lag_months: int = Field(0, ge=0)
     monitor_months: int = Field(12, ge=1)
     period_date: Literal["discharge_date", "admission_date"] = "discharge_date"
     ridge: float = Field(0.01, ge=0)
@@ -102,6 +141,7 @@ class RiskSpec(BaseModel):
     covariates: Covariates
     levels: list[ModelLevel] = Field(min_length=1)
     contextual: list[str] = []
+    baseline: BaselineSpec = BaselineSpec()
 
     @model_validator(mode="after")
     def _ladder(self) -> RiskSpec:
@@ -109,11 +149,24 @@ class RiskSpec(BaseModel):
             raise ValueError("the last fallback level must have no covariates (crude rate)")
         if self.levels[-1].min_spells > 1 or self.levels[-1].min_deaths > 0:
             raise ValueError("the last fallback level must accept any group (min sizes 1 and 0)")
+        used = {c for lvl in self.levels for c in lvl.covariates}
+        if "palliative" in used and self.covariates.palliative is None:
+            raise ValueError("a level uses 'palliative' but covariates.palliative is not set")
+        if (
+            self.fit_lag_months
+            and "year_index" in used
+            and self.covariates.year_index.encoding != "linear"
+        ):
+            raise ValueError(
+                "fit_lag_months > 0 needs year_index encoding 'linear' (the monitored year has "
+                "no data of its own to estimate a year level from)"
+            )
         return self
 
     @property
     def n_years(self) -> int:
-        return -(-self.fit_months // 12)
+        """Levels of the year index: the years from the quarter end back to the fit start."""
+        return -(-(self.fit_months + self.fit_lag_months) // 12)
 
     def digest(self) -> str:
         """sha256 of the canonical JSON form (for manifests and MLflow params)."""

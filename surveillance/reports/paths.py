@@ -10,8 +10,8 @@ so a signal month shows a value at or above ``h``), ``threshold``, ``observed`` 
 deaths in the month (for the VLAD), ``signal`` (any signal in the month). Months of the window with
 no spells of the chart have no row.
 
-:func:`alert_paths_from_bundle` does the same from a bundle directory and the run's saved risk
-model (``<run>/models/risk_model.json``), which is how :func:`surveillance.reports.build_site`
+:func:`alert_paths_from_bundle` does the same from a bundle directory and the run's saved chart
+model (``<run>/models/alert_model.json``, else ``risk_model.json``), which is how :func:`surveillance.reports.build_site`
 draws the charts when given ``bundle_dir``.
 
 References
@@ -219,7 +219,11 @@ def alert_paths_from_bundle(
     """:func:`alert_paths` with the spells of ``bundle_dir`` and the run's saved risk model."""
     from surveillance.mortality.risk_model import RiskModel
 
-    model_path = Path(run_dir) / "models" / "risk_model.json"
+    models = Path(run_dir) / "models"
+    # the charts' own model: the alert model with its baseline, where the run has one
+    model_path = models / "alert_model.json"
+    if not model_path.is_file():
+        model_path = models / "risk_model.json"
     if not model_path.is_file():
         raise SurveillanceError(
             f"{model_path}: the run's risk model is needed to draw the CUSUM charts"
@@ -229,7 +233,7 @@ def alert_paths_from_bundle(
     model = RiskModel.load(model_path)
     spells = _read_spells(Path(bundle_dir))
     spells = spells.loc[alerted_chart_mask(spells, alerts)].reset_index(drop=True)
-    p = model.predict(spells)
+    p = model.chart_risks(*model.encode(spells))
     return alert_paths(
         spells, p, alerts, quarter, outcome=model.outcome, period_date=model.spec.period_date
     )

@@ -11,7 +11,7 @@ import statsmodels.api as sm
 from surveillance.errors import ConfigError, ContractError
 from surveillance.mortality.risk_model import RiskModel
 from surveillance.mortality.simulate import BASE_EFFECTS, simulate_spells
-from surveillance.mortality.spec import COVARIATE_NAMES, load_risk_spec
+from surveillance.mortality.spec import load_risk_spec
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_recovers_known_coefficients(big):
     for g in ("G000", "G001"):
         rows = coef[coef["diagnosis_group"] == g].reset_index(drop=True)
         truth = [sim.intercepts[g]]
-        for name in COVARIATE_NAMES:
+        for name in load_risk_spec().levels[0].covariates:  # the SHMI-style full level
             effect = sim.scale[g] * BASE_EFFECTS[name]
             truth += list(effect[1:] - effect[0])
         truth = np.array(truth)
