@@ -130,6 +130,7 @@ class DeprivationGaps(_Strict):
 
 class HarderDeteriorations(_Strict):
     count: int = Field(ge=0)  # planted charts, clusters included
+    large_charts: int = Field(ge=0)  # of them drawn with weight (expected deaths)^2
     odds_ratios: list[float]  # used in equal numbers (about half each for two)
     start_months: int = Field(ge=1, le=12)  # start in the first this-many monitored months
     clusters: int = Field(ge=0)  # diagnosis groups in which several trusts deteriorate at once

@@ -582,8 +582,9 @@ def _plant_harder_deteriorations(nation: Nation, harder: HarderWorld) -> pd.Data
     first ``start_months`` of the 12 monitored months, and ``clusters`` diagnosis groups in which
     3-5 trusts deteriorate within a month or so of each other.
 
-    Cells are weighted as in :func:`_plant_deteriorations` (group by its share of deaths, trust by
-    size), so a good share are charts with many expected deaths.
+    ``large_charts`` cells are drawn with weight (expected deaths)^2, the rest as in
+    :func:`_plant_deteriorations` (group by its share of deaths, trust by size), so the planted
+    charts span volumes while enough of them have many expected deaths.
     """
     d = harder.deteriorations
     rng = rng_for(nation.seed, STREAM_PLANTED, 2)
@@ -609,6 +610,20 @@ def _plant_harder_deteriorations(nation: Nation, harder: HarderWorld) -> pd.Data
         for ti in members:
             at = centre + int(rng.integers(-d.cluster_start_spread, d.cluster_start_spread + 1))
             cells[(int(ti), int(gi))] = (months[min(max(at, 0), len(months) - 1)], c)
+    # Large charts: cells weighted by the square of their expected deaths (national-scale size x
+    # case-mix share x group mortality), so enough planted charts are big enough to judge.
+    shares = np.diff(nation.group_cdf, axis=1, prepend=0.0)
+    expected = size[:, None] * shares * g.base_mortality[None, :]
+    allowed_cell = (specialty[:, None] == "general") | (specialty[:, None] == g.specialty[None, :])
+    allowed_cell &= np.isin(np.arange(g.names.size), eligible)[None, :]
+    allowed_cell[:, cluster_groups] = False
+    for ti, gi in list(cells):
+        allowed_cell[ti, gi] = False
+    w2 = np.where(allowed_cell, expected, 0.0).ravel() ** 2
+    n_large = min(d.large_charts, d.count - len(cells))
+    for flat in rng.choice(w2.size, size=n_large, replace=False, p=w2 / w2.sum()):
+        ti, gi = divmod(int(flat), g.names.size)
+        cells[(ti, gi)] = (months[int(rng.integers(len(months)))], None)
     while len(cells) < d.count:
         gi = int(rng.choice(eligible, p=gw / gw.sum()))
         allowed = trusts_for(gi)
