@@ -97,7 +97,10 @@ def validate(
 def synth(
     seed: int = typer.Option(2013, "--seed", help="Random seed: same seed, same bytes."),
     scale: str = typer.Option(
-        "demo", "--scale", help="test (tiny), demo (~1 million spells) or national (45 million)."
+        "demo",
+        "--scale",
+        help="test (tiny), demo (~1 million spells), m5 (~5 million), m15 (~15 million) or "
+        "national (45 million).",
     ),
     quarter: str = typer.Option(
         "2013Q3", "--quarter", callback=_parse_quarter_option, help="Last quarter to build."
@@ -106,17 +109,29 @@ def synth(
         2, "--quarters", min=1, help="How many quarters (bundles) ending at --quarter."
     ),
     out: str = typer.Option("data/synth", "--out", help="Output directory."),
+    world: str = typer.Option(
+        "default",
+        "--world",
+        help="default, or harder (worse minority of trusts, true palliative risk, age not "
+        "linear in bands, clustered OR 2/3 deteriorations; writes the oracle risk sidecar).",
+    ),
 ) -> None:
     """Build the synthetic nation: one input bundle per quarter in OUT/<quarter>/ plus
     OUT/ground_truth.json (failing trusts, planted deteriorations, true risk model)."""
     from surveillance.errors import ConfigError
     from surveillance.synth import synthesise
+    from surveillance.synth.config import WORLDS, load_nation_config
 
-    if scale not in ("test", "demo", "national"):
-        raise typer.BadParameter("scale must be test, demo or national", param_hint="--scale")
+    scales = list(load_nation_config().scales)
+    if scale not in scales:
+        raise typer.BadParameter(f"scale must be one of {', '.join(scales)}", param_hint="--scale")
+    if world not in WORLDS:
+        raise typer.BadParameter(f"world must be one of {', '.join(WORLDS)}", param_hint="--world")
     out_dir = Path(out)
     try:
-        summary = synthesise(out_dir, seed=seed, scale=scale, quarter=quarter, quarters=quarters)
+        summary = synthesise(
+            out_dir, seed=seed, scale=scale, quarter=quarter, quarters=quarters, world=world
+        )
     except (ConfigError, ValueError) as exc:
         typer.echo(f"synth: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -127,7 +142,9 @@ def synth(
             f"{c['spells']:,} spells, {c['staffing']:,} staffing rows, "
             f"{c['intelligence']:,} intelligence items, {c['inspections']:,} inspections"
         )
-    typer.echo(f"{out_dir / 'ground_truth.json'}: ground truth (seed {seed}, scale {scale})")
+    typer.echo(
+        f"{out_dir / 'ground_truth.json'}: ground truth (seed {seed}, scale {scale}, world {world})"
+    )
 
 
 @app.command()

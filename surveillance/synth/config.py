@@ -15,6 +15,7 @@ from surveillance.errors import ConfigError
 HERE = Path(__file__).resolve().parent
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 DOMAINS = ("safe", "effective", "caring", "responsive", "well_led")
+WORLDS = ("default", "harder")
 
 
 class _Strict(BaseModel):
@@ -98,6 +99,73 @@ class Staffing(_Strict):
     month_sd: float = Field(ge=0)
 
 
+class WorseMinority(_Strict):
+    """A minority of clearly worse trusts on top of the symmetric spread of trust effects."""
+
+    fraction: float = Field(ge=0, le=0.5)
+    logit_shift: tuple[float, float]  # uniform range of the extra logit-scale effect
+    specialist_weight: float = Field(ge=0)  # selection weight of a specialist trust (general = 1)
+
+
+class PalliativeTruth(_Strict):
+    """Palliative care as a TRUE patient attribute (prevalence model and effect on death)."""
+
+    intercept: float  # logit prevalence at age 65, no comorbidity, elective
+    age_per_decade: float
+    comorbidity: float  # per point of true comorbidity (capped as in the risk model)
+    emergency: float
+    log_odds_ratio: float = Field(gt=0)  # true effect on the logit of 30-day death
+    sensitivity: tuple[float, float]  # uniform range of trusts' coding rate of true palliative
+
+
+class AgeHinge(_Strict):
+    knot: float  # years
+    slope_per_year: float  # added to the logit per year of age past the knot
+
+
+class DeprivationGaps(_Strict):
+    trusts: int = Field(ge=0)
+    missing_share: tuple[float, float]  # uniform range of those trusts' missing share
+
+
+class HarderDeteriorations(_Strict):
+    count: int = Field(ge=0)  # planted charts, clusters included
+    large_charts: int = Field(ge=0)  # of them drawn with weight (expected deaths)^2
+    odds_ratios: list[float]  # used in equal numbers (about half each for two)
+    start_months: int = Field(ge=1, le=12)  # start in the first this-many monitored months
+    clusters: int = Field(ge=0)  # diagnosis groups in which several trusts deteriorate at once
+    cluster_size: tuple[int, int]  # inclusive range of trusts per clustered group
+    cluster_start_spread: int = Field(ge=0)  # months either side of a cluster's common start
+
+    @model_validator(mode="after")
+    def _sizes(self) -> HarderDeteriorations:
+        lo, hi = self.cluster_size
+        if not 1 <= lo <= hi or self.clusters * hi > self.count:
+            raise ValueError(
+                "deteriorations: need 1 <= cluster_size[0] <= cluster_size[1] and "
+                "clusters x cluster_size[1] <= count"
+            )
+        if not self.odds_ratios or min(self.odds_ratios) <= 1:
+            raise ValueError("deteriorations: odds_ratios must be a non-empty list of values > 1")
+        return self
+
+
+class HarderWorld(_Strict):
+    """The ``harder`` world: departures from the default nation that a fitted model must survive.
+
+    The true model gains a palliative-care term, age hinges, a cosine winter effect and its own
+    year trend; see nation.yaml (``worlds: harder``) and the README.
+    """
+
+    worse_minority: WorseMinority
+    palliative: PalliativeTruth
+    age_hinges: list[AgeHinge]
+    year: float  # logit change per year since 2012-01 (replaces risk_model.yaml's `year`)
+    winter_amplitude: float = Field(ge=0)  # amplitude x cos(2 pi (month - 1) / 12): peak January
+    deprivation_gaps: DeprivationGaps
+    deteriorations: HarderDeteriorations
+
+
 class NationConfig(_Strict):
     """Everything that shapes the synthetic nation except the indicator profiles."""
 
@@ -117,6 +185,7 @@ class NationConfig(_Strict):
     inspections: Inspections
     staffing: Staffing
     intelligence: dict[str, float]
+    harder: HarderWorld  # the `--world harder` overlay (the default world ignores it)
 
     @model_validator(mode="after")
     def _counts(self) -> NationConfig:

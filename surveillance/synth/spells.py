@@ -21,12 +21,15 @@ from scipy.special import expit
 
 from surveillance.periods import Quarter
 from surveillance.synth.world import (
+    STREAM_HARDER,
     STREAM_SPELLS,
     Nation,
     draw_by_row_cdf,
     draw_case_mix,
+    harder_linear_predictor,
     linear_predictor,
     month_ordinal,
+    palliative_probability,
     rng_for,
 )
 
@@ -46,6 +49,10 @@ SPELL_SCHEMA = pa.schema(
         ("died_in_hospital", pa.bool_()),
         ("died_30d", pa.bool_()),
     ]
+)
+#: The harder world's oracle sidecar: every spell of the final bundle with its TRUE risks.
+ORACLE_SCHEMA = pa.schema(
+    [("spell_id", pa.string()), ("p_in_control", pa.float64()), ("p_true", pa.float64())]
 )
 SPELLS_PER_MONTH_ID = 10_000_000  # spell_id = YYYYMM * 10**7 + sequence within the month
 PARQUET_OPTIONS = {
@@ -72,6 +79,8 @@ class MonthOfSpells:
     cell: np.ndarray  # trust_index * n_groups + group_index
     died: np.ndarray
     p_without_planted: np.ndarray
+    p_true: np.ndarray | None = None  # with the planted odds ratios (harder world)
+    palliative_true: np.ndarray | None = None  # truly palliative (harder world)
 
 
 def _month_mean_counts(nation: Nation, period: pd.Period) -> np.ndarray:
@@ -115,9 +124,19 @@ def generate_month(nation: Nation, period: pd.Period) -> MonthOfSpells:
     )
     quarter = Quarter(period.year, (period.month - 1) // 3 + 1)
     coef = nation.coef
-    lp = linear_predictor(mix, g, nation.intercepts, coef)
-    lp += coef.winter * (period.month in (12, 1, 2))
-    lp += coef.year * (ordinal - _REFERENCE_MONTH) / 12.0
+    harder = nation.harder
+    if harder is None:
+        palliative_true = None
+        lp = linear_predictor(mix, g, nation.intercepts, coef)
+        lp += coef.winter * (period.month in (12, 1, 2))
+        lp += coef.year * (ordinal - _REFERENCE_MONTH) / 12.0
+    else:
+        # Own stream: the default stream's draws (so the patients) are the same in both worlds.
+        u = rng_for(nation.seed, STREAM_HARDER, ordinal).random(n)
+        palliative_true = u < palliative_probability(mix, coef, harder)
+        lp = harder_linear_predictor(mix, g, nation.intercepts, coef, harder, palliative_true)
+        lp += harder.winter_amplitude * np.cos(2 * np.pi * (period.month - 1) / 12)
+        lp += harder.year * (ordinal - _REFERENCE_MONTH) / 12.0
     lp += nation.trust_effect(quarter)[trust]
     p0 = expit(lp)
 
@@ -145,7 +164,11 @@ def generate_month(nation: Nation, period: pd.Period) -> MonthOfSpells:
             else:
                 depth[row.trust_index] += m.recoding.comorbidity_extra
     pr = pall_rate[trust]
-    palliative = rng.random(n) < np.where(died, pr, pr * m.palliative_survivor_ratio)
+    habit = np.where(died, pr, pr * m.palliative_survivor_ratio)
+    if palliative_true is not None:  # truly palliative patients are coded with the trust's
+        # sensitivity whatever the outcome; the habit (and its recoding jumps) codes the others
+        habit = np.where(palliative_true, t["palliative_sensitivity"].to_numpy()[trust], habit)
+    palliative = rng.random(n) < habit
     coded = np.minimum(mix.comorbidity + rng.poisson(depth[trust]), 30).astype(np.int16)
 
     # Length of stay: gamma around the group's mean, shorter for electives, many day cases.
@@ -181,7 +204,9 @@ def generate_month(nation: Nation, period: pd.Period) -> MonthOfSpells:
         ],
         schema=SPELL_SCHEMA,
     )
-    return MonthOfSpells(period, table, discharge, cell, died, p0)
+    return MonthOfSpells(
+        period, table, discharge, cell, died, p0, None if harder is None else p, palliative_true
+    )
 
 
 def _decode(index: np.ndarray, labels: pa.Array) -> pa.Array:
@@ -215,9 +240,14 @@ class SpellWindow:
         )
 
 
+MONITORED_MONTHS = 12  # the alert charts' monitored window: 12 months to the quarter's end
+
+
 @dataclass
 class PlantedTally:
-    """Spells, deaths and expected deaths (no deterioration) per planted cell since its start."""
+    """Spells, deaths and expected deaths (no deterioration) per planted cell since its start,
+    before it, and over the final quarter's 12 monitored months (all three for the last window).
+    """
 
     spells: np.ndarray
     deaths: np.ndarray
@@ -225,29 +255,41 @@ class PlantedTally:
     spells_before: np.ndarray
     deaths_before: np.ndarray
     expected_before: np.ndarray
+    spells_monitored: np.ndarray
+    deaths_monitored: np.ndarray
+    expected_monitored: np.ndarray
 
 
-def write_spells(nation: Nation, windows: list[SpellWindow]) -> PlantedTally:
+def write_spells(
+    nation: Nation, windows: list[SpellWindow], oracle_path: Path | None = None
+) -> PlantedTally:
     """Generate every month any window needs and write each window's ``spells.parquet``.
 
     A spell belongs to a bundle when admitted in its 36 months and discharged by its quarter's
     end (unfinished spells are not in an extract). Returns, for the last window, the planted
-    cells' tallies after and before their start months.
+    cells' tallies after and before their start months and in the monitored window. With
+    ``oracle_path`` (harder world) every spell of the last window is also written there with its
+    true in-control and true risk, in the spells file's row order (:data:`ORACLE_SCHEMA`).
     """
     first = min(w.first for w in windows)
     last = max(w.last for w in windows)
     final = max(windows, key=lambda w: w.quarter)
+    monitored_from = pd.Period(final.quarter.lookback_start(MONITORED_MONTHS), freq="M")
     det = nation.deteriorations
     n_groups = nation.group_cdf.shape[1]
     det_cells = det["trust_index"].to_numpy() * n_groups + det["group_index"].to_numpy()
     det_start = np.array([pd.Period(s, freq="M") for s in det["start_month"]])
     k = len(det)
-    tally = PlantedTally(*(np.zeros(k) for _ in range(6)))
+    tally = PlantedTally(*(np.zeros(k) for _ in range(9)))
+    oracle = None
     try:
         for w in windows:
             w.path.parent.mkdir(parents=True, exist_ok=True)
             w.writer = pq.ParquetWriter(w.path, SPELL_SCHEMA, **PARQUET_OPTIONS)
             w.rows = w.deaths = 0
+        if oracle_path is not None:
+            oracle_path.parent.mkdir(parents=True, exist_ok=True)
+            oracle = pq.ParquetWriter(oracle_path, ORACLE_SCHEMA, **_ORACLE_OPTIONS)
         for period in pd.period_range(first, last, freq="M"):
             month = generate_month(nation, period)
             for w in windows:
@@ -259,13 +301,40 @@ def write_spells(nation: Nation, windows: list[SpellWindow]) -> PlantedTally:
                 w.rows += table.num_rows
                 w.deaths += int(month.died[keep].sum())
                 if w is final and k:
-                    _tally(tally, month, keep, det_cells, det_start)
+                    _tally(tally, month, keep, det_cells, det_start, period >= monitored_from)
+                if w is final and oracle is not None:
+                    oracle.write_table(_oracle_table(month, keep, table))
     finally:
         for w in windows:
             if w.writer is not None:
                 w.writer.close()
                 w.writer = None
+        if oracle is not None:
+            oracle.close()
     return tally
+
+
+_ORACLE_OPTIONS = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": False,
+    "write_statistics": True,
+    "version": "2.6",
+    "data_page_version": "1.0",
+}
+
+
+def _oracle_table(month: MonthOfSpells, keep: np.ndarray, spells: pa.Table) -> pa.Table:
+    if month.p_true is None:
+        raise ValueError("the oracle sidecar needs the harder world's true risks (p_true)")
+    return pa.Table.from_arrays(
+        [
+            spells.column("spell_id"),
+            pa.array(month.p_without_planted[keep], pa.float64()),
+            pa.array(month.p_true[keep], pa.float64()),
+        ],
+        schema=ORACLE_SCHEMA,
+    )
 
 
 def _tally(
@@ -274,6 +343,7 @@ def _tally(
     keep: np.ndarray,
     det_cells: np.ndarray,
     det_start: np.ndarray,
+    monitored: bool = False,
 ) -> None:
     order = np.argsort(det_cells)
     sorted_cells = det_cells[order]
@@ -292,3 +362,7 @@ def _tally(
         spells += np.bincount(which[mask], minlength=k)
         deaths += np.bincount(which[mask], weights=died[mask], minlength=k)
         expected += np.bincount(which[mask], weights=p0[mask], minlength=k)
+    if monitored:
+        tally.spells_monitored += np.bincount(which, minlength=k)
+        tally.deaths_monitored += np.bincount(which, weights=died, minlength=k)
+        tally.expected_monitored += np.bincount(which, weights=p0, minlength=k)

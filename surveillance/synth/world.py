@@ -20,6 +20,8 @@ from surveillance.synth.config import (
     _LOADER,
     DOMAINS,
     HERE,
+    WORLDS,
+    HarderWorld,
     NationConfig,
     RiskModelCoefficients,
     load_diagnosis_groups,
@@ -36,6 +38,8 @@ STREAM_STAFFING = 5
 STREAM_INTELLIGENCE = 6
 STREAM_INSPECTIONS = 7
 STREAM_PLANTED = 8
+STREAM_HARDER = 9  # the harder world's own draws (trust extras, palliative truth): the default
+# world never touches this stream, so its output does not change
 CALIBRATION_SEED = 20130716  # fixed: the true risk model does not depend on the user's seed
 
 CODE_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -97,6 +101,7 @@ class CaseMix:
     emergency: np.ndarray  # bool
     comorbidity: np.ndarray  # int16, true Charlson-style index
     deprivation: np.ndarray  # int8, 1-5, 0 = missing
+    deprivation_true: np.ndarray | None = None  # int8, 1-5, the quintile before it went missing
 
 
 def deprivation_cdf(tilt: np.ndarray) -> np.ndarray:
@@ -148,7 +153,7 @@ def draw_case_mix(
     quint = 1 + draw_by_row_cdf(rng, dep_cdf, trust)
     missing = rng.random(n) < dep_missing[trust]
     deprivation = np.where(missing, 0, quint).astype(np.int8)
-    return CaseMix(age, male, emergency, comorbidity, deprivation)
+    return CaseMix(age, male, emergency, comorbidity, deprivation, quint.astype(np.int8))
 
 
 def linear_predictor(
@@ -168,10 +173,51 @@ def linear_predictor(
     )
 
 
-def calibrate_intercepts(groups: GroupArrays, coef: RiskModelCoefficients) -> np.ndarray:
+def palliative_probability(
+    mix: CaseMix, coef: RiskModelCoefficients, harder: HarderWorld
+) -> np.ndarray:
+    """Chance that a patient is truly palliative (harder world): logistic in age, comorbidity,
+    admission method."""
+    h = harder.palliative
+    a = (mix.age.astype(float) - 65.0) / 10.0
+    return expit(
+        h.intercept
+        + h.age_per_decade * a
+        + h.comorbidity * np.minimum(mix.comorbidity, coef.comorbidity_cap)
+        + h.emergency * mix.emergency
+    )
+
+
+def harder_linear_predictor(
+    mix: CaseMix,
+    g: np.ndarray,
+    intercepts: np.ndarray,
+    coef: RiskModelCoefficients,
+    harder: HarderWorld,
+    palliative: np.ndarray,
+) -> np.ndarray:
+    """The harder world's true linear predictor without trust, season, year or planted terms.
+
+    The default model's terms with the TRUE deprivation quintile (so a missing quintile hides
+    real risk), plus age hinges ``slope x max(age - knot, 0)`` and ``log_odds_ratio`` for a truly
+    palliative patient.
+    """
+    true_dep = CaseMix(mix.age, mix.male, mix.emergency, mix.comorbidity, mix.deprivation_true)
+    lp = linear_predictor(true_dep, g, intercepts, coef)
+    age = mix.age.astype(float)
+    for hinge in harder.age_hinges:
+        lp += hinge.slope_per_year * np.maximum(age - hinge.knot, 0.0)
+    return lp + harder.palliative.log_odds_ratio * palliative
+
+
+def calibrate_intercepts(
+    groups: GroupArrays, coef: RiskModelCoefficients, harder: HarderWorld | None = None
+) -> np.ndarray:
     """Group intercepts so that an average trust's mortality equals ``base_mortality``.
 
-    Solved by Newton's method on a fixed-seed sample of 5,000 spells per group.
+    Solved by Newton's method on a fixed-seed sample of 5,000 spells per group. With ``harder``
+    the sample carries the harder world's true terms (palliative, age hinges; its cosine winter
+    averages to zero over the year).
     """
     rng = np.random.default_rng(CALIBRATION_SEED)
     n_groups = groups.names.size
@@ -181,8 +227,14 @@ def calibrate_intercepts(groups: GroupArrays, coef: RiskModelCoefficients) -> np
     mix = draw_case_mix(
         rng, g, groups, zero, deprivation_cdf(np.zeros(1)), np.full(1, 0.02), np.zeros(1, bool)
     )
-    base = linear_predictor(mix, g, np.zeros(n_groups), coef).reshape(n_groups, per)
-    base = base + coef.winter * 0.25  # average season
+    if harder is None:
+        base = linear_predictor(mix, g, np.zeros(n_groups), coef).reshape(n_groups, per)
+        base = base + coef.winter * 0.25  # average season
+    else:
+        palliative = rng.random(g.size) < palliative_probability(mix, coef, harder)
+        zeros = np.zeros(n_groups)
+        base = harder_linear_predictor(mix, g, zeros, coef, harder, palliative)
+        base = base.reshape(n_groups, per)
     b = np.log(groups.base_mortality / (1 - groups.base_mortality)) - base.mean(axis=1)
     for _ in range(50):
         p = expit(base + b[:, None])
@@ -210,7 +262,13 @@ class Nation:
     group_cdf: np.ndarray  # (n_trusts, n_groups) cumulative case-mix shares
     deteriorations: pd.DataFrame
     recoding: pd.DataFrame
+    world: str = "default"
     _drift_cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def harder(self) -> HarderWorld | None:
+        """The harder world's parameters, or None in the default world."""
+        return self.config.harder if self.world == "harder" else None
 
     @property
     def n_trusts(self) -> int:
@@ -247,7 +305,10 @@ class Nation:
         """Logit-scale mortality effect per trust at ``quarter`` (positive = more deaths)."""
         m = self.config.mortality
         effective = self.latent_quality(quarter)[:, DOMAINS.index("effective")]
-        return -m.effective_sd * effective + self.trusts["mortality_noise"].to_numpy()
+        effect = -m.effective_sd * effective + self.trusts["mortality_noise"].to_numpy()
+        if "worse_shift" in self.trusts:  # harder world: the worse minority
+            effect = effect + self.trusts["worse_shift"].to_numpy()
+        return effect
 
     @cached_property
     def paediatric(self) -> np.ndarray:
@@ -324,11 +385,17 @@ def _trust_names(
     return names
 
 
-def build_nation(seed: int, scale: str, final_quarter: Quarter) -> Nation:
-    """Draw the nation's trusts, latent quality, case mix and planted truth for ``seed``."""
+def build_nation(seed: int, scale: str, final_quarter: Quarter, world: str = "default") -> Nation:
+    """Draw the nation's trusts, latent quality, case mix and planted truth for ``seed``.
+
+    ``world="harder"`` adds the ``harder`` section of nation.yaml on top of the same trusts,
+    quality and recoding (see :func:`_harder_trusts`, :func:`_plant_harder_deteriorations`).
+    """
     cfg = load_nation_config()
     if scale not in cfg.scales:
         raise ValueError(f"scale must be one of {sorted(cfg.scales)}, got {scale!r}")
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {list(WORLDS)}, got {world!r}")
     coef = load_risk_model()
     groups = GroupArrays.from_frame(load_diagnosis_groups())
     rng = rng_for(seed, STREAM_TRUSTS)
@@ -406,7 +473,10 @@ def build_nation(seed: int, scale: str, final_quarter: Quarter) -> Nation:
     group_cdf = np.cumsum(shares, axis=1)
     group_cdf[:, -1] = 1.0
 
-    intercepts = calibrate_intercepts(groups, coef)
+    harder = cfg.harder if world == "harder" else None
+    if harder is not None:
+        _harder_trusts(rng_for(seed, STREAM_HARDER), trusts, harder)
+    intercepts = calibrate_intercepts(groups, coef, harder)
     nation = Nation(
         seed=seed,
         scale=scale,
@@ -420,8 +490,12 @@ def build_nation(seed: int, scale: str, final_quarter: Quarter) -> Nation:
         group_cdf=group_cdf,
         deteriorations=pd.DataFrame(),
         recoding=pd.DataFrame(),
+        world=world,
     )
-    nation.deteriorations = _plant_deteriorations(nation)
+    if harder is None:
+        nation.deteriorations = _plant_deteriorations(nation)
+    else:
+        nation.deteriorations = _plant_harder_deteriorations(nation, harder)
     nation.recoding = _plant_recoding(nation)
     return nation
 
@@ -479,3 +553,93 @@ def _plant_recoding(nation: Nation) -> pd.DataFrame:
         rows.append((str(t["trust_code"].iat[ti]), int(ti), kind, months[int(rng.integers(12))]))
     frame = pd.DataFrame(rows, columns=["trust_code", "trust_index", "kind", "start_month"])
     return frame.sort_values(["trust_code"], ignore_index=True)
+
+
+def _harder_trusts(rng: np.random.Generator, trusts: pd.DataFrame, harder: HarderWorld) -> None:
+    """Harder-world trust columns (in place): the worse minority's logit shift, palliative coding
+    sensitivity and the trusts with concentrated missing deprivation."""
+    n = len(trusts)
+    specialist = (trusts["specialty"] != "general").to_numpy()
+    wm = harder.worse_minority
+    w = np.where(specialist, wm.specialist_weight, 1.0)
+    worse = rng.choice(n, size=int(round(wm.fraction * n)), replace=False, p=w / w.sum())
+    shift = np.zeros(n)
+    shift[worse] = rng.uniform(*wm.logit_shift, worse.size)
+    trusts["worse_shift"] = shift
+    trusts["worse_minority"] = shift > 0
+    trusts["palliative_sensitivity"] = rng.uniform(*harder.palliative.sensitivity, n)
+    gaps = harder.deprivation_gaps
+    general = np.flatnonzero(~specialist)
+    chosen = rng.choice(general, size=min(gaps.trusts, general.size), replace=False)
+    missing = trusts["deprivation_missing"].to_numpy().copy()
+    missing[chosen] = rng.uniform(*gaps.missing_share, chosen.size)
+    trusts["deprivation_missing"] = missing
+    trusts["deprivation_gap"] = np.isin(np.arange(n), chosen)
+
+
+def _plant_harder_deteriorations(nation: Nation, harder: HarderWorld) -> pd.DataFrame:
+    """Planted charts of the harder world: odds ratios in equal numbers, start months in the
+    first ``start_months`` of the 12 monitored months, and ``clusters`` diagnosis groups in which
+    3-5 trusts deteriorate within a month or so of each other.
+
+    ``large_charts`` cells are drawn with weight (expected deaths)^2, the rest as in
+    :func:`_plant_deteriorations` (group by its share of deaths, trust by size), so the planted
+    charts span volumes while enough of them have many expected deaths.
+    """
+    d = harder.deteriorations
+    rng = rng_for(nation.seed, STREAM_PLANTED, 2)
+    g = nation.groups
+    eligible = np.flatnonzero(g.base_mortality >= 0.01)
+    months = nation.final_quarter.lookback_months(12)[: d.start_months]
+    specialty = nation.trusts["specialty"].to_numpy()
+    size = nation.trusts["annual_spells"].to_numpy(float)
+    gw = g.weight[eligible] * g.base_mortality[eligible]
+    odds = np.resize(np.asarray(d.odds_ratios, float), d.count)
+    odds = rng.permutation(odds)
+    cells: dict[tuple[int, int], tuple[str, int | None]] = {}
+
+    def trusts_for(gi: int) -> np.ndarray:
+        return np.flatnonzero((specialty == "general") | (specialty == g.specialty[gi]))
+
+    cluster_groups = rng.choice(eligible, size=d.clusters, replace=False, p=gw / gw.sum())
+    for c, gi in enumerate(cluster_groups, start=1):
+        allowed = trusts_for(int(gi))
+        k = int(rng.integers(d.cluster_size[0], d.cluster_size[1] + 1))
+        members = rng.choice(allowed, size=k, replace=False, p=size[allowed] / size[allowed].sum())
+        centre = int(rng.integers(len(months)))
+        for ti in members:
+            at = centre + int(rng.integers(-d.cluster_start_spread, d.cluster_start_spread + 1))
+            cells[(int(ti), int(gi))] = (months[min(max(at, 0), len(months) - 1)], c)
+    # Large charts: cells weighted by the square of their expected deaths (national-scale size x
+    # case-mix share x group mortality), so enough planted charts are big enough to judge.
+    shares = np.diff(nation.group_cdf, axis=1, prepend=0.0)
+    expected = size[:, None] * shares * g.base_mortality[None, :]
+    allowed_cell = (specialty[:, None] == "general") | (specialty[:, None] == g.specialty[None, :])
+    allowed_cell &= np.isin(np.arange(g.names.size), eligible)[None, :]
+    allowed_cell[:, cluster_groups] = False
+    for ti, gi in list(cells):
+        allowed_cell[ti, gi] = False
+    w2 = np.where(allowed_cell, expected, 0.0).ravel() ** 2
+    n_large = min(d.large_charts, d.count - len(cells))
+    for flat in rng.choice(w2.size, size=n_large, replace=False, p=w2 / w2.sum()):
+        ti, gi = divmod(int(flat), g.names.size)
+        cells[(ti, gi)] = (months[int(rng.integers(len(months)))], None)
+    while len(cells) < d.count:
+        gi = int(rng.choice(eligible, p=gw / gw.sum()))
+        allowed = trusts_for(gi)
+        ti = int(rng.choice(allowed, p=size[allowed] / size[allowed].sum()))
+        start = months[int(rng.integers(len(months)))]
+        if (ti, gi) in cells or gi in cluster_groups:
+            continue  # clustered groups hold exactly their cluster's trusts
+        cells[(ti, gi)] = (start, None)
+    rows = [
+        (ti, gi, start, float(o), cluster)
+        for ((ti, gi), (start, cluster)), o in zip(cells.items(), odds, strict=True)
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["trust_index", "group_index", "start_month", "odds_ratio", "cluster"]
+    )
+    frame["cluster"] = pd.Series([r[4] for r in rows], dtype=object)  # int or None
+    frame.insert(0, "trust_code", nation.trusts["trust_code"].to_numpy()[frame["trust_index"]])
+    frame.insert(1, "diagnosis_group", g.names[frame["group_index"]])
+    return frame.sort_values(["trust_code", "diagnosis_group"], ignore_index=True)
