@@ -393,7 +393,7 @@ def main() -> int:
         title=f"Harder nations (seeds {args.seeds}, {args.scale}): planted charts with "
         f"{MIN_EXPECTED_PER_YEAR:g}+ expected deaths a year, and in-control charts",
     )
-    default = load_cusum_settings().detector
+    default = getattr(load_cusum_settings(), "detector", "cusum")
     chosen = next(
         r
         for r in nations["pooled"]
