@@ -296,6 +296,8 @@ def _deprivation_codes(s: pd.Series, cov) -> np.ndarray:
         missing = np.isnan(values)
         level_values = np.array([float(v) for v in levels])
         whole = np.nan_to_num(values, nan=-1.0)
+        if whole.size == 0:
+            return np.zeros(0, dtype=np.int32)
         if np.all(whole == np.round(whole)) and (level_values == np.round(level_values)).all():
             ints = whole.astype(np.int64)
             lo, hi = min(int(ints.min()), 0), max(int(ints.max()), int(level_values.max()))

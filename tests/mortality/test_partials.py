@@ -10,7 +10,7 @@ import pytest
 
 from surveillance.mortality import run_mortality
 from surveillance.mortality.monitor import build_charts, load_cusum_settings, monitor_charts
-from surveillance.mortality.partials import run_chunked
+from surveillance.mortality.partials import run_chunked, run_in_memory
 from surveillance.mortality.risk_model import RiskModel
 from surveillance.reports.paths import alert_paths, paths_from_run
 
@@ -56,6 +56,24 @@ def test_chunked_run_equals_single_pass_exactly(spells, surface, single, n_chunk
             getattr(run, name), getattr(single, name), check_exact=True, obj=name
         )
     assert len(single.alerts) > 0  # the planted deterioration signals: the charts are compared
+
+
+def test_chunks_outside_the_alert_models_fit_window(spells, surface):
+    """Spells in date order: the last chunks hold only monitored months (none of the alert
+    model's phase I fit window); the chunked run still equals the single pass, baseline included."""
+    by_date = spells.sort_values("discharge_date", kind="stable").reset_index(drop=True)
+    bounds = np.linspace(0, len(by_date), 6).astype(int).tolist()
+    apply = _apply_over(by_date, bounds)
+
+    def apply_reduce(func, combine, *args, columns=None):
+        return combine(apply(func, *args))
+
+    run = run_chunked(apply, apply_reduce, QUARTER, surface=surface)
+    one = run_mortality(by_date, QUARTER, RiskModel().fit(by_date, end=QUARTER), surface=surface)
+    pd.testing.assert_frame_equal(run.alerts, one.alerts, check_exact=True)
+    assert run.alert_model.baseline_.method == "typical_trust"
+    one_run = run_in_memory(by_date, QUARTER, surface=surface)
+    assert np.array_equal(run.alert_model.baseline_.shift, one_run.alert_model.baseline_.shift)
 
 
 def test_chunked_sums_match_an_independent_computation(spells, p, single):
