@@ -435,3 +435,11 @@ def test_benchmark_scale_has_enough_large_planted_charts(tmp_path):
     assert len(big) >= 12
     assert big["odds_ratio"].value_counts().min() >= 4
     assert Path(tmp_path / truth["oracle_risks"]["path"]).exists()
+
+
+def test_harder_bundle_passes_contracts(harder_dir):
+    from surveillance.bundle import read_bundle
+    from surveillance.catalogue import load_catalogue
+    from surveillance.contracts import check_bundle
+
+    check_bundle(read_bundle(harder_dir / QUARTER), QUARTER, load_catalogue())
