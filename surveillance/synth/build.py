@@ -264,12 +264,17 @@ def ground_truth(nation: Nation, qs: list[Quarter], tally, summary: SynthSummary
 #: Descriptions of every field the harder world adds to ground_truth.json (written into it).
 HARDER_FIELDS = {
     "world": "'harder' (absent in the default world)",
+    "worse_minority_trusts": "codes of the worse-minority trusts (trusts[].worse_minority)",
+    "deprivation_gap_trusts": "codes of the trusts with concentrated missing deprivation",
+    "harder_world.note": "what the harder world changes, in one paragraph",
+    "harder_world.fields": "this table: every field the harder world adds, described",
     "harder_world.parameters": "the nation.yaml `harder` section this nation was built with",
     "harder_world.true_model": "the harder world's true logistic model of 30-day death",
     "harder_world.monitored_window": "first and last admission month of the alert charts' "
     "12-month monitored window (to the final quarter's end)",
     "oracle_risks.path": "the sidecar Parquet, relative to the directory of ground_truth.json",
-    "oracle_risks (file)": "one row per spell of the final quarter's spells.parquet, same order: "
+    "oracle_risks.quarter": "the bundle it covers (the final quarter)",
+    "oracle_risks.columns": "one row per spell of the final quarter's spells.parquet, same order: "
     "spell_id, p_in_control = TRUE risk without any planted deterioration (trust effect, worse "
     "minority, palliative, age hinges, season, year included), p_true = TRUE risk with it "
     "(equal to p_in_control outside planted charts and before their start month)",
@@ -288,8 +293,11 @@ HARDER_FIELDS = {
     "planted_deteriorations.rows[].expected_deaths_per_year_monitored_window": "expected deaths "
     "WITHOUT the deterioration (sum of p_in_control) over the chart's spells admitted in the 12 "
     "monitored months and discharged by the final quarter's end: deaths a year",
-    "planted_deteriorations.rows[].spells_monitored_window / deaths_monitored_window": "that "
-    "chart's spells and observed deaths over the same 12 months",
+    "planted_deteriorations.rows[].spells_monitored_window": "that chart's spells over the same "
+    "12 months",
+    "planted_deteriorations.rows[].deaths_monitored_window": "that chart's observed deaths over "
+    "the same 12 months",
+    "risk_model.note": "amended: the harder world's true model is harder_world.true_model",
     "planted_deteriorations.clusters": "per cluster: diagnosis group and member trusts",
 }
 
@@ -332,7 +340,7 @@ def harder_truth(truth: dict, nation: Nation, final: Quarter) -> None:
         "path": oracle_file(final),
         "quarter": str(final),
         "columns": ["spell_id", "p_in_control", "p_true"],
-        "note": HARDER_FIELDS["oracle_risks (file)"],
+        "note": HARDER_FIELDS["oracle_risks.columns"],
     }
     hinges = " + ".join(f"{x.slope_per_year}*max(age-{x.knot:g},0)" for x in h.age_hinges)
     truth["harder_world"] = {

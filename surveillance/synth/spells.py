@@ -5,7 +5,9 @@ Each month comes from its own random stream, so a month is identical in every bu
 Deaths follow the TRUE logistic model (``risk_model.yaml``) plus a trust effect tied to latent
 effective-domain quality, plus the planted deteriorations. Coding (palliative care, comorbidity
 depth) varies by trust and, for the planted recoding trusts, jumps part-way without any change
-in the deaths themselves.
+in the deaths themselves. In the harder world (``nation.harder``) the true model also carries
+a truly palliative patient attribute, age hinges, the true deprivation quintile, a cosine winter
+and its own trend, and the final bundle's true risks go to the oracle sidecar.
 """
 
 from __future__ import annotations

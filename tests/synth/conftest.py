@@ -24,3 +24,16 @@ def nation_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def truth(nation_dir: Path) -> dict:
     return json.loads((nation_dir / "ground_truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def harder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The harder world at scale ``test`` (two bundles, oracle sidecar for the final one)."""
+    out = tmp_path_factory.mktemp("synth") / "harder"
+    synthesise(out, seed=SEED, scale="test", quarter=QUARTER, quarters=2, world="harder")
+    return out
+
+
+@pytest.fixture(scope="session")
+def harder_truth(harder_dir: Path) -> dict:
+    return json.loads((harder_dir / "ground_truth.json").read_text())
