@@ -27,9 +27,6 @@ from surveillance.contracts import INDICATOR_COLUMNS
 from surveillance.manifest import sha256_file
 from surveillance.periods import Quarter
 from surveillance.sources.ae import AeAttendancesAdapter
-from surveillance.sources.cwt import CancerWaitingTimesAdapter
-from surveillance.sources.kh03 import Kh03Adapter
-from surveillance.sources.staff_survey import StaffSurveyAdapter
 from surveillance.sources.base import (
     STATUS_DERIVED,
     STATUS_LATE,
@@ -39,6 +36,9 @@ from surveillance.sources.base import (
     SourceAdapter,
     SourceStatus,
 )
+from surveillance.sources.cwt import CancerWaitingTimesAdapter
+from surveillance.sources.kh03 import Kh03Adapter
+from surveillance.sources.staff_survey import StaffSurveyAdapter
 
 #: adapters by the catalogue's ``source`` value.
 ADAPTERS: dict[str, SourceAdapter] = {

@@ -107,7 +107,12 @@ def validate_provider_extract(raw: pd.DataFrame, name: str) -> list[Violation]:
     first = period.map(lambda v: isinstance(v, dt.datetime | dt.date) and v.day == 1)
     check(~(is_date & first), "PERIOD", "first_of_month_date", "PERIOD must be a month's first day")
     standard = _text(raw["STANDARD"])
-    check(~standard.isin(STANDARDS), "STANDARD", "cwt_standard", f"STANDARD must be one of {list(STANDARDS)}")
+    check(
+        ~standard.isin(STANDARDS),
+        "STANDARD",
+        "cwt_standard",
+        f"STANDARD must be one of {list(STANDARDS)}",
+    )
     code = _text(raw["ORG CODE"])
     check(~code.str.match(_CODE_RE), "ORG CODE", "ods_code", "ORG CODE must be an ODS code")
     modality = _text(raw["TREATMENT MODALITY"])
@@ -320,7 +325,11 @@ def national_series(path: Path, sheet: str = "Monthly Performance") -> pd.DataFr
     )
     if header_at is None:
         raise ContractError(
-            [Violation(where(path, sheet), "required_column", "no 'Monthly' header", column="Monthly")]
+            [
+                Violation(
+                    where(path, sheet), "required_column", "no 'Monthly' header", column="Monthly"
+                )
+            ]
         )
     header = rows[header_at]
     starts = [j for j, c in enumerate(header) if c is not None and str(c).strip() == "Monthly"]
@@ -340,7 +349,9 @@ def national_series(path: Path, sheet: str = "Monthly Performance") -> pd.DataFr
         for r in rows[header_at + 1 :]:
             month, total, within, outside = r[j], r[j + 1], r[j + 2], r[j + 3]
             if isinstance(month, dt.datetime) and total is not None:
-                out.append((pd.Timestamp(month), standard, float(total), float(within), float(outside)))
+                out.append(
+                    (pd.Timestamp(month), standard, float(total), float(within), float(outside))
+                )
     return pd.DataFrame(
         out, columns=["period", "standard", "total_treated", "within_standard", "breaches"]
     ).astype({"period": "datetime64[ns]"})

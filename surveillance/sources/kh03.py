@@ -106,7 +106,9 @@ def validate_kh03(raw: pd.DataFrame, name: str) -> tuple[list[Violation], int]:
     )
     for column in ("available_total", "occupied_total"):
         values = pd.to_numeric(raw[column], errors="coerce")
-        check(values.isna() | (values < 0), column, "non_negative", f"{column} must be a number >= 0")
+        check(
+            values.isna() | (values < 0), column, "non_negative", f"{column} must be a number >= 0"
+        )
     avail = pd.to_numeric(raw["available_total"], errors="coerce")
     occ = pd.to_numeric(raw["occupied_total"], errors="coerce")
     # only the group used is held to it: the published mental illness returns of one trust
@@ -184,7 +186,9 @@ class Kh03Adapter(SourceAdapter):
         out["occupied"] = out["occupied"].astype(float)
         columns = ["quarter", "period_start", "period_end", "org_code", "org_name"]
         out = out[[*columns, "available", "occupied"]]
-        return out.sort_values(["period_start", "org_code"], kind="mergesort").reset_index(drop=True)
+        return out.sort_values(["period_start", "org_code"], kind="mergesort").reset_index(
+            drop=True
+        )
 
     def to_indicators(
         self, feed: pd.DataFrame, quarter: Quarter, trust_codes: set[str] | None
@@ -217,7 +221,9 @@ class Kh03Adapter(SourceAdapter):
             {
                 **common,
                 "indicator_id": OVER_90_ID,
-                "numerator": (rows["occupied"] / rows["available"] > OVER_90).astype(float).to_numpy(),
+                "numerator": (rows["occupied"] / rows["available"] > OVER_90)
+                .astype(float)
+                .to_numpy(),
                 "denominator": 1.0,
             }
         )

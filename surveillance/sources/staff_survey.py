@@ -142,7 +142,12 @@ class StaffSurveyAdapter(SourceAdapter):
                 )
 
         code = raw["ODS code"].str.strip()
-        check(~code.str.match(_CODE_RE), "ODS code", "ods_code", "ODS code must be ODS codes joined by '/'")
+        check(
+            ~code.str.match(_CODE_RE),
+            "ODS code",
+            "ods_code",
+            "ODS code must be ODS codes joined by '/'",
+        )
         year = pd.to_numeric(raw["Year"].str.strip(), errors="coerce")
         check(year.isna() | (year % 1 != 0), "Year", "survey_year", "Year must be a year")
         check(
@@ -151,10 +156,16 @@ class StaffSurveyAdapter(SourceAdapter):
             "unique_key",
             "more than one row for the same ODS code and Year",
         )
-        out = pd.DataFrame({"org_code": code, "year": year, "weighting": raw["Weighting"].str.strip()})
+        out = pd.DataFrame(
+            {"org_code": code, "year": year, "weighting": raw["Weighting"].str.strip()}
+        )
         for item in items:
-            base = pd.to_numeric(raw[f"{item}_base"].str.strip().replace("", np.nan), errors="coerce")
-            rate = pd.to_numeric(raw[f"{item}_rate"].str.strip().replace("", np.nan), errors="coerce")
+            base = pd.to_numeric(
+                raw[f"{item}_base"].str.strip().replace("", np.nan), errors="coerce"
+            )
+            rate = pd.to_numeric(
+                raw[f"{item}_rate"].str.strip().replace("", np.nan), errors="coerce"
+            )
             blank_b = raw[f"{item}_base"].str.strip() == ""
             blank_r = raw[f"{item}_rate"].str.strip() == ""
             check(base.isna() & ~blank_b, f"{item}_base", "numeric", "base must be a number")
