@@ -204,7 +204,11 @@ class CancerWaitingTimesAdapter(SourceAdapter):
         workbooks with the same month are refused.
         """
         path = Path(path)
-        files = sorted(path.glob("*.xlsx")) if path.is_dir() else [path]
+        return self.read_files(sorted(path.glob("*.xlsx")) if path.is_dir() else [path])
+
+    def read_files(self, files: list[Path]) -> pd.DataFrame:
+        """:meth:`read` over a list of workbooks."""
+        files = [Path(f) for f in files]
         frames = []
         for file in files:
             raw = read_sheet(file, SHEET, COLUMNS)
@@ -238,7 +242,7 @@ class CancerWaitingTimesAdapter(SourceAdapter):
             raise ContractError(
                 [
                     Violation(
-                        path.name,
+                        ", ".join(f.name for f in files),
                         "one_file_per_month",
                         "a month appears in two provisional extracts",
                         column="PERIOD",
