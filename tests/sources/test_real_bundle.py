@@ -157,3 +157,26 @@ def test_a_refused_feed_writes_no_bundle(tmp_path: Path) -> None:
     assert err.value.violations[0].rule == "unreadable_workbook"
     assert err.value.violations[0].file == good.name
     assert not (tmp_path / "bundle").exists()
+
+
+def test_cli_assemble_refuses_plainly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from surveillance.cli import app
+
+    (tmp_path / "sources").mkdir()
+    result = CliRunner().invoke(
+        app,
+        [
+            "assemble",
+            "--sources",
+            str(tmp_path / "sources"),
+            "--quarter",
+            "2023Q3",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "nhs_trusts_ods_etr.csv: [missing_file]" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "b").exists()
