@@ -202,6 +202,10 @@ def input_files(data_dir: Path) -> dict[str, Path]:
         for path in sorted(feeds.iterdir()):
             if path.is_file() and path.suffix in (".csv", ".parquet"):
                 files[f"{FEEDS_SUBDIR}/{path.name}"] = path
+            elif path.is_dir():  # a feed of several publisher files (the CWT xlsx extracts)
+                for member in sorted(path.iterdir()):
+                    if member.is_file() and member.suffix in (".csv", ".parquet", ".xlsx"):
+                        files[f"{FEEDS_SUBDIR}/{path.name}/{member.name}"] = member
     return files
 
 
@@ -708,11 +712,13 @@ def sources_frame(sources: list[SourceStatus]) -> pd.DataFrame:
             "file": s.file or "",
             "sha256": s.sha256 or "",
             "latest_period": s.latest_period or "",
+            "provisional": s.provisional,
         }
         for s in sources
         for i in s.indicator_ids
     ]
     columns = ["source", "indicator_id", "status", "reason", "file", "sha256", "latest_period"]
+    columns.append("provisional")  # months used that the publisher marks provisional
     frame = pd.DataFrame.from_records(rows, columns=columns)
     return frame.sort_values(["source", "indicator_id"], kind="mergesort")
 

@@ -36,9 +36,20 @@ from surveillance.sources.base import (
     SourceAdapter,
     SourceStatus,
 )
+from surveillance.sources.cwt import CancerWaitingTimesAdapter
+from surveillance.sources.kh03 import Kh03Adapter
+from surveillance.sources.staff_survey import StaffSurveyAdapter
 
 #: adapters by the catalogue's ``source`` value.
-ADAPTERS: dict[str, SourceAdapter] = {a.source: a for a in (AeAttendancesAdapter(),)}
+ADAPTERS: dict[str, SourceAdapter] = {
+    a.source: a
+    for a in (
+        AeAttendancesAdapter(),
+        CancerWaitingTimesAdapter(),
+        Kh03Adapter(),
+        StaffSurveyAdapter(),
+    )
+}
 #: where derived indicators come from (catalogue ``derived_from`` -> bundle file name).
 DERIVED_FILES = {
     "spells": "spells.parquet",
@@ -144,8 +155,8 @@ def assemble(
         from_feed: list[str] = []
         if adapter is not None and path is not None:
             from_feed = [i for i in plain if i in adapter.provides]
-            digest = sha256_file(path)
-            feed_files[f"feeds/{path.name}"] = path
+            digest = feed_digest(path)
+            feed_files.update(feed_members(path))
             # the feed is the record for what it provides: indicators.csv rows for the same
             # indicators are dropped even when the feed is late or lacks the quarter
             replaced.update(i for i in from_feed if i in pre_ids)
@@ -154,7 +165,8 @@ def assemble(
             notes.extend(f"{source}: {n}" for n in result.notes)
             latest = pd.Timestamp(result.latest_period)
             shown_latest = f"{latest:%Y-%m}"
-            if latest.to_period("M") < q.end.to_period("M"):
+            current = pd.Timestamp(adapter.current_through(latest))
+            if current.to_period("M") < q.end.to_period("M"):
                 statuses.append(
                     SourceStatus(
                         str(source),
@@ -162,7 +174,7 @@ def assemble(
                         STATUS_LATE,
                         f"{path.name} ends {shown_latest}, before the end of {q} "
                         f"({q.end:%Y-%m}); not used rather than reported as current",
-                        f"feeds/{path.name}",
+                        feed_label(path),
                         digest,
                         shown_latest,
                     )
@@ -179,10 +191,11 @@ def assemble(
                             tuple(usable),
                             STATUS_OK,
                             "",
-                            f"feeds/{path.name}",
+                            feed_label(path),
                             digest,
                             shown_latest,
                             len(rows),
+                            ", ".join(result.provisional),
                         )
                     )
                 for reason in sorted(set(gaps.values())):
@@ -192,7 +205,7 @@ def assemble(
                             tuple(i for i in from_feed if gaps.get(i) == reason),
                             STATUS_MISSING,
                             reason,
-                            f"feeds/{path.name}",
+                            feed_label(path),
                             digest,
                             shown_latest,
                         )
@@ -229,6 +242,33 @@ def assemble(
     indicators = indicators.reset_index(drop=True)
     statuses.sort(key=lambda s: (s.source, s.status, s.indicator_ids))
     return Assembly(indicators, statuses, feed_files, notes)
+
+
+def feed_members(path: Path) -> dict[str, Path]:
+    """``feeds/<name>`` -> file for a feed file, or for each file of a feed directory."""
+    path = Path(path)
+    if path.is_dir():
+        return {f"feeds/{path.name}/{f.name}": f for f in sorted(path.iterdir()) if f.is_file()}
+    return {f"feeds/{path.name}": path}
+
+
+def feed_label(path: Path) -> str:
+    """How sources.csv names a feed: ``feeds/<file>`` or ``feeds/<directory>/``."""
+    path = Path(path)
+    return f"feeds/{path.name}/" if path.is_dir() else f"feeds/{path.name}"
+
+
+def feed_digest(path: Path) -> str:
+    """sha256 of a feed file; for a feed directory, of its members' names and sha256 in order."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    import hashlib
+
+    listing = "".join(
+        f"{name}  {sha256_file(f)}\n" for name, f in sorted(feed_members(path).items())
+    )
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def _empty_like(like: pd.DataFrame | None) -> pd.DataFrame:

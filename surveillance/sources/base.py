@@ -37,6 +37,7 @@ class SourceStatus:
     sha256: str | None = None
     latest_period: str | None = None
     rows: int = 0
+    provisional: str = ""  # months used that the publisher marks provisional ("YYYY-MM, ...")
 
     @property
     def available(self) -> bool:
@@ -52,6 +53,7 @@ class SourceStatus:
             "sha256": self.sha256,
             "latest_period": self.latest_period,
             "rows": self.rows,
+            "provisional": self.provisional,
         }
 
 
@@ -63,6 +65,7 @@ class FeedResult:
     latest_period: pd.Timestamp
     unavailable: dict[str, str] = field(default_factory=dict)  # indicator_id -> reason
     notes: list[str] = field(default_factory=list)
+    provisional: tuple[str, ...] = ()  # months used ("YYYY-MM") the publisher marks provisional
 
 
 class SourceAdapter:
@@ -84,6 +87,11 @@ class SourceAdapter:
             if path.is_file():
                 return path
         return None
+
+    def current_through(self, latest: pd.Timestamp) -> pd.Timestamp:
+        """Last day the feed's data may be used as current: by default its latest period (a
+        feed whose latest month is before the quarter's last month is late)."""
+        return pd.Timestamp(latest)
 
     def read(self, path: Path) -> pd.DataFrame:  # pragma: no cover - interface
         """Read and validate the publisher's file; raise ContractError naming row/column/rule."""

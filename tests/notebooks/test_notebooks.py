@@ -173,3 +173,38 @@ def test_notebooks_on_the_demo_run(demo_run):
             zip(alerts.trust_code, alerts.diagnosis_group, strict=True)
         )
         assert deep["has_path"] is (bundle is not None or (run / "cusum_paths.csv").is_file())
+
+
+SHARED_DATA = PROJECT.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "cancer_waiting_times").is_dir(),
+    reason=f"the real publisher files are not present ({SHARED_DATA})",
+)
+def test_real_quarter_2023q3(tmp_path: Path):
+    _, result = execute(
+        "real_quarter_2023q3.ipynb",
+        {"SURVEILLANCE_SOURCES": str(SHARED_DATA), "SURVEILLANCE_REAL_OUT": str(tmp_path)},
+        timeout=600,
+    )
+    run = tmp_path / "runs" / "2023Q3"
+    flags = pd.read_csv(run / "flags.csv", dtype={"trust_code": str})
+    trusts = pd.read_csv(tmp_path / "bundle" / "trusts.csv", dtype=str)
+    assert result["n_trusts"] == len(trusts) == flags["trust_code"].nunique()
+    assert result["n_indicators"] == flags["indicator_id"].nunique()
+    applicable = flags[flags["flag"] != "not_applicable"]
+    assert result["assessed"] == sorted(applicable["indicator_id"].unique())
+    assert {"wait_cancer_62d", "wait_cancer_28d_fds"} <= set(result["assessed"])
+    assert not {"bed_occupancy", "wait_ae_4h"} & set(result["assessed"])  # late feeds
+    for ind, counts in result["outliers"].items():
+        f = flags[flags["indicator_id"] == ind]
+        assert counts["after"] == int(f["flag"].isin(["risk", "elevated_risk"]).sum())
+    sources = pd.read_csv(run / "sources.csv", dtype=str, keep_default_na=False)
+    kh03 = sources[sources["source"] == "NHS England KH03"]
+    assert set(kh03["status"]) == {"late"} and set(kh03["latest_period"]) == {"2022-03"}
+    cwt = sources[
+        (sources["source"] == "NHS England Cancer Waiting Times") & (sources["status"] == "ok")
+    ]
+    assert set(cwt["provisional"]) == {"2023-07, 2023-08, 2023-09"}
+    assert result["kh03_latest"] == "2022Q1"
