@@ -160,17 +160,35 @@ def _first_month(charts, signal: np.ndarray) -> np.ndarray:
     return np.where(first == np.iinfo(np.int64).max, -1, first)
 
 
-def chart_sums(charts, p_true: np.ndarray) -> dict[str, np.ndarray]:
-    """Per chart: deaths, the chart's expected deaths, the true in-control expected deaths."""
+def chart_sums(charts, p_true: np.ndarray, p_typical: np.ndarray) -> dict[str, np.ndarray]:
+    """Per chart: deaths, the chart's expected deaths, the true in-control expected deaths
+    (the chart's own trust effect included), and the true expected deaths of a typical trust."""
     starts = charts.offsets[:-1]
     return {
         "observed": np.add.reduceat(charts.y.astype(float), starts),
         "expected": np.add.reduceat(charts.p, starts),
         "true_expected": np.add.reduceat(p_true[charts.order], starts),
+        "typical_expected": np.add.reduceat(p_typical[charts.order], starts),
     }
 
 
-def evaluate(charts, first: np.ndarray, truth: dict, sums: dict) -> dict:
+#: trusts whose true effect is within this of the median trust's count as typical (log-odds)
+TYPICAL_BAND = 0.05
+
+
+def typical_truth(truth: dict, spells, p_true: np.ndarray) -> tuple[np.ndarray, set[str]]:
+    """The true in-control risk of each spell had its trust been the typical trust (the median
+    of the trusts' true effects; odds scaled by exp(median - own effect)), and the trusts whose
+    true effect is within :data:`TYPICAL_BAND` of that median."""
+    effects = {t["trust_code"]: t["true_logit_effect"] for t in truth["trusts"]}
+    median = float(np.median(list(effects.values())))
+    own = spells["trust_code"].astype(str).map(effects).to_numpy(float)
+    odds = p_true / (1.0 - p_true) * np.exp(median - own)
+    near = {t for t, e in effects.items() if abs(e - median) <= TYPICAL_BAND}
+    return odds / (1.0 + odds), near
+
+
+def evaluate(charts, first: np.ndarray, truth: dict, sums: dict, near: set[str]) -> dict:
     """Detection of the planted charts (30+ expected deaths a year) and in-control alarms."""
     import pandas as pd
 
@@ -203,6 +221,7 @@ def evaluate(charts, first: np.ndarray, truth: dict, sums: dict) -> dict:
     in_control = np.array(
         [t not in worse and (t, g) not in all_planted for t, g in zip(trusts, groups, strict=True)]
     )
+    typical = in_control & np.isin(trusts, sorted(near))
     out = {
         "planted_30plus": int(len(planted)),
         "detected": int(planted["detected"].sum()),
@@ -210,8 +229,17 @@ def evaluate(charts, first: np.ndarray, truth: dict, sums: dict) -> dict:
         "early_alarms": int(planted["early_alarm"].sum()),
         "in_control_charts": int(in_control.sum()),
         "in_control_alarms": int((first[in_control] >= 0).sum()),
+        # observed / expected over the in-control charts of trusts near the typical trust
         "typical_trust_oe": float(
+            sums["observed"][typical].sum() / sums["expected"][typical].sum()
+        ),
+        "typical_trust_charts": int(typical.sum()),
+        "in_control_oe": float(
             sums["observed"][in_control].sum() / sums["expected"][in_control].sum()
+        ),
+        # the chart's expected deaths against a typical trust's true ones (all in-control charts)
+        "expected_over_typical_true": float(
+            sums["expected"][in_control].sum() / sums["typical_expected"][in_control].sum()
         ),
         "expected_over_true": float(
             sums["expected"][in_control].sum() / sums["true_expected"][in_control].sum()
@@ -262,6 +290,7 @@ def part2(seeds, scale: str, quarter: str, root: Path, detectors: list[str]) -> 
         if not np.array_equal(oracle["spell_id"].to_numpy(), spells["spell_id"].to_numpy()):
             raise ValueError(f"{out}: oracle risks are not in the spells' order")
         p_true = oracle["p_in_control"].to_numpy(float)
+        p_typical, near = typical_truth(truth, spells, p_true)
         synth_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         shmi = RiskModel().fit(spells, end=quarter)
@@ -272,22 +301,24 @@ def part2(seeds, scale: str, quarter: str, root: Path, detectors: list[str]) -> 
         p_alert_typical = alert.chart_risks(enc_a, pattern_a)
         p_alert_national = alert.predict_encoded(enc_a, pattern_a)
         fit_s = time.perf_counter() - t0
+        p_alert_weighted = weighted_baseline(alert, enc_a, p_alert_national, quarter)
         enc = encode_spells(spells, "died_30d", "discharge_date")
         end = month_number(Quarter.parse(quarter).end)
         variants = {
             "shmi_national": p_shmi,
             "alert_national": p_alert_national,
             "alert_typical_trust": p_alert_typical,
+            "alert_typical_weighted": p_alert_weighted,
             "ideal": p_true,
         }
         rows = []
         for name, p in variants.items():
             charts = build_charts(enc, p, end, base.months)
-            sums = chart_sums(charts, p_true)
-            for det in detectors if name in ("alert_typical_trust", "ideal") else ["cusum"]:
+            sums = chart_sums(charts, p_true, p_typical)
+            for det in detectors if name in ("alert_typical_trust", "ideal") else [detectors[0]]:
                 t1 = time.perf_counter()
                 first = first_signals(charts, _settings(base, det), surface)
-                res = evaluate(charts, first, truth, sums)
+                res = evaluate(charts, first, truth, sums, near)
                 res.update(
                     {"seed": seed, "baseline": name, "detector": det},
                     seconds=time.perf_counter() - t1,
@@ -305,6 +336,26 @@ def part2(seeds, scale: str, quarter: str, root: Path, detectors: list[str]) -> 
         )
         print(f"nation seed {seed}: {len(spells):,} spells, fits {fit_s:.1f} s")
     return {"scale": scale, "quarter": quarter, "nations": per_nation, "pooled": pool(per_nation)}
+
+
+def weighted_baseline(alert, enc, p: np.ndarray, quarter: str) -> np.ndarray:
+    """The alert model's risks moved to the typical trust by the weighted-median location
+    (``baseline.location: weighted_median``) instead of the configured one."""
+    from surveillance.mortality.baseline import CellSums, typical_trust_baseline
+    from surveillance.mortality.encode import month_number
+    from surveillance.periods import Quarter
+
+    keep = alert.fit_mask(enc.period_month, month_number(Quarter.parse(quarter).end))
+    cells = CellSums.from_risks(
+        enc.trust[keep],
+        enc.group[keep],
+        enc.died[keep],
+        p[keep],
+        (len(enc.trusts), len(enc.groups)),
+    )
+    spec = alert.spec.baseline.model_copy(update={"location": "weighted_median"})
+    b = typical_trust_baseline(cells, enc.trusts, enc.groups, spec)
+    return b.adjust(p, b.shift_for(enc.groups)[enc.group])
 
 
 def _settings(base, detector: str):
@@ -334,7 +385,9 @@ def pool(per_nation: list[dict]) -> list[dict]:
             "false_alarm_rate": fa / ic if ic else None,
             "false_alarm_rate_se": float(np.sqrt(max(fa, 1)) / ic) if ic else None,
             "typical_trust_oe": [round(v, 4) for v in grp["typical_trust_oe"]],
+            "in_control_oe": [round(v, 4) for v in grp["in_control_oe"]],
             "expected_over_true": [round(v, 4) for v in grp["expected_over_true"]],
+            "expected_over_typical_true": [round(v, 4) for v in grp["expected_over_typical_true"]],
         }
         item["detected_share"] = item["detected"] / item["planted_30plus"]
         for odds in ("or2", "or3"):
@@ -386,10 +439,7 @@ def main() -> int:
         result.update(detection=rows, false_alarms=fa_rows)
     nations = part2(args.seeds, args.scale, args.quarter, args.root, detectors)
     print_table(
-        [
-            {k: v for k, v in r.items() if k not in ("typical_trust_oe", "expected_over_true")}
-            for r in nations["pooled"]
-        ],
+        [{k: v for k, v in r.items() if not isinstance(v, list)} for r in nations["pooled"]],
         title=f"Harder nations (seeds {args.seeds}, {args.scale}): planted charts with "
         f"{MIN_EXPECTED_PER_YEAR:g}+ expected deaths a year, and in-control charts",
     )

@@ -15,7 +15,8 @@ for GLMs, Cantoni & Ronchetti 2001): each solves sum psi_c(r) sqrt(V) = 0 over i
 Pearson residual r = (O - E) / sqrt(phi V), V = dE/dtheta (binomial variance) and phi a robust
 dispersion (median absolute residual of cells expecting 5+ deaths). Trust effects and group shifts
 are updated in turn, and after each round the trust effects are centred on their median over trusts
-expecting at least ``min_trust_expected`` deaths: the typical trust has u = 0. A minority of worse
+expecting at least ``min_trust_expected`` deaths (``location: weighted_median``: weighted by
+expected deaths, the trust of the typical death): the typical trust has u = 0. A minority of worse
 trusts moves the median little (and the shift not at all through their own cells, which carry
 their own u_t); a deteriorating trust x group cell is down-weighted by psi in both steps.
 
@@ -186,6 +187,23 @@ def _dispersion(cells: CellSums, theta: np.ndarray) -> float:
     return float(max(1.0, (1.4826 * np.median(np.abs(r))) ** 2))
 
 
+def _location(u: np.ndarray, w: np.ndarray, how: str) -> float:
+    """The typical trust's effect: the median of ``u`` (weighted by ``w`` when asked: the
+    smallest value with at least half the weight at or below it, averaged with the next one
+    on an exact tie, as the unweighted median is)."""
+    if u.size == 0:
+        return 0.0
+    if how == "median":
+        return float(np.median(u))
+    order = np.argsort(u, kind="stable")
+    cum = np.cumsum(w[order])
+    half = 0.5 * cum[-1]
+    k = int(np.searchsorted(cum, half))
+    if np.isclose(cum[k], half) and k + 1 < u.size:
+        return float(0.5 * (u[order][k] + u[order][k + 1]))
+    return float(u[order][k])
+
+
 def typical_trust_baseline(
     cells: CellSums,
     trusts: np.ndarray,
@@ -200,14 +218,15 @@ def typical_trust_baseline(
     if (T, G) != (len(trusts), len(groups)):
         raise ValueError(f"cell sums are {T} x {G}, codes {len(trusts)} x {len(groups)}")
     u, delta, phi = np.zeros(T), np.zeros(G), 1.0
-    typical = cells.s1.sum(axis=1) >= spec.min_trust_expected
+    weight = cells.s1.sum(axis=1)
+    typical = weight >= spec.min_trust_expected
     if not typical.any():
-        typical = cells.s1.sum(axis=1) > 0
+        typical = weight > 0
     converged, iterations = False, 0
     for iterations in range(1, spec.max_iter + 1):  # noqa: B007 - reported below
         before = np.r_[u, delta]
         u = _solve(cells, np.broadcast_to(delta[None, :], (T, G)), phi, spec.huber_c, axis=1)
-        centre = float(np.median(u[typical])) if typical.any() else 0.0
+        centre = _location(u[typical], weight[typical], spec.location)
         u = u - centre
         delta = _solve(cells, np.broadcast_to(u[:, None], (T, G)), phi, spec.huber_c, axis=0)
         phi = _dispersion(cells, u[:, None] + delta[None, :])

@@ -119,6 +119,9 @@ class BaselineSpec(BaseModel):
     method: Literal["national", "typical_trust"] = "national"
     huber_c: float = Field(2.0, gt=0)  # Huber tuning constant on Pearson residuals
     min_trust_expected: float = Field(20.0, ge=0)  # trusts entering the typical-trust location
+    # the typical trust: the median of the trust effects, or their median weighted by each
+    # trust's expected deaths (the trust of the typical death)
+    location: Literal["median", "weighted_median"] = "median"
     max_iter: int = Field(100, ge=1)
     tol: float = Field(1e-9, gt=0)
 

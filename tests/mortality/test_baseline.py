@@ -187,3 +187,14 @@ def test_run_charts_on_the_alert_model_and_save_its_baseline(worse_minority, tmp
     assert p == pytest.approx(odds / (1 + odds), rel=1e-12)
     # SHMI-style ratios are untouched: mortality.csv comes from the SHMI-style model's risks
     assert run.model.spec.name == load_risk_spec().name
+
+
+def test_weighted_median_location():
+    from surveillance.mortality.baseline import _location
+
+    u = np.array([0.3, -0.1, 0.0, 0.2])
+    assert _location(u, np.ones(4), "median") == pytest.approx(0.1)
+    assert _location(u, np.ones(4), "weighted_median") == pytest.approx(0.1)  # tie: averaged
+    # a heavy trust at -0.1 holds more than half of the expected deaths
+    assert _location(u, np.array([1.0, 5.0, 1.0, 1.0]), "weighted_median") == pytest.approx(-0.1)
+    assert _location(u, np.array([1.0, 1.0, 1.0, 6.0]), "weighted_median") == pytest.approx(0.2)
