@@ -241,6 +241,11 @@ def evaluate(charts, first: np.ndarray, truth: dict, sums: dict, near: set[str])
         "expected_over_typical_true": float(
             sums["expected"][in_control].sum() / sums["typical_expected"][in_control].sum()
         ),
+        # the typical-trust O/E: a typical trust's true expected deaths over the chart's
+        # (what its O/E would be in control), over all in-control charts
+        "typical_true_oe": float(
+            sums["typical_expected"][in_control].sum() / sums["expected"][in_control].sum()
+        ),
         "expected_over_true": float(
             sums["expected"][in_control].sum() / sums["true_expected"][in_control].sum()
         ),
@@ -302,6 +307,11 @@ def part2(seeds, scale: str, quarter: str, root: Path, detectors: list[str]) -> 
         p_alert_national = alert.predict_encoded(enc_a, pattern_a)
         fit_s = time.perf_counter() - t0
         p_alert_weighted = weighted_baseline(alert, enc_a, p_alert_national, quarter)
+        # for comparison only: each trust's own phase I level (the baseline's trust effect u_t
+        # on top of the typical trust), i.e. charts that test a change within the trust
+        b = alert.baseline_
+        own = pd.Series(b.trust_effect, index=b.trusts).reindex(enc_a.trusts).fillna(0.0)
+        p_alert_own = b.adjust(p_alert_typical, own.to_numpy()[enc_a.trust])
         enc = encode_spells(spells, "died_30d", "discharge_date")
         end = month_number(Quarter.parse(quarter).end)
         variants = {
@@ -309,6 +319,7 @@ def part2(seeds, scale: str, quarter: str, root: Path, detectors: list[str]) -> 
             "alert_national": p_alert_national,
             "alert_typical_trust": p_alert_typical,
             "alert_typical_weighted": p_alert_weighted,
+            "alert_own_trust": p_alert_own,
             "ideal": p_true,
         }
         rows = []
@@ -384,6 +395,7 @@ def pool(per_nation: list[dict]) -> list[dict]:
             "in_control_chart_years": ic,
             "false_alarm_rate": fa / ic if ic else None,
             "false_alarm_rate_se": float(np.sqrt(max(fa, 1)) / ic) if ic else None,
+            "typical_true_oe": [round(v, 4) for v in grp["typical_true_oe"]],
             "typical_trust_oe": [round(v, 4) for v in grp["typical_trust_oe"]],
             "in_control_oe": [round(v, 4) for v in grp["in_control_oe"]],
             "expected_over_true": [round(v, 4) for v in grp["expected_over_true"]],
@@ -449,12 +461,12 @@ def main() -> int:
         for r in nations["pooled"]
         if r["baseline"] == "alert_typical_trust" and r["detector"] == default
     )
-    oe = chosen["typical_trust_oe"]
+    oe = chosen["typical_true_oe"]
     targets = {
         "detected_share >= 0.90": chosen["detected_share"] >= 0.90,
         "share_of_ideal >= 0.95": (chosen["share_of_ideal"] or 0) >= 0.95,
         "false_alarm_rate <= 0.001": chosen["false_alarm_rate"] <= 0.001,
-        "typical_trust_oe within 1 +- 0.02": all(abs(v - 1) <= 0.02 for v in oe),
+        "typical_true_oe within 1 +- 0.02": all(abs(v - 1) <= 0.02 for v in oe),
     }
     summary = (
         f"default ({default}, typical-trust baseline) on {len(args.seeds)} harder nations: "
@@ -462,7 +474,8 @@ def main() -> int:
         f"({chosen['detected_share']:.0%}; OR 2 {chosen['or2_detected']}, OR 3 "
         f"{chosen['or3_detected']}), {chosen['share_of_ideal']:.0%} of the ideal chart, "
         f"false alarms {chosen['false_alarms']}/{chosen['in_control_chart_years']} chart-years "
-        f"({chosen['false_alarm_rate']:.4%}), typical-trust O/E {oe}; targets: "
+        f"({chosen['false_alarm_rate']:.4%}), typical-trust O/E (true typical expected over the "
+        f"chart's) {oe}; targets: "
         + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items())
     )
     print(summary)
