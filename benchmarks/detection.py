@@ -270,6 +270,7 @@ def evaluate(charts, first: np.ndarray, truth: dict, sums: dict, near: set[str])
 
 def part2(seeds, scale: str, quarter: str, root: Path, detectors: list[str]) -> dict:
     """The alert charts on independently seeded harder nations, against the ideal chart."""
+    import pandas as pd
     import pyarrow.parquet as pq
 
     from surveillance.mortality.encode import (
