@@ -860,7 +860,12 @@ def summarise(run_dir: Path) -> RunSummary:
         run_id=manifest.get("run_id", ""),
         quarter=manifest.get("quarter", ""),
         band_counts=band_counts,
-        new_alerts=int((alerts.get("status", pd.Series(dtype=str)) == "new").sum()),
+        # charts whose first signal falls in the quarter (alerts.csv has a row per signal month)
+        new_alerts=int(
+            alerts.loc[alerts["status"] == "new", ["trust_code", "diagnosis_group"]]
+            .drop_duplicates()
+            .shape[0]
+        ),
         movers=moved[["trust_code", "trust_name", "previous_band", "band", "change"]].head(10),
         report=report if report.is_file() else None,
         missing_sources=manifest.get("missing_sources", []),

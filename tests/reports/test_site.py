@@ -473,3 +473,13 @@ def test_window_alerts_show_the_month_each_began(site: Path, fixture_run: Path):
         encoding="utf-8"
     )
     assert "AMI (new, began 2013-08; signals 2013-08, 2013-09)" in london
+
+
+def test_run_summary_counts_new_alerts_by_chart(fixture_run: Path):
+    """The CLI's "new mortality alerts": charts that began this quarter, not rows (RAA's AMI
+    chart has two new rows, 2013-08 and 2013-09)."""
+    from surveillance.pipeline import summarise
+
+    alerts = pd.read_csv(fixture_run / "alerts.csv", dtype=str)
+    assert (alerts.status == "new").sum() == 3
+    assert summarise(fixture_run).new_alerts == 2
