@@ -96,6 +96,7 @@ ALERTS_COLUMNS = [
     "trust_code",
     "diagnosis_group",
     "signal_month",
+    "first_signal_month",
     "cusum",
     "threshold",
     "observed",

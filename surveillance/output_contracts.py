@@ -3,7 +3,10 @@
 ``flags.csv``, ``alerts.csv``, ``mortality.csv`` and ``bands.csv`` are read by other tools by
 their column names, so a run that would publish a malformed table must stop before publishing.
 :func:`check_outputs` validates the four in-memory tables (the frames handed to the CSV writer)
-and raises :class:`OutputContractError` listing every broken rule.
+and raises :class:`OutputContractError` listing every broken rule. Given the run's ``period``
+(its quarter, or the monthly run's month), the alerts rules that need it are checked too: every
+alert in the 12-month monitored window, ``status`` ``new`` exactly when the chart's first signal
+falls in the period.
 
 Each table has a pandera ``DataFrameSchema`` (:func:`output_schema`): its contract columns are
 required, extra columns are allowed after them, and every rule below is a named, vectorised check
@@ -42,13 +45,20 @@ Rule names (``Violation.rule``):
 ``positive``                 expected (where defined) or a threshold <= 0
 ``probability_range``        a probability or proportion outside [0, 1] (false alarm rate (0, 1))
 ``allowed_values``           a value outside the column's enumeration
-``not_month``                signal_month that is not ``YYYY-MM``
+``not_month``                signal_month or first_signal_month that is not ``YYYY-MM``
 ``unique_key``               the table's key is duplicated (all rows sharing a key are listed)
 ``flag_statistic``           flags: an assessed z-scored indicator without z_adjusted, or a
                              ``not_applicable`` row with one
 ``unknown_trust``            trust_code not in the run's trust list (flags, bands)
 ``missing_trust``            a trust of the run's trust list has no row (flags, bands)
 ``signal_threshold``         alert whose cusum is below its threshold (a signal is X >= h)
+``first_signal_order``       alert whose first_signal_month is after its signal_month
+``first_signal_row``         alert whose first_signal_month is not its chart's earliest
+                             signal_month in the table (every signal of the window is listed)
+``signal_window``            alert whose signal_month is outside the 12 months to the run's
+                             period end (with a period)
+``status_consistent``        alert whose status is not ``new`` exactly when the chart's first
+                             signal falls in the run's quarter or month (with a period)
 ``all_row``                  mortality: a trust without its ``ALL`` row
 ``all_totals``               mortality: ``ALL`` observed/expected not the sum of the trust's groups
 ``ratio_consistent``         mortality: ratio is not observed / expected (NaN iff expected = 0)
@@ -127,6 +137,41 @@ _REL_TOL = 1e-8
 _P_SUM_TOL = 1e-6
 
 Mask = np.ndarray
+
+#: alerts.csv lists every signal in this many months to the period end (DESIGN.md section 6)
+ALERT_WINDOW_MONTHS = 12
+
+
+@dataclass(frozen=True)
+class AlertPeriod:
+    """The run's current period for ``alerts.csv``: its months (``new`` = the chart's first
+    signal is one of them) and the monitored window (the 12 months ending with it)."""
+
+    label: str
+    current: tuple[str, ...]
+    window: tuple[str, ...]
+
+
+def alert_period(period: str) -> AlertPeriod:
+    """The :class:`AlertPeriod` of a quarter (``2013Q4``: its three months) or a month of the
+    monthly run (``2013-11``: that month)."""
+    text = str(period).strip()
+    if _MONTH_RE.match(text):
+        end = pd.Period(text, freq="M")
+        current: tuple[str, ...] = (text,)
+    else:
+        from surveillance.periods import Quarter
+
+        try:
+            q = Quarter.parse(text)
+        except ValueError:
+            raise ValueError(
+                f"alerts.csv period must be a quarter (2013Q4) or a month (2013-11), got {period!r}"
+            ) from None
+        end = q.end.to_period("M")
+        current = tuple(q.months())
+    window = pd.period_range(end=end, periods=ALERT_WINDOW_MONTHS, freq="M")
+    return AlertPeriod(text, current, tuple(str(p) for p in window))
 
 
 class OutputContractError(ContractError):
@@ -530,31 +575,110 @@ def _flags_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
 # ---- alerts.csv -----------------------------------------------------------------------------
 
 
-def _alerts_rules() -> list[OutputRule]:
+def _alerts_rules(period: AlertPeriod | None = None) -> list[OutputRule]:
     f = "alerts.csv"
 
-    def not_month(t: _Frame) -> Mask:
-        strings, not_text = t.text("signal_month")
+    def months_of(t: _Frame, column: str) -> tuple[np.ndarray, Mask]:
+        """(the column's ``YYYY-MM`` text, None elsewhere; mask of valid months)."""
+        strings, _ = t.text(column)
         ok = np.fromiter(
             (isinstance(v, str) and bool(_MONTH_RE.match(v)) for v in strings),
             dtype=bool,
             count=len(t),
         )
-        return ~ok & ~t.empty("signal_month") | not_text
+        return np.where(ok, strings, None), ok
+
+    def not_month(column: str) -> Callable[[_Frame], Mask]:
+        def bad(t: _Frame) -> Mask:
+            not_text = t.text(column)[1]
+            return ~months_of(t, column)[1] & ~t.empty(column) | not_text
+
+        return bad
 
     def below(t: _Frame) -> Mask:
         cusum, h = t.values("cusum"), t.values("threshold")
         margin = np.where(np.isfinite(h), _REL_TOL * np.abs(h), 0.0)
         return cusum < h - margin
 
-    return [
+    def first_after_signal(t: _Frame) -> Mask:
+        signal, ok_s = months_of(t, "signal_month")
+        first, ok_f = months_of(t, "first_signal_month")
+        both = ok_s & ok_f
+        return both & (np.where(both, first, "") > np.where(both, signal, ""))
+
+    def first_not_earliest(t: _Frame) -> Mask:
+        # judged on charts whose months are all valid (a bad month is not_month already)
+        signal, ok_s = months_of(t, "signal_month")
+        first, ok_f = months_of(t, "first_signal_month")
+        frame = pd.DataFrame(
+            {
+                "trust": t.key_text("trust_code"),
+                "group": t.key_text("diagnosis_group"),
+                "signal": np.where(ok_s, signal, ""),
+                "ok": ok_s & ok_f,
+            }
+        )
+        by_chart = frame.groupby(["trust", "group"], dropna=False, sort=False)
+        earliest = by_chart["signal"].transform("min").to_numpy(dtype=object)
+        judged = by_chart["ok"].transform("all").to_numpy(dtype=bool)
+        return judged & (np.where(judged, first, "") != np.where(judged, earliest, ""))
+
+    def outside_window(column: str) -> Callable[[_Frame], Mask]:
+        def bad(t: _Frame) -> Mask:
+            months, ok = months_of(t, column)
+            return ok & ~_in(months, period.window)
+
+        return bad
+
+    def status_inconsistent(t: _Frame) -> Mask:
+        first, ok = months_of(t, "first_signal_month")
+        status = t.label("status")
+        judged = ok & _in(status, ALERT_STATUSES)
+        want_new = _in(first, period.current)
+        return judged & ((status == "new") != want_new)
+
+    rules = [
         *_text_rules(f, "trust_code"),
         _unique_rule(f),
         *_text_rules(f, "diagnosis_group"),
+    ]
+    for column in ("signal_month", "first_signal_month"):
+        rules += [
+            OutputRule(f, column, "required", "value is required", lambda t, c=column: t.empty(c)),
+            OutputRule(f, column, "not_month", f"{column} must be text YYYY-MM", not_month(column)),
+        ]
+        if column == "signal_month" and period is not None:
+            # first_signal_month is then inside too: it is one of the chart's signal months
+            rules.append(
+                OutputRule(
+                    f,
+                    column,
+                    "signal_window",
+                    f"{column} must be in the {ALERT_WINDOW_MONTHS} months to {period.label}'s "
+                    f"end ({period.window[0]} to {period.window[-1]})",
+                    outside_window(column),
+                )
+            )
+    rules += [
         OutputRule(
-            f, "signal_month", "required", "value is required", lambda t: t.empty("signal_month")
+            f,
+            "first_signal_month",
+            "first_signal_order",
+            "first_signal_month must not be after signal_month",
+            first_after_signal,
+            needs=("signal_month",),
         ),
-        OutputRule(f, "signal_month", "not_month", "signal_month must be text YYYY-MM", not_month),
+        OutputRule(
+            f,
+            "first_signal_month",
+            "first_signal_row",
+            "first_signal_month must be the earliest signal_month of the chart "
+            "(trust_code + diagnosis_group): alerts.csv lists every signal of the window",
+            first_not_earliest,
+            needs=("signal_month", "trust_code", "diagnosis_group"),
+        ),
+    ]
+    rules += [
         *_number_rules(f, "cusum", required=True, nonnegative=_everywhere),
         OutputRule(
             f,
@@ -570,6 +694,20 @@ def _alerts_rules() -> list[OutputRule]:
         *_number_rules(f, "false_alarm_rate", required=True, probability=(False, False)),
         *_enum_rules(f, "status", ALERT_STATUSES),
     ]
+    if period is not None:
+        shown = ", ".join(period.current)
+        rules.append(
+            OutputRule(
+                f,
+                "status",
+                "status_consistent",
+                f"status must be new when first_signal_month is in {period.label} ({shown}), "
+                "else persisting",
+                status_inconsistent,
+                needs=("first_signal_month",),
+            )
+        )
+    return rules
 
 
 # ---- mortality.csv --------------------------------------------------------------------------
@@ -832,12 +970,18 @@ def _bands_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
     return rules
 
 
-def output_rules(file: str, trust_codes: Iterable[str] | None = None) -> list[OutputRule]:
-    """The rules of ``file`` (one of :data:`surveillance.contracts.OUTPUT_COLUMNS`), in order."""
+def output_rules(
+    file: str, trust_codes: Iterable[str] | None = None, period: str | None = None
+) -> list[OutputRule]:
+    """The rules of ``file`` (one of :data:`surveillance.contracts.OUTPUT_COLUMNS`), in order.
+
+    ``period`` (a quarter ``2013Q4`` or a monthly run's ``2013-11``) adds the alerts.csv rules
+    that need it (``signal_window``, ``status_consistent``)."""
     known = None if trust_codes is None else frozenset(str(c) for c in trust_codes)
+    alert_period_ = None if period is None else alert_period(period)
     makers = {
         "flags.csv": lambda: _flags_rules(known),
-        "alerts.csv": _alerts_rules,
+        "alerts.csv": lambda: _alerts_rules(alert_period_),
         "mortality.csv": _mortality_rules,
         "bands.csv": lambda: _bands_rules(known),
     }
@@ -874,6 +1018,7 @@ def output_schema(
     frame: pd.DataFrame,
     trust_codes: Iterable[str] | None = None,
     outcomes: dict[str, tuple[OutputRule, Mask | str]] | None = None,
+    period: str | None = None,
 ):
     """The pandera ``DataFrameSchema`` of ``file``, its checks bound to ``frame``.
 
@@ -888,7 +1033,7 @@ def output_schema(
         frame = frame.reset_index(drop=True)
     table = _Frame(file, frame)
     checks: dict[str, list] = {c: [] for c in contract}
-    for number, rule in enumerate(output_rules(file, trust_codes)):
+    for number, rule in enumerate(output_rules(file, trust_codes, period)):
         key = f"{rule.rule}#{number}"
 
         def run(series: pd.Series, rule: OutputRule = rule, key: str = key):
@@ -924,9 +1069,13 @@ def _pandera_view(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_output(
-    file: str, frame: pd.DataFrame, trust_codes: Iterable[str] | None = None
+    file: str,
+    frame: pd.DataFrame,
+    trust_codes: Iterable[str] | None = None,
+    period: str | None = None,
 ) -> list[Violation]:
-    """Every violation of ``file``'s contract by ``frame`` (rows: 0-based positions)."""
+    """Every violation of ``file``'s contract by ``frame`` (rows: 0-based positions; ``period``
+    as in :func:`output_rules`)."""
     import pandera.pandas as pa
 
     if not isinstance(frame, pd.DataFrame):
@@ -942,9 +1091,9 @@ def validate_output(
             )
             for c in duplicated
         ]
-    rules = output_rules(file, trust_codes)
+    rules = output_rules(file, trust_codes, period)
     outcomes: dict[str, tuple[OutputRule, Mask | str]] = {}
-    schema = output_schema(file, frame, trust_codes, outcomes)
+    schema = output_schema(file, frame, trust_codes, outcomes, period)
     try:
         schema.validate(_pandera_view(frame), lazy=True)
         return []
@@ -1008,15 +1157,23 @@ def validate_output(
     return violations
 
 
-def check_output(file: str, frame: pd.DataFrame, trust_codes: Iterable[str] | None = None) -> None:
-    """:func:`check_outputs` for one table (e.g. the monthly run's ``alerts.csv``)."""
-    violations = validate_output(file, frame, trust_codes)
+def check_output(
+    file: str,
+    frame: pd.DataFrame,
+    trust_codes: Iterable[str] | None = None,
+    period: str | None = None,
+) -> None:
+    """:func:`check_outputs` for one table (e.g. the monthly run's ``alerts.csv``, whose
+    ``period`` is its month)."""
+    violations = validate_output(file, frame, trust_codes, period)
     if violations:
         raise OutputContractError(violations)
 
 
 def validate_outputs(
-    tables: Mapping[str, pd.DataFrame], trust_codes: Iterable[str] | None = None
+    tables: Mapping[str, pd.DataFrame],
+    trust_codes: Iterable[str] | None = None,
+    period: str | None = None,
 ) -> list[Violation]:
     """Every output contract violation of ``tables`` (keyed by file name); empty when valid.
 
@@ -1034,12 +1191,14 @@ def validate_outputs(
                 Violation(file=file, rule="missing_file", message="table was not produced")
             )
             continue
-        violations += validate_output(file, tables[file], codes)
+        violations += validate_output(file, tables[file], codes, period)
     return violations
 
 
 def check_outputs(
-    tables: Mapping[str, pd.DataFrame], trust_codes: Iterable[str] | None = None
+    tables: Mapping[str, pd.DataFrame],
+    trust_codes: Iterable[str] | None = None,
+    period: str | None = None,
 ) -> None:
     """Validate the four output tables before they are written; raise if any rule is broken.
 
@@ -1051,6 +1210,10 @@ def check_outputs(
     trust_codes : iterable of str, optional
         The run's trusts (``trusts.csv``): every trust_code of flags and bands must be one of
         them and each of them must have rows there. ``None`` skips these two rules.
+    period : str, optional
+        The run's quarter (``2013Q4``): every alert must lie in the 12 months to its end and be
+        ``new`` exactly when its chart first signalled in the quarter. ``None`` skips these two
+        rules.
 
     Raises
     ------
@@ -1058,7 +1221,7 @@ def check_outputs(
         Listing every violation: file, column, rule and the first offending rows as **0-based
         positions** in the frame given (``frame.iloc[row]``).
     """
-    violations = validate_outputs(tables, trust_codes)
+    violations = validate_outputs(tables, trust_codes, period)
     if violations:
         raise OutputContractError(violations)
 
@@ -1068,20 +1231,28 @@ def output_rule_names() -> list[str]:
     return re.findall(r"^``(\w+)``\s{2,}", __doc__ or "", flags=re.MULTILINE)
 
 
-def iter_output_rules(with_trusts: bool = True) -> Iterable[tuple[str, str, str]]:
-    """Every (file, column, rule) of the value checks (``with_trusts``: with a trust list)."""
+def iter_output_rules(
+    with_trusts: bool = True, with_period: bool = True
+) -> Iterable[tuple[str, str, str]]:
+    """Every (file, column, rule) of the value checks (``with_trusts``: with a trust list;
+    ``with_period``: with a run period)."""
     for file in OUTPUT_COLUMNS:
-        for rule in output_rules(file, () if with_trusts else None):
+        for rule in output_rules(
+            file, () if with_trusts else None, "2013Q4" if with_period else None
+        ):
             yield file, rule.column, rule.rule
 
 
 __all__ = [
     "ALERTS_COLUMNS",
+    "ALERT_WINDOW_MONTHS",
+    "AlertPeriod",
     "BANDS_COLUMNS",
     "FLAGS_COLUMNS",
     "MORTALITY_COLUMNS",
     "OutputContractError",
     "OutputRule",
+    "alert_period",
     "check_output",
     "check_outputs",
     "iter_output_rules",

@@ -645,9 +645,10 @@ class QuarterResults:
 
 
 def write_outputs(
-    staging: Path, results: QuarterResults, catalogue: pd.DataFrame
+    staging: Path, results: QuarterResults, catalogue: pd.DataFrame, quarter: str | None = None
 ) -> dict[str, int]:
-    """Write the contract tables, ``sources.csv`` and ``quarantine.csv``; return row counts."""
+    """Write the contract tables, ``sources.csv`` and ``quarantine.csv``; return row counts
+    (``quarter``: also check the alerts against the run's 12-month window and quarter)."""
     staging = Path(staging)
     tables = {
         "flags.csv": ordered(results.flags, FLAGS_COLUMNS),
@@ -658,7 +659,7 @@ def write_outputs(
     from surveillance.output_contracts import check_outputs
 
     # the output contracts (DESIGN.md section 6): a malformed table stops the run unpublished
-    check_outputs(tables, results.validated.bundle.trusts["trust_code"].astype(str))
+    check_outputs(tables, results.validated.bundle.trusts["trust_code"].astype(str), quarter)
     for name, frame in tables.items():
         store.write_csv(frame, staging / name, sort_by=OUTPUT_KEYS[name])
     store.write_csv(sources_frame(results.assembly.sources), staging / "sources.csv", sort_by=None)
@@ -869,7 +870,12 @@ def summarise(run_dir: Path) -> RunSummary:
         run_id=manifest.get("run_id", ""),
         quarter=manifest.get("quarter", ""),
         band_counts=band_counts,
-        new_alerts=int((alerts.get("status", pd.Series(dtype=str)) == "new").sum()),
+        # charts whose first signal falls in the quarter (alerts.csv has a row per signal month)
+        new_alerts=int(
+            alerts.loc[alerts["status"] == "new", ["trust_code", "diagnosis_group"]]
+            .drop_duplicates()
+            .shape[0]
+        ),
         movers=moved[["trust_code", "trust_name", "previous_band", "band", "change"]].head(10),
         report=report if report.is_file() else None,
         missing_sources=manifest.get("missing_sources", []),
@@ -940,7 +946,7 @@ def write_and_publish(
     opts = options.resolved()
     with store.staged_run(opts.out, opts.quarter, force=opts.force, hold_lock=hold_lock) as staging:
         start = time.perf_counter()
-        counts = write_outputs(staging, results, catalogue)
+        counts = write_outputs(staging, results, catalogue, opts.quarter)
         timings["write"] = time.perf_counter() - start
         if opts.render_reports:
             start = time.perf_counter()
@@ -1014,7 +1020,8 @@ def latest_risk_model(out: Path, month: str) -> Path:
 
 
 def monthly_alerts(bundle: Any, model_path: Path, month: str) -> pd.DataFrame:
-    """RA-CUSUM alerts signalled in ``month`` with the saved risk models (``alerts.csv``)."""
+    """RA-CUSUM alerts of the 12 months to ``month`` with the saved risk models (``alerts.csv``;
+    ``new``: first signal in ``month``)."""
     from surveillance.mortality.monitor import monitor_month
     from surveillance.mortality.risk_model import RiskModel
 
@@ -1055,6 +1062,9 @@ def publish_month(
     model_sha = sha256_file(model_path)
     code = dict(code or current_code_version())
     rid = run_id(month, inputs, "", {"risk_model.json": model_sha}, code)
+    from surveillance.output_contracts import check_output
+
+    check_output("alerts.csv", ordered(alerts, ALERTS_COLUMNS), period=month)
     with store.staged_run(out, month, force=force) as staging:
         store.write_csv(
             ordered(alerts, ALERTS_COLUMNS), staging / "alerts.csv", sort_by=MONTHLY_ALERT_KEYS

@@ -45,7 +45,7 @@ def expected_deaths(model: RiskModel, spells: pd.DataFrame) -> np.ndarray:
 @dataclass
 class MortalityResult:
     mortality: pd.DataFrame  # mortality.csv
-    alerts: pd.DataFrame  # alerts.csv (signals in the quarter)
+    alerts: pd.DataFrame  # alerts.csv (every signal in the 12-month window)
     indicators: pd.DataFrame  # indicators.csv-shaped rows for derived_from: spells indicators
     flags: pd.DataFrame  # mort_alert flags (elevated_risk when any alert in the quarter)
     quality: pd.DataFrame  # trust x quarter coding measures with change tests

@@ -5,7 +5,10 @@ Ratio indicators (``mort_ratio_*``): numerator = observed deaths, denominator = 
 (sum of the risk model's p), value = O/E, over the 12 months to the quarter end, for the spells
 that ``models/risk/indicator_groups.yaml`` assigns to each indicator. ``mort_alert`` (type
 ``rule``): numerator = number of RA-CUSUM alerts signalled in the quarter (any diagnosis group);
-one alert or more makes the trust's flag ``elevated_risk`` (:func:`alert_flags`).
+one alert or more makes the trust's flag ``elevated_risk`` (:func:`alert_flags`). ``alerts.csv``
+lists every signal of the 12-month window (:mod:`surveillance.mortality.monitor`); these count
+only its rows whose ``signal_month`` is in the quarter, as they did when ``alerts.csv`` held the
+quarter alone, so publishing the window does not change the flags or the bands.
 ``mort_cusum_all`` (type ``cusum_z``): one row per month of the 12, all-diagnosis O and E.
 """
 
@@ -143,8 +146,9 @@ def mortality_indicators(
     """``indicators.csv``-shaped rows for the spell-derived mortality indicators.
 
     Rows only for trusts with at least one spell in an indicator's spells (no row = no data).
-    With ``alerts`` (the quarter's ``monitor`` output) also ``mort_alert`` rows for every trust
-    with spells in the window (numerator 0 when none).
+    With ``alerts`` (the run's ``monitor`` output: the window) also ``mort_alert`` rows for every
+    trust with spells in the window, counting the alerts signalled in the quarter (numerator 0
+    when none).
     """
     q = as_quarter(quarter)
     enc = enc if enc is not None else encode_spells(spells, outcome, period_date)
@@ -233,7 +237,8 @@ def indicator_rows(
 
 
 def alert_counts(alerts: pd.DataFrame, quarter: Quarter | str) -> pd.Series:
-    """Number of alerts per trust signalled in the quarter's months."""
+    """Number of alerts per trust signalled in the quarter's months (rows of the window's
+    ``alerts.csv`` from earlier months are not counted)."""
     q = as_quarter(quarter)
     in_q = alerts[alerts["signal_month"].isin(q.months())]
     return in_q.groupby("trust_code").size().rename("alerts")
@@ -246,7 +251,7 @@ def alert_flags(
     min_alerts: int = 1,
 ) -> pd.DataFrame:
     """Flags-shaped rows for ``mort_alert``: ``elevated_risk`` when the trust had at least
-    ``min_alerts`` alerts in the quarter, else ``no_evidence``."""
+    ``min_alerts`` alerts signalled in the quarter (:func:`alert_counts`), else ``no_evidence``."""
     counts = alert_counts(alerts, quarter).reindex(sorted(map(str, trusts)), fill_value=0)
     return pd.DataFrame(
         {

@@ -17,11 +17,18 @@ fewer than ``discrete_expected`` (0.5) deaths also get a Poisson count floor (:f
 ``"simulation"`` calibrates every chart by direct simulation of its own case mix (small runs).
 Settings live in ``models/risk/monitoring.yaml`` (:func:`load_cusum_settings`).
 
-An alert row is one chart x calendar month with at least one signal; its ``cusum`` is the chart
-value at the month's first signal (before the restart), ``observed``/``expected`` are the chart's
-deaths and expected deaths from the window start up to and including that spell. ``status`` is
-``persisting`` when the same chart already signalled in an earlier month of the same 12-month
-window (so an alert carried over from the previous quarter's months is persisting), else ``new``.
+``alerts.csv`` publishes the monitored window (DESIGN.md section 6): one row per chart x calendar
+month of the 12 months with at least one signal, so a chart that signalled in May and restarted
+below h is still in the Q4 run. A row's ``cusum`` is the chart value at the month's first signal
+(before the restart), ``observed``/``expected`` are the chart's deaths and expected deaths from the
+window start up to and including that spell. ``first_signal_month`` is the month of the chart's
+first signal in the window; ``status`` is a property of the chart, the same on all its rows:
+``new`` when that first signal falls in the run's current period (the quarter's three months; for
+:func:`monitor_month`, the month), ``persisting`` when the chart first signalled earlier in the
+window. So a chart with signals in months 5 and 11 of a quarter's window has two rows, both
+``persisting`` (first signal in month 5), and a chart first signalling in month 10 is ``new`` on
+its month-10 row and on any later one. The mortality-alert indicator still counts only the rows
+signalled in the quarter (:func:`surveillance.mortality.indicators.alert_counts`).
 
 References
 ----------
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,9 +302,28 @@ def run_charts(
 
 
 def signal_table(
-    charts: Charts, h: np.ndarray, signal: np.ndarray, value: np.ndarray, settings: CusumSettings
+    charts: Charts,
+    h: np.ndarray,
+    signal: np.ndarray,
+    value: np.ndarray,
+    settings: CusumSettings,
+    current: Sequence[str],
 ) -> pd.DataFrame:
-    """One row per chart x month with a signal (all months of the window), ALERT_COLUMNS + extras."""
+    """One row per chart x month with a signal (every month of the window).
+
+    Parameters
+    ----------
+    charts, h, signal, value : the charts, their thresholds and :func:`run_charts`' output.
+    settings : the run's settings (``false_alarm_rate`` is its target).
+    current : the run's current period as ``YYYY-MM`` months (the quarter's three, or the one
+        month of a monthly run): a chart whose first signal falls in it is ``new``, one that
+        first signalled earlier in the window ``persisting`` (module docstring).
+
+    Returns
+    -------
+    DataFrame
+        ALERT_COLUMNS, then ``signals_in_month`` and ``chart_volume``; rows by chart then month.
+    """
     rows = np.flatnonzero(signal)
     cid = np.searchsorted(charts.offsets, rows, side="right") - 1  # chart of each signal row
     key = cid.astype(np.int64) * 100_000 + charts.month[rows]
@@ -309,18 +336,24 @@ def signal_table(
         [int(charts.y[a : b + 1].sum()) for a, b in zip(start, r, strict=True)], dtype=np.int64
     )
     expected = np.array([float(charts.p[a : b + 1].sum()) for a, b in zip(start, r, strict=True)])
-    persisting = np.r_[False, c[1:] == c[:-1]][: len(c)]
+    # rows are by chart then month: a chart's first row holds its first signal
+    chart_start = np.r_[True, c[1:] != c[:-1]][: len(c)]
+    first_row = np.flatnonzero(chart_start)[np.cumsum(chart_start) - 1]
+    signal_month = np.array([month_label(int(m)) for m in charts.month[r]], dtype=object)
+    first_month = signal_month[first_row]
+    is_new = np.isin(first_month, np.asarray(list(current), dtype=object))
     out = pd.DataFrame(
         {
             "trust_code": charts.trusts[charts.trust[c]],
             "diagnosis_group": charts.groups[charts.group[c]],
-            "signal_month": [month_label(int(m)) for m in charts.month[r]],
+            "signal_month": signal_month,
+            "first_signal_month": first_month,
             "cusum": value[r],
             "threshold": h[c],
             "observed": observed,
             "expected": expected,
             "false_alarm_rate": settings.target,
-            "status": np.where(persisting, "persisting", "new"),
+            "status": np.where(is_new, "new", "persisting"),
             "signals_in_month": n_in_month.astype(np.int64),
             "chart_volume": charts.volume[c].astype(np.int64),
         }
@@ -334,21 +367,27 @@ def monitor(
     quarter: Quarter | str,
     settings: CusumSettings | None = None,
     surface: ThresholdSurface | None = None,
-    report: str = "quarter",
+    report: str = "window",
     outcome: str = "died_30d",
     period_date: str = "discharge_date",
     enc: EncodedSpells | None = None,
 ) -> pd.DataFrame:
     """The ``alerts.csv`` frame for a quarter: charts over the 12 months to the quarter end.
 
-    ``report="quarter"`` keeps alerts whose ``signal_month`` is in the quarter (the run's alerts);
-    ``"window"`` keeps every month of the window. Sorted by trust, group, month.
+    ``report="window"`` (default, ``alerts.csv``) keeps every month of the window with a signal;
+    ``"quarter"`` only the rows whose ``signal_month`` is in the quarter (what the mortality-alert
+    indicator counts; statuses are the window's either way). ``status`` is ``new`` when the chart's
+    first signal falls in the quarter. Sorted by trust, group, month.
     """
+    if report not in ("window", "quarter"):
+        raise ValueError(f"report must be 'window' or 'quarter', got {report!r}")
     q = as_quarter(quarter)
-    months = q.months() if report == "quarter" else None
-    return _monitor(
-        spells, p, month_number(q.end), settings, surface, months, outcome, period_date, enc
+    table = _monitor(
+        spells, p, month_number(q.end), settings, surface, q.months(), outcome, period_date, enc
     )
+    if report == "quarter":
+        table = table[table["signal_month"].isin(q.months())].reset_index(drop=True)
+    return table
 
 
 def monitor_month(
@@ -358,12 +397,16 @@ def monitor_month(
     settings: CusumSettings | None = None,
     surface: ThresholdSurface | None = None,
 ) -> pd.DataFrame:
-    """Alerts signalled in ``month`` (``YYYY-MM``), reusing a fitted :class:`RiskModel`.
+    """The monthly run's ``alerts.csv`` for ``month`` (``YYYY-MM``), reusing a fitted
+    :class:`RiskModel`.
 
-    The charts run over the 12 months ending with ``month``; ``spells`` needs only those months
-    (more is ignored). Risks come from ``model.chart_risks`` (no refit): the quarter's alert
-    model with its typical-trust baseline when that is the model given (``alert_model.json``).
-    The year trend is held at the quarter's year for the months after it.
+    The charts run over the 12 months ending with ``month`` and every month of that window with a
+    signal is listed, as in the quarterly run, except that "this quarter" becomes "this month":
+    ``status`` is ``new`` when the chart's first signal falls in ``month``, ``persisting`` when it
+    fell earlier in the window. ``spells`` needs only those months (more is ignored). Risks come
+    from ``model.chart_risks`` (no refit): the quarter's alert model with its typical-trust
+    baseline when that is the model given (``alert_model.json``). The year trend is held at the
+    quarter's year for the months after it.
     """
     settings = settings or load_cusum_settings()
     end = month_number(month)
@@ -402,30 +445,33 @@ def _subset(enc: EncodedSpells, keep: np.ndarray) -> EncodedSpells:
     )
 
 
-def _monitor(spells, p, end, settings, surface, months, outcome, period_date, enc):
+def _monitor(spells, p, end, settings, surface, current, outcome, period_date, enc):
     settings = settings or load_cusum_settings()
     enc = enc if enc is not None else encode_spells(spells, outcome, period_date)
     p = check_risks(p, len(enc.died))
     charts = build_charts(enc, p, end, settings.months)
-    return monitor_charts(charts, settings, surface, months)[0]
+    return monitor_charts(charts, settings, surface, current)[0]
 
 
 def monitor_charts(
     charts: Charts,
     settings: CusumSettings,
-    surface: ThresholdSurface | None = None,
-    months: list[str] | None = None,
+    surface: ThresholdSurface | None,
+    current: Sequence[str],
 ) -> tuple[pd.DataFrame, ChartRun | None]:
-    """The alerts table of prebuilt ``charts`` (only ``months`` when given, sorted by trust,
-    group, month) and the charts' run (thresholds and statistic) for :func:`alert_paths`."""
+    """The alerts table of prebuilt ``charts`` and the charts' run (thresholds and statistic)
+    for :func:`surveillance.reports.paths.paths_from_run`.
+
+    Every chart x month of the window with a signal, sorted by trust, group, month; ``current``
+    is the run's current period (the quarter's months, or the month), which decides ``status``
+    (:func:`signal_table`).
+    """
     if len(charts.volume) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS}), None
     h = chart_thresholds(charts, settings, surface)
     statistic, signal, value = run_charts(charts, h, settings)
-    table = signal_table(charts, h, signal, value, settings)
-    if months is not None:
-        table = table[table["signal_month"].isin(months)]
-    table = table.sort_values(["trust_code", "diagnosis_group", "signal_month"])
+    table = signal_table(charts, h, signal, value, settings, current)
+    table = table.sort_values(["trust_code", "diagnosis_group", "signal_month"], kind="stable")
     return table.reset_index(drop=True), ChartRun(charts, h, statistic, signal, value)
 
 

@@ -50,6 +50,7 @@ _STRING_COLUMNS = {
     "method",
     "diagnosis_group",
     "signal_month",
+    "first_signal_month",
     "status",
     "banding",
     "band",

@@ -346,6 +346,42 @@ def _by(records: list[dict], key: str) -> dict[str, list[dict]]:
     return out
 
 
+#: the numbers of an alert shown in the reports (those of the chart's latest signal)
+ALERT_NUMBERS = ("observed", "expected", "cusum", "threshold", "false_alarm_rate")
+
+
+def _alert_charts(alerts: pd.DataFrame) -> list[dict]:
+    """One record per chart (trust x diagnosis group) of ``alerts.csv`` (every signal of the
+    12-month window): the month it began (``first_signal_month``), ``status`` (``new``: began
+    this quarter; ``persisting``: earlier in the window), its signal months, and the numbers of
+    its latest signal (deaths and expected deaths from the window start to it, CUSUM, h).
+    Ordered by trust code, then diagnosis group."""
+    charts = []
+    rows = alerts.sort_values(["trust_code", "diagnosis_group", "signal_month"], kind="stable")
+    for (code, group), chart in rows.groupby(["trust_code", "diagnosis_group"], sort=True):
+        latest = chart.iloc[-1]
+        months = [_text(m) for m in chart["signal_month"]]
+        charts.append(
+            {
+                "trust_code": str(code),
+                "diagnosis_group": _text(group),
+                "first_signal_month": _text(latest["first_signal_month"]),
+                "status": _text(latest["status"]),
+                "signal_months": months,
+                "signal_month": months[-1],
+                **{k: latest[k] for k in ALERT_NUMBERS},
+            }
+        )
+    return charts
+
+
+def _alert_text(a: dict) -> str:
+    """One line for a chart's alert: group, status, the month it began and its signal months."""
+    months = a["signal_months"]
+    also = f"; signals {', '.join(months)}" if months != [a["first_signal_month"]] else ""
+    return f"{a['diagnosis_group']} ({a['status']}, began {a['first_signal_month']}{also})"
+
+
 def _quarter_or_none(text: str) -> Quarter | None:
     try:
         return Quarter.parse(text)
@@ -498,7 +534,7 @@ def build_site(
         trust_names=dict(zip(bands["trust_code"], bands["trust_name"].map(_text), strict=True)),
         flags_by_trust=_by(flag_records, "trust_code"),
         flags_by_indicator=_by(flag_records, "indicator_id"),
-        alerts_by_trust=_by(alerts.to_dict("records"), "trust_code"),
+        alerts_by_trust=_by(_alert_charts(alerts), "trust_code"),
         mortality_by_trust=_by(mortality.to_dict("records"), "trust_code"),
         wards_by_trust=_by(ward_records, "trust_code"),
         ward_columns=ward_columns,
@@ -537,7 +573,7 @@ def build_site(
         (tmp / rel).write_text(html, encoding="utf-8")
 
     band_records = bands.to_dict("records")
-    write("index.html", "index.html", _index_context(ctx, band_records, flags, alerts))
+    write("index.html", "index.html", _index_context(ctx, band_records, flags))
     for b in band_records:
         write(
             f"trusts/{ctx.trust_file[b['trust_code']]}.html", "trust.html", _trust_context(ctx, b)
@@ -627,10 +663,12 @@ def _is_true(value: Any) -> bool:
     return _text(value).lower() in ("true", "1", "1.0")
 
 
-def _index_context(
-    ctx: _Context, band_records: list[dict], flags: pd.DataFrame, alerts: pd.DataFrame
-) -> dict:
-    new_alerts_by_trust = alerts[alerts["status"] == "new"].groupby("trust_code").size().to_dict()
+def _index_context(ctx: _Context, band_records: list[dict], flags: pd.DataFrame) -> dict:
+    charts = [a for code in sorted(ctx.alerts_by_trust) for a in ctx.alerts_by_trust[code]]
+    new_alerts_by_trust = {
+        code: sum(a["status"] == "new" for a in alerted)
+        for code, alerted in ctx.alerts_by_trust.items()
+    }
     columns = [
         {"key": "trust_name", "label": "Trust", "sort": "trust_name", "numeric": False},
         {"key": "region", "label": "Region", "sort": "region", "numeric": False},
@@ -687,28 +725,22 @@ def _index_context(
         )
     rows.sort(key=lambda r: (r["band_order"], r["trust_code"]))
     movements = [r for r in rows if _moved(r["previous_band"], r["band"])]
-    new_alerts = []
-    for a in alerts[alerts["status"] == "new"].to_dict("records"):
+    # the window's alerts, one row per chart: new ones (began this quarter) first
+    window_alerts = []
+    for a in sorted(charts, key=lambda a: (a["status"] != "new", a["trust_code"])):
         code = a["trust_code"]
-        new_alerts.append(
+        window_alerts.append(
             {
-                **{
-                    k: a[k]
-                    for k in (
-                        "diagnosis_group",
-                        "signal_month",
-                        "observed",
-                        "expected",
-                        "cusum",
-                        "threshold",
-                    )
-                },
+                **a,
+                "signal_months_text": ", ".join(a["signal_months"]),
                 "trust_name": ctx.trust_names.get(code, code),
                 "href": f"trusts/{ctx.trust_file[code]}.html#alerts"
                 if code in ctx.trust_file
                 else "#alerts",
             }
         )
+    quarter = _quarter_or_none(ctx.run.quarter)
+    window = quarter.lookback_months(12) if quarter is not None else []
     indicator_ids = sorted(flags["indicator_id"].unique())
     domains = []
     for key, label in DOMAINS:
@@ -728,15 +760,17 @@ def _index_context(
         "n_indicators": len(indicator_ids),
         "n_flags_elevated": int((flags["flag"] == "elevated_risk").sum()),
         "n_flags_risk": int((flags["flag"] == "risk").sum()),
-        "n_new_alerts": int((alerts["status"] == "new").sum()),
-        "n_persisting_alerts": int((alerts["status"] == "persisting").sum()),
+        "n_alert_charts": len(charts),
+        "n_new_alerts": sum(a["status"] == "new" for a in charts),
+        "n_persisting_alerts": sum(a["status"] == "persisting" for a in charts),
+        "window_text": f"{window[0]} to {window[-1]}" if window else "",
         "excluded": ctx.excluded,
         "missing_sources": ctx.missing_sources,
         "band_counts": _band_counts(band_records),
         "band_columns": columns,
         "band_rows": rows,
         "movements": movements,
-        "new_alerts": new_alerts,
+        "window_alerts": window_alerts,
         "domains": domains,
     }
 
@@ -794,7 +828,7 @@ def _na_text(ctx: _Context, f: dict) -> str:
     return f"{name} ({reason})" if reason else name
 
 
-def _alert_charts(ctx: _Context, code: str, a: dict) -> tuple[str, str]:
+def _alert_figures(ctx: _Context, code: str, a: dict) -> tuple[str, str]:
     p = ctx.paths_by_chart.get((code, str(a["diagnosis_group"])))
     if p is None or p.empty:
         return "", ""
@@ -882,24 +916,9 @@ def _trust_context(ctx: _Context, b: dict) -> dict:
         )
     not_applicable = [_na_text(ctx, f) for f in tflags if f["flag"] == "not_applicable"]
     talerts = []
-    for a in sorted(
-        ctx.alerts_by_trust.get(code, []),
-        key=lambda a: (str(a["diagnosis_group"]), str(a["signal_month"])),
-    ):
-        item = {
-            k: a[k]
-            for k in (
-                "diagnosis_group",
-                "status",
-                "signal_month",
-                "observed",
-                "expected",
-                "cusum",
-                "threshold",
-                "false_alarm_rate",
-            )
-        }
-        cusum, vlad = _alert_charts(ctx, code, a)
+    for a in ctx.alerts_by_trust.get(code, []):
+        item = {**a, "signal_months_text": ", ".join(a["signal_months"])}
+        cusum, vlad = _alert_figures(ctx, code, a)
         item["cusum_svg"], item["vlad_svg"] = Markup(cusum), Markup(vlad)
         talerts.append(item)
     tmort = []
@@ -956,10 +975,8 @@ def _qsg_context(ctx: _Context, region: str, rbands: list[dict]) -> dict:
                 soft.append(f"{info['name']} ({FLAG_TEXT.get(f['flag'], f['flag'])})")
             else:
                 data_sources.add(info["source"] or info["indicator_id"])
-        talerts = ctx.alerts_by_trust.get(code, [])
-        alert_text = [
-            f"{a['diagnosis_group']} ({a['status']}, {a['signal_month']})" for a in talerts
-        ]
+        talerts = ctx.alerts_by_trust.get(code, [])  # one per chart, the window's
+        alert_text = [_alert_text(a) for a in talerts]
         trusts.append(
             {
                 "trust_name": name,

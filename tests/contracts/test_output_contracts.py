@@ -39,6 +39,7 @@ from surveillance.output_contracts import (
 )
 
 QUARTER = "2013Q3"
+QUARTER_MONTHS = ["2013-07", "2013-08", "2013-09"]
 N_TRUSTS = 12
 CODE = {"package": "test", "git_commit": None, "source_sha256": "output-contract-tests"}
 Tables = dict[str, pd.DataFrame]
@@ -122,7 +123,8 @@ def alerts(bundles, run) -> pd.DataFrame:
         outcome=model.outcome,
         period_date=model.spec.period_date,
     )
-    assert len(table) >= 5 and set(table["status"]) <= set(ALERT_STATUSES)
+    assert len(table) >= 5 and set(table["status"]) == set(ALERT_STATUSES)
+    assert (table["signal_month"] < QUARTER_MONTHS[0]).any()  # the window, not the quarter
     return pipeline.ordered(table, ALERTS_COLUMNS)
 
 
@@ -148,12 +150,55 @@ def test_real_outputs_of_a_small_run_pass(run):
     assert (tables["mortality.csv"]["diagnosis_group"] == "ALL").sum() == N_TRUSTS
     assert set(tables["flags.csv"]["flag"]) == set(FLAG_VALUES)  # NaN statistics included
     assert validate_outputs(tables, run.trust_codes) == []
-    check_outputs(tables, run.trust_codes)
+    check_outputs(tables, run.trust_codes, QUARTER)
 
 
 def test_real_alert_rows_pass(valid, run):
     assert len(valid["alerts.csv"]) > 0
-    check_outputs(valid, run.trust_codes)
+    check_outputs(valid, run.trust_codes, QUARTER)
+
+
+def test_a_quarter_only_alerts_table_breaks_the_window_contract(valid, run):
+    """The alerts.csv of old (signals in the quarter's months only) drops the first signals of
+    charts that began earlier: first_signal_row names their rows."""
+    alerts = valid["alerts.csv"]
+    quarter_only = alerts[alerts["signal_month"].isin(QUARTER_MONTHS)].reset_index(drop=True)
+    began_before = (quarter_only["first_signal_month"] < QUARTER_MONTHS[0]).to_numpy()
+    assert began_before.any()
+    with pytest.raises(OutputContractError) as info:
+        check_outputs({**valid, "alerts.csv": quarter_only}, run.trust_codes, QUARTER)
+    (violation,) = info.value.violations
+    assert (violation.column, violation.rule) == ("first_signal_month", "first_signal_row")
+    assert violation.rows == tuple(np.flatnonzero(began_before)[:MAX_ROWS_PER_RULE])
+
+
+def test_status_follows_the_period_a_quarter_or_a_month(valid):
+    """``new`` means a first signal in the run's quarter, or in the monthly run's month: the
+    2013Q3 table read as the 2013-09 monthly run has new charts that began in July or August."""
+    from surveillance.output_contracts import alert_period
+
+    alerts = valid["alerts.csv"]
+    check_output("alerts.csv", alerts, period=QUARTER)
+    began_earlier = (alerts["status"] == "new") & (alerts["first_signal_month"] < "2013-09")
+    assert began_earlier.any()
+    with pytest.raises(OutputContractError) as info:
+        check_output("alerts.csv", alerts, period="2013-09")
+    (violation,) = info.value.violations
+    assert violation.rule == "status_consistent"
+    assert violation.rows == tuple(np.flatnonzero(began_earlier.to_numpy())[:MAX_ROWS_PER_RULE])
+    # a run of a later quarter: 2012-10 .. 2012-12 fall out of its window
+    with pytest.raises(OutputContractError, match="signal_window"):
+        check_output("alerts.csv", alerts, period="2013Q4")
+    q4, nov = alert_period("2013Q4"), alert_period("2013-11")
+    assert (q4.current, q4.window[0], q4.window[-1], len(q4.window)) == (
+        ("2013-10", "2013-11", "2013-12"),
+        "2013-01",
+        "2013-12",
+        12,
+    )
+    assert (nov.current, nov.window[0], nov.window[-1]) == (("2013-11",), "2012-12", "2013-11")
+    with pytest.raises(ValueError, match="2013-13"):
+        alert_period("2013-13")
 
 
 def test_run_without_spells_passes_with_empty_mortality_and_alerts(bundles, tmp_path):
@@ -258,6 +303,7 @@ class Case:
     mutate: Callable[[Tables], tuple[int, ...]]
     also: tuple[tuple[str, str], ...] = ()
     trusts: bool = True
+    period: bool = True
 
     @property
     def id(self) -> str:
@@ -423,10 +469,34 @@ def _alerts_cases() -> list[Case]:
     f = "alerts.csv"
 
     def duplicate_key(tables: Tables) -> tuple[int, ...]:
-        alerts = tables[f]
-        for column in ("trust_code", "diagnosis_group", "signal_month"):
+        alerts = tables[f]  # row 1 becomes a second copy of row 0's alert
+        for column in ("trust_code", "diagnosis_group", "signal_month", "first_signal_month"):
             _put(alerts, 1, column, alerts[column].iat[0])
+        _put(alerts, 1, "status", alerts["status"].iat[0])
         return (0, 1)
+
+    def after_the_window(tables: Tables) -> tuple[int, ...]:
+        # a later row of a chart moved past the quarter's end (its first signal unchanged)
+        row = int(np.flatnonzero(~_first_rows(tables[f]))[0])
+        _put(tables[f], row, "signal_month", "2013-10")
+        return (row,)
+
+    def first_after_signal(tables: Tables) -> tuple[int, ...]:
+        # a persisting chart's first row claims a first signal after it (still before the
+        # quarter, so the status stays right); its other rows keep the true first month
+        alerts = tables[f]
+        row = int(np.flatnonzero(_first_rows(alerts) & (alerts["signal_month"] < "2013-06"))[0])
+        later = pd.Period(alerts["signal_month"].iat[row], "M") + 1
+        _put(alerts, row, "first_signal_month", str(later))
+        return (row,)
+
+    def not_the_earliest(tables: Tables) -> tuple[int, ...]:
+        # a later row (before the quarter) of a persisting chart names itself as the first
+        alerts = tables[f]
+        later = ~_first_rows(alerts) & (alerts["signal_month"] < QUARTER_MONTHS[0]).to_numpy()
+        row = int(np.flatnonzero(later)[0])
+        _put(alerts, row, "first_signal_month", alerts["signal_month"].iat[row])
+        return (row,)
 
     def half_threshold(tables: Tables) -> tuple[int, ...]:
         _put(tables[f], 2, "cusum", float(tables[f]["threshold"].iat[2]) * 0.5)
@@ -440,6 +510,17 @@ def _alerts_cases() -> list[Case]:
         _required(f, "diagnosis_group", " "),
         _required(f, "signal_month"),
         Case(f, "signal_month", "not_month", _cell(f, "signal_month", "2013-13")),
+        Case(f, "signal_month", "signal_window", after_the_window),
+        _required(f, "first_signal_month"),
+        Case(f, "first_signal_month", "not_month", _cell(f, "first_signal_month", "2013/05")),
+        Case(
+            f,
+            "first_signal_month",
+            "first_signal_order",
+            first_after_signal,
+            also=(("first_signal_month", "first_signal_row"),),
+        ),
+        Case(f, "first_signal_month", "first_signal_row", not_the_earliest),
         *_type_cases(f, "cusum", "number"),
         _required(f, "cusum"),
         Case(f, "cusum", "not_finite", _cell(f, "cusum", np.inf)),
@@ -482,8 +563,21 @@ def _alerts_cases() -> list[Case]:
         Case(f, "false_alarm_rate", "probability_range", _cell(f, "false_alarm_rate", 0.0)),
         _required(f, "status"),
         Case(f, "status", "allowed_values", _cell(f, "status", "old")),
+        # a chart that first signalled before the quarter called new
+        Case(
+            f,
+            "status",
+            "status_consistent",
+            _cell(f, "status", "new", lambda a: (a["status"] == "persisting").to_numpy()),
+        ),
     ]
     return cases
+
+
+def _first_rows(alerts: pd.DataFrame) -> np.ndarray:
+    """Rows holding their chart's first signal (alerts sorted by chart, then month)."""
+    chart = alerts["trust_code"].astype(str) + "|" + alerts["diagnosis_group"].astype(str)
+    return ~chart.duplicated().to_numpy()
 
 
 def _mortality_cases() -> list[Case]:
@@ -865,7 +959,7 @@ def test_mutation_is_rejected_with_file_column_rule_and_rows(case, tables, run):
     rows = case.mutate(tables)
     codes = run.trust_codes if case.trusts else None
     with pytest.raises(OutputContractError) as info:
-        check_outputs(tables, codes)
+        check_outputs(tables, codes, QUARTER if case.period else None)
     violations = info.value.violations
     hits = [
         v for v in violations if (v.file, v.column, v.rule) == (case.file, case.column, case.rule)
@@ -949,8 +1043,8 @@ def test_a_rule_that_raises_is_reported_as_check_error(tables, run, monkeypatch)
 
     original = oc._alerts_rules
 
-    def broken():
-        rules = original()
+    def broken(*args):
+        rules = original(*args)
         rules[0] = dataclasses.replace(rules[0], bad=lambda t: 1 / 0)
         return rules
 

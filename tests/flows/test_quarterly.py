@@ -254,7 +254,13 @@ def test_monthly_flow_reuses_quarter_models(published: Path, small_bundles, code
     assert run == published.resolve() / "monthly" / "2013-08"
     alerts = pd.read_csv(run / "alerts.csv", dtype=str, keep_default_na=False)
     assert list(alerts.columns[: len(pipeline.ALERTS_COLUMNS)]) == pipeline.ALERTS_COLUMNS
-    assert set(alerts["signal_month"]) <= {"2013-08"}
+    # the 12-month window to August; new = the chart's first signal in August
+    assert set(alerts["signal_month"]) <= {
+        str(m) for m in pd.period_range(end="2013-08", periods=12, freq="M")
+    }
+    assert (
+        alerts["status"] == np.where(alerts["first_signal_month"] == "2013-08", "new", "persisting")
+    ).all()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["options"]["risk_model_from"] == "2013Q2"  # the latest quarter before August
     assert verify_run(run).ok
@@ -269,6 +275,7 @@ def test_monthly_flow_reuses_quarter_models(published: Path, small_bundles, code
     assert len(got) == len(expected)
     if len(expected):
         assert got["trust_code"].tolist() == expected["trust_code"].astype(str).tolist()
+        assert got["first_signal_month"].tolist() == expected["first_signal_month"].tolist()
         np.testing.assert_allclose(got["cusum"], expected["cusum"].astype(float), rtol=1e-8)
 
 

@@ -1,5 +1,6 @@
-"""RA-CUSUM monitoring: hand-computed chart path, alert rows and statuses, in-control false
-alarms, detection of a planted odds-ratio-2 step, monthly entry point, determinism."""
+"""RA-CUSUM monitoring: hand-computed chart path, alert rows and statuses over the 12-month
+window (first_signal_month, new vs persisting), in-control false alarms, detection of a planted
+odds-ratio-2 step, monthly entry point, determinism."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from surveillance.mortality.monitor import (
     run_charts,
     signal_table,
 )
+from surveillance.periods import Quarter
+
+Q3 = Quarter.parse("2013Q3").months()
 
 
 def test_hand_computed_chart_path(make_chart_frame):
@@ -44,18 +48,24 @@ def test_hand_computed_chart_path(make_chart_frame):
     )
     assert signal.tolist() == [False, False, False, True, False, False, False]
     assert value[3] == pytest.approx(1.301034, abs=1e-6)
-    table = signal_table(charts, h, signal, value, settings)
+    table = signal_table(charts, h, signal, value, settings, Q3)
     assert list(table.columns[: len(ALERT_COLUMNS)]) == ALERT_COLUMNS
     row = table.iloc[0]
     assert (row["trust_code"], row["diagnosis_group"], row["signal_month"]) == ("A", "G", "2012-11")
+    assert row["first_signal_month"] == "2012-11"
     assert row["observed"] == 3 and row["expected"] == pytest.approx(0.9)
-    assert row["status"] == "new" and row["threshold"] == 1.0
+    # first signal in 2012-11: persisting in the 2013Q3 run, new in a 2012Q4 or 2012-11 run
+    assert row["status"] == "persisting" and row["threshold"] == 1.0
+    for current in (Quarter.parse("2012Q4").months(), ["2012-11"]):
+        assert signal_table(charts, h, signal, value, settings, current)["status"].tolist() == [
+            "new"
+        ]
     # zero restart
     stat0, _, _ = run_charts(charts, h, CusumSettings(restart="zero"))
     assert stat0[3] == 0.0
 
 
-def test_persisting_when_the_chart_signalled_in_an_earlier_month(make_chart_frame):
+def test_status_is_the_charts_first_signal_against_the_current_period(make_chart_frame):
     n = 12
     frame = make_chart_frame(
         trust=np.array(["A"] * n),
@@ -69,12 +79,80 @@ def test_persisting_when_the_chart_signalled_in_an_earlier_month(make_chart_fram
     settings = CusumSettings()
     h = np.array([2.0])
     _, signal, value = run_charts(charts, h, settings)
-    table = signal_table(charts, h, signal, value, settings)
+    table = signal_table(charts, h, signal, value, settings, Q3)
     assert table["signal_month"].tolist() == ["2012-10", "2012-11", "2013-04"]
-    assert table["status"].tolist() == ["new", "persisting", "persisting"]
+    # the status belongs to the chart: first signal 2012-10, before 2013Q3, so every row persists
+    assert table["first_signal_month"].tolist() == ["2012-10"] * 3
+    assert table["status"].tolist() == ["persisting"] * 3
+    # in a run whose current period holds 2012-10 every row of the chart is new, the later
+    # months' rows too (the chart's first signal falls in the period)
+    in_q4 = signal_table(charts, h, signal, value, settings, Quarter.parse("2012Q4").months())
+    assert in_q4["status"].tolist() == ["new"] * 3
     # W(death, p=.05) = 0.644: October 4 deaths reach 2.58 (one signal, restart 1.0);
     # November 1.64, 2.29 (signal, restart 1.0), 1.64, 2.29 (signal): two signals
     assert table["signals_in_month"].tolist() == [1, 2, 2]
+
+
+def _year_of_charts(bursts: dict[str, list[str]], n_per_chart: int = 400, risk: float = 0.02):
+    """Charts ``A``, ``B``, ... of 2013 (patients evenly spread, ties in input order), every
+    patient surviving except 12 consecutive deaths from the 3rd of each month in ``bursts``."""
+    day = np.linspace(0, 364.99, n_per_chart).astype(int)
+    dates = np.datetime64("2013-01-01") + day.astype("timedelta64[D]")
+    frames = []
+    for trust, months in bursts.items():
+        died = np.zeros(n_per_chart, bool)
+        for month in months:
+            start = int(np.searchsorted(dates, np.datetime64(f"{month}-03")))
+            died[start : start + 12] = True
+        frames.append(
+            pd.DataFrame(
+                {
+                    "trust_code": trust,
+                    "diagnosis_group": "G",
+                    "admission_date": dates.astype("datetime64[ns]"),
+                    "discharge_date": dates.astype("datetime64[ns]"),
+                    "died_30d": died,
+                    "palliative_care": False,
+                    "comorbidity": np.zeros(n_per_chart, np.int16),
+                }
+            )
+        )
+    frame = pd.concat(frames, ignore_index=True)
+    return frame, np.full(len(frame), risk)
+
+
+def test_window_alerts_keep_a_signal_that_restarted_before_the_quarter(surface):
+    """DESIGN.md section 6: alerts.csv lists every signal of the 12-month window. A signals in
+    May 2013 (month 5 of 2013Q4's window) and restarts below h with no later signal; B first
+    signals in November; C signals in May and in November."""
+    frame, p = _year_of_charts({"A": ["2013-05"], "B": ["2013-11"], "C": ["2013-05", "2013-11"]})
+    table = monitor(frame, p, "2013Q4", surface=surface)
+    got = table[["trust_code", "signal_month", "first_signal_month", "status"]]
+    assert got.to_records(index=False).tolist() == [
+        ("A", "2013-05", "2013-05", "persisting"),
+        ("B", "2013-11", "2013-11", "new"),
+        ("C", "2013-05", "2013-05", "persisting"),  # first signal in May: both rows persist
+        ("C", "2013-11", "2013-05", "persisting"),
+    ]
+    # the numbers at A's signal, by hand: every death adds W = log(2 / 1.02), survivors
+    # -log(1.02); A is at 0 before its burst, so it signals at death k = ceil(h / W)
+    h = float(table["threshold"].iat[0])
+    w = np.log(2 / 1.02)
+    k = int(np.ceil(h / w))
+    assert k <= 12  # the burst crosses h: the premise of the test
+    row = table.iloc[0]
+    assert row["observed"] == k and row["cusum"] == pytest.approx(k * w)
+    deaths = np.flatnonzero(frame.loc[frame["trust_code"] == "A", "died_30d"].to_numpy())
+    assert row["expected"] == pytest.approx(0.02 * (deaths[k - 1] + 1))
+    # the charts are identical up to November, so A's and C's May rows agree
+    cols = ["signal_month", "cusum", "threshold", "observed", "expected"]
+    assert table.iloc[0][cols].tolist() == table.iloc[2][cols].tolist()
+    # the quarter-only view (what the mortality-alert indicator counts): November rows only
+    quarter = monitor(frame, p, "2013Q4", surface=surface, report="quarter")
+    assert quarter["trust_code"].tolist() == ["B", "C"]
+    assert quarter["status"].tolist() == ["new", "persisting"]
+    with pytest.raises(ValueError, match="report"):
+        monitor(frame, p, "2013Q4", surface=surface, report="month")
 
 
 def _frame(trust, group, day, died):
@@ -148,27 +226,39 @@ def test_count_floor_blocks_single_death_alarms():
     np.testing.assert_allclose(floor, np.array([0, 1, 2]) * np.log(2) + 1e-9)
 
 
-def test_quarter_alerts_and_monthly_entry_point(spells, model, p, surface, planted):
-    window = monitor(spells, p, "2013Q3", surface=surface, report="window")
-    quarter = monitor(spells, p, "2013Q3", surface=surface)
-    assert list(quarter.columns[: len(ALERT_COLUMNS)]) == ALERT_COLUMNS
-    assert set(quarter["signal_month"]) <= {"2013-07", "2013-08", "2013-09"}
-    pd.testing.assert_frame_equal(
-        quarter, window[window["signal_month"] >= "2013-07"].reset_index(drop=True)
-    )
+def test_window_alerts_and_monthly_entry_point(spells, model, p, surface, planted):
+    window = monitor(spells, p, "2013Q3", surface=surface)
+    assert list(window.columns[: len(ALERT_COLUMNS)]) == ALERT_COLUMNS
+    assert set(window["signal_month"]) <= set(Quarter.parse("2013Q3").lookback_months(12))
+    first = window.groupby(["trust_code", "diagnosis_group"])["signal_month"].transform("min")
+    assert (window["first_signal_month"] == first).all()
+    assert (window["status"] == np.where(first.isin(Q3), "new", "persisting")).all()
     planted = planted[0]
     hit = window[
         (window["trust_code"] == planted.trust_code)
         & (window["diagnosis_group"] == planted.diagnosis_group)
     ]
+    # the planted chart first signals before the quarter (2013-04): kept, as persisting
     assert len(hit) and hit["signal_month"].min() >= planted.start_month
-    assert (window["status"].isin(["new", "persisting"])).all()
-    sep = monitor_month(spells, model, "2013-09", surface=surface)
+    assert hit["first_signal_month"].iat[0] < "2013-07" and (hit["status"] == "persisting").all()
+    quarter = monitor(spells, p, "2013Q3", surface=surface, report="quarter")
     pd.testing.assert_frame_equal(
-        sep, window[window["signal_month"] == "2013-09"].reset_index(drop=True)
+        quarter, window[window["signal_month"].isin(Q3)].reset_index(drop=True)
     )
+    # the monthly run: the same window to 2013-09, "new" meaning a first signal in 2013-09
+    sep = monitor_month(spells, model, "2013-09", surface=surface)
+    want = window.assign(
+        status=np.where(window["first_signal_month"] == "2013-09", "new", "persisting")
+    )
+    pd.testing.assert_frame_equal(sep, want)
+    # the window to 2013-04 ends with the planted chart's first signal: new there
+    april = monitor_month(spells, model, "2013-04", surface=surface)
+    mine = april[april["trust_code"] == planted.trust_code]
+    assert mine[["signal_month", "first_signal_month", "status"]].values.tolist() == [
+        ["2013-04", "2013-04", "new"]
+    ]
     again = monitor(spells, p, "2013Q3", surface=surface)
-    pd.testing.assert_frame_equal(again, quarter)
+    pd.testing.assert_frame_equal(again, window)
 
 
 def test_simulation_thresholds_agree_with_surface(surface):

@@ -116,8 +116,17 @@ def test_run_mortality_bundle(spells, model, surface):
     assert len(res.p) == len(spells)
     assert "dq_sudden_change_12m" in res.mortality.columns
     assert set(res.flags["flag"]) <= {"elevated_risk", "no_evidence"}
-    alerted = set(res.alerts["trust_code"])
+    # alerts.csv holds the window (the planted chart signals in 2013-04 and 2013-06 too); the
+    # flag counts the alerts signalled in the quarter only
+    in_quarter = res.alerts["signal_month"].isin(["2013-07", "2013-08", "2013-09"])
+    assert (~in_quarter).any()
+    alerted = set(res.alerts.loc[in_quarter, "trust_code"])
     assert set(res.flags.loc[res.flags["flag"] == "elevated_risk", "trust_code"]) == alerted
+    counts = res.indicators[res.indicators["indicator_id"] == "mort_alert"].set_index("trust_code")
+    per_trust = res.alerts[in_quarter].groupby("trust_code").size()
+    np.testing.assert_array_equal(
+        counts["numerator"].to_numpy(), per_trust.reindex(counts.index, fill_value=0).to_numpy()
+    )
 
 
 @pytest.mark.slow  # MLflow's sqlite migrations take ~15 s

@@ -540,46 +540,39 @@ def _mortality(rng: np.random.Generator) -> pd.DataFrame:
 
 
 def _alerts_and_paths(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """alerts.csv as the monitor publishes it: every signal of the 12-month window, with the
+    chart's first signal month and its status (new: first signal in 2013Q3)."""
     months = [str(p) for p in pd.period_range(end="2013-09", periods=12, freq="M")]
+    quarter = set(months[-3:])
     alerts, paths = [], []
-    for code, group, status, h in (
-        ("RAA", "AMI", "new", 4.62),
-        ("RCC", "STROKE", "persisting", 4.81),
+    for code, group, h, signal_months in (
+        ("RAA", "AMI", 4.62, ("2013-08", "2013-09")),  # first signal in the quarter: new
+        ("RCC", "STROKE", 4.81, ("2013-04", "2013-08")),  # began in April: persisting
+        # signalled in May and restarted below h, nothing since: persisting, no quarter row
+        ("RFF", "AMI", 4.55, ("2013-05",)),
     ):
-        c, last_signal = 0.0, None
+        first = signal_months[0]
+        status = "new" if first in quarter else "persisting"
         obs_total = exp_total = 0.0
         for m in months:
+            signal = m in signal_months
             e = float(rng.uniform(2.5, 4.0))
-            o = float(rng.poisson(e * 1.9))
-            # Monthly increment of the Bernoulli CUSUM approximated for the fixture.
-            c = max(0.0, c + o * np.log(2.0) - e * (2.0 - 1.0))
-            signal = c >= h
-            if signal:
-                last_signal = m
-            paths.append((code, group, m, round(c, 4), h, o, round(e, 4), signal))
-            if signal:
-                c = h / 2
+            o = float(rng.poisson(e * (2.5 if signal else 1.0)))
+            c = round(h * float(rng.uniform(1.02, 1.2) if signal else rng.uniform(0.0, 0.9)), 4)
+            paths.append((code, group, m, c, h, o, round(e, 4), signal))
             obs_total += o
             exp_total += e
-        alerts.append(
-            (
-                code,
-                group,
-                last_signal or months[-1],
-                round(max(p[3] for p in paths if p[0] == code), 4),
-                h,
-                obs_total,
-                round(exp_total, 4),
-                0.001,
-                status,
-            )
-        )
+            if signal:
+                alerts.append(
+                    (code, group, m, first, c, h, obs_total, round(exp_total, 4), 0.001, status)
+                )
     # A third alert with a small observed count (must be suppressed in reports).
-    alerts.append(("REE", "FRACTURED_NOF", "2013-08", 4.7, 4.5, 4.0, 1.1, 0.001, "new"))
+    alerts.append(("REE", "FRACTURED_NOF", "2013-08", "2013-08", 4.7, 4.5, 4.0, 1.1, 0.001, "new"))
     a_cols = [
         "trust_code",
         "diagnosis_group",
         "signal_month",
+        "first_signal_month",
         "cusum",
         "threshold",
         "observed",
@@ -598,7 +591,9 @@ def _alerts_and_paths(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFr
         "signal",
     ]
     return (
-        pd.DataFrame(alerts, columns=a_cols).sort_values(["trust_code", "diagnosis_group"]),
+        pd.DataFrame(alerts, columns=a_cols).sort_values(
+            ["trust_code", "diagnosis_group", "signal_month"]
+        ),
         pd.DataFrame(paths, columns=p_cols),
     )
 

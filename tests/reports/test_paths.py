@@ -69,8 +69,8 @@ def test_paths_reproduce_monitor_alerts():
     h = np.full(len(charts.volume), 3.0)
     settings = CusumSettings()
     _, signal, value = run_charts(charts, h, settings)
-    alerts = signal_table(charts, h, signal, value, settings)
-    assert len(alerts) > 0
+    alerts = signal_table(charts, h, signal, value, settings, ["2013-07", "2013-08", "2013-09"])
+    assert len(alerts) > 0 and (alerts["signal_month"] < "2013-07").any()  # window rows
     path = alert_paths(spells, p, alerts, "2013Q3", settings=settings)
     assert set(zip(path.trust_code, path.diagnosis_group, strict=True)) == set(
         zip(alerts.trust_code, alerts.diagnosis_group, strict=True)

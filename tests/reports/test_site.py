@@ -148,9 +148,13 @@ def test_small_counts_suppressed(site: Path, fixture_run: Path):
     # The small alert (4 deaths) on the index and on its trust page.
     index = (site / "index.html").read_text(encoding="utf-8")
     alert_row = re.search(
-        r"FRACTURED_NOF</td><td>2013-08</td><td class=\"num\">([^<]*)</td>", index
+        r"FRACTURED_NOF</td><td>2013-08</td><td>new</td><td>2013-08</td>"
+        r"<td class=\"num\">([^<]*)</td>",
+        index,
     )
     assert alert_row.group(1) == "&lt;5"
+    ree = (site / "trusts" / "REE.html").read_text(encoding="utf-8")
+    assert "observed deaths &lt;5, expected 1.1" in ree
     # Never events of 1-4 never appear as numbers; their funnel points are not drawn.
     flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
     ne = flags[flags.indicator_id == "never_events"]
@@ -259,7 +263,8 @@ def test_qsg_reports_answer_three_questions(site: Path, fixture_run: Path):
     # Kendal (RKK) has one flag only? check the single-source rule against an independent count.
     for _, b in bands.iterrows():
         n = ((flags.trust_code == b.trust_code) & flags.flag.isin(["risk", "elevated_risk"])).sum()
-        n += (alerts.trust_code == b.trust_code).sum()
+        # alerts count once per chart (trust x diagnosis group), whatever its signal months
+        n += alerts.loc[alerts.trust_code == b.trust_code, "diagnosis_group"].nunique()
         html = (site / "qsg" / f"{slugify(b.region)}.html").read_text(encoding="utf-8")
         single = html.split("Single-source concerns")[1].split("Uncertain bands")[0]
         if n == 1:
@@ -388,7 +393,7 @@ def test_run_without_spells_or_extras_renders(fixture_run: Path, catalogue, tmp_
     assert "No mortality ratios for this trust." in raa
     assert "The run does not include ward staffing detail." in raa
     index = (site / "index.html").read_text(encoding="utf-8")
-    assert "No new mortality alerts this quarter." in index
+    assert "No mortality alerts in the 12-month monitored window." in index
     problems, _ = broken_links(site)
     assert problems == []
 
@@ -405,3 +410,76 @@ def test_funnel_follows_the_method_the_assessment_applied(fixture_run: Path):
     np.testing.assert_allclose(
         lim.upper, (1 + 1.959964 * np.sqrt(phi) / (2 * np.sqrt(lim.x))) ** 2, rtol=1e-6
     )
+
+
+def test_window_alerts_show_the_month_each_began(site: Path, fixture_run: Path):
+    """alerts.csv lists every signal of the 12-month window: the index, the trust pages and the
+    QSG reports show one entry per chart with the month it began and new vs persisting, also
+    for a chart that signalled in May and has not signalled since (RFF)."""
+    alerts = pd.read_csv(fixture_run / "alerts.csv", dtype=str)
+    charts = alerts.groupby(["trust_code", "diagnosis_group"])
+    assert len(alerts) == 6 and charts.ngroups == 4
+    index = (site / "index.html").read_text(encoding="utf-8")
+    section = index.split('id="alerts"')[1].split('id="qsg"')[0]
+    rows = re.findall(
+        r'<tr><td><a href="trusts/(\w+)\.html#alerts">[^<]*</a></td><td>(\w+)</td>'
+        r"<td>([\d-]+)</td><td>(\w+)</td><td>([\d, -]+)</td>",
+        section,
+    )
+    # one row per chart, new (began in 2013Q3) first, then by trust
+    assert rows == [
+        ("RAA", "AMI", "2013-08", "new", "2013-08, 2013-09"),
+        ("REE", "FRACTURED_NOF", "2013-08", "new", "2013-08"),
+        ("RCC", "STROKE", "2013-04", "persisting", "2013-04, 2013-08"),
+        ("RFF", "AMI", "2013-05", "persisting", "2013-05"),
+    ]
+    assert "mortality alerts on 4 chart(s) in the monitored window (2012-10 to 2013-09)" in index
+    assert "2 new (first signal this quarter) and 2 persisting" in index
+    # the band table's "New alerts" column counts new charts
+    data = next(
+        s for s in _parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
+    )
+    new_alerts = {r["trust_code"]: r["new_alerts"] for r in json.loads(data["body"])}
+    assert (new_alerts["RAA"], new_alerts["REE"], new_alerts["RCC"], new_alerts["RFF"]) == (
+        1,
+        1,
+        0,
+        0,
+    )
+    # trust pages: one block (and one CUSUM figure) per chart, the numbers of its latest signal
+    rcc = (site / "trusts" / "RCC.html").read_text(encoding="utf-8")
+    block = rcc.split('id="alerts"')[1].split('id="mortality"')[0]
+    assert (
+        "STROKE</strong> &mdash; persisting alert, began 2013-04 (first signal before this quarter)"
+        in block
+    )
+    assert "signal month(s) 2013-04, 2013-08" in block and "At the latest signal (2013-08)" in block
+    latest = alerts[(alerts.trust_code == "RCC")].iloc[-1]
+    assert (
+        f"CUSUM {float(latest.cusum):.2f} against threshold {float(latest.threshold):.2f}" in block
+    )
+    assert block.count("risk-adjusted CUSUM</title>") == 1
+    rff = (site / "trusts" / "RFF.html").read_text(encoding="utf-8")
+    assert "AMI</strong> &mdash; persisting alert, began 2013-05" in rff
+    raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    assert "AMI</strong> &mdash; new alert, began 2013-08 (first signal this quarter)" in raa
+    # QSG: the month each began; RFF's earlier alert is shown, but only new ones make the
+    # region worried
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype=str).set_index("trust_code")
+    qsg = (site / "qsg" / f"{slugify(bands.loc['RFF', 'region'])}.html").read_text(encoding="utf-8")
+    assert "AMI (persisting, began 2013-05)" in qsg.split('id="q2"')[0]
+    assert "FRACTURED_NOF (new, began 2013-08)" in qsg.split('id="q2"')[0]
+    london = (site / "qsg" / f"{slugify(bands.loc['RAA', 'region'])}.html").read_text(
+        encoding="utf-8"
+    )
+    assert "AMI (new, began 2013-08; signals 2013-08, 2013-09)" in london
+
+
+def test_run_summary_counts_new_alerts_by_chart(fixture_run: Path):
+    """The CLI's "new mortality alerts": charts that began this quarter, not rows (RAA's AMI
+    chart has two new rows, 2013-08 and 2013-09)."""
+    from surveillance.pipeline import summarise
+
+    alerts = pd.read_csv(fixture_run / "alerts.csv", dtype=str)
+    assert (alerts.status == "new").sum() == 3
+    assert summarise(fixture_run).new_alerts == 2
