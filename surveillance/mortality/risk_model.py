@@ -292,13 +292,16 @@ class RiskModel:
         for lvl in self.spec.levels:
             if spells >= lvl.min_spells and deaths >= lvl.min_deaths:
                 break
-        if deaths == 0:
+        if deaths == 0 or deaths == spells:
+            # no deaths (or no survivors): p = 0 (1) as SHMI, or with ``crude_prior`` pseudo
+            # deaths and survivors (0.5 each: Jeffreys) a small rate a chart can be judged against
+            a = self.spec.crude_prior
+            if a > 0:
+                eta = float(np.log((deaths + a) / (spells - deaths + a)))
+            else:
+                eta = -np.inf if deaths == 0 else np.inf
             return GroupModel(
-                name, lvl.name, [], np.array([-np.inf]), np.array([np.nan]), spells, 0, 0, True
-            )
-        if deaths == spells:
-            return GroupModel(
-                name, lvl.name, [], np.array([np.inf]), np.array([np.nan]), spells, deaths, 0, True
+                name, lvl.name, [], np.array([eta]), np.array([np.nan]), spells, deaths, 0, True
             )
         covs = list(lvl.covariates)
         digits = pattern_digits(present, self.sizes_)

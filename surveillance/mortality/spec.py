@@ -139,6 +139,10 @@ class RiskSpec(BaseModel):
     monitor_months: int = Field(12, ge=1)
     period_date: Literal["discharge_date", "admission_date"] = "discharge_date"
     ridge: float = Field(0.01, ge=0)
+    # pseudo deaths and survivors for a group with no deaths (or no survivors) in the fit window:
+    # 0 gives p = 0 (1), as SHMI; 0.5 (Jeffreys) a small rate, for charts whose fit window is
+    # shorter than the data (a death in the monitored months would otherwise weigh log R_A at p=0)
+    crude_prior: float = Field(0.0, ge=0)
     max_iter: int = Field(50, ge=1)
     tol: float = Field(1e-10, gt=0)
     covariates: Covariates

@@ -198,3 +198,15 @@ def test_weighted_median_location():
     # a heavy trust at -0.1 holds more than half of the expected deaths
     assert _location(u, np.array([1.0, 5.0, 1.0, 1.0]), "weighted_median") == pytest.approx(-0.1)
     assert _location(u, np.array([1.0, 1.0, 1.0, 6.0]), "weighted_median") == pytest.approx(0.2)
+
+
+def test_crude_prior_gives_a_group_without_deaths_a_small_rate():
+    sim = simulate_spells(n_spells=20_000, n_trusts=5, n_groups=3, seed=2)
+    spells = sim.spells.copy()
+    spells.loc[spells["diagnosis_group"] == "G000", "died_30d"] = False
+    shmi = RiskModel().fit(spells, end="2013-09")
+    assert shmi.predict(spells[spells["diagnosis_group"] == "G000"]).max() == 0.0
+    alert = fit_alert_model(spells, "2013Q3", RiskModel(ALERT_SPEC))
+    row = alert.groups_.set_index("diagnosis_group").loc["G000"]
+    p = alert.predict(spells[spells["diagnosis_group"] == "G000"])
+    assert p == pytest.approx(np.full(len(p), 0.5 / (row["spells"] + 1.0)))
