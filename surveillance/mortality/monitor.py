@@ -17,6 +17,11 @@ fewer than ``discrete_expected`` (0.5) deaths also get a Poisson count floor (:f
 ``"simulation"`` calibrates every chart by direct simulation of its own case mix (small runs).
 Settings live in ``models/risk/monitoring.yaml`` (:func:`load_cusum_settings`).
 
+``detector`` selects the alert detector (:mod:`surveillance.stats.detectors`): ``cusum`` (the
+chart above, default), ``multi_cusum``, ``glr`` or ``cusum_oe``, dispatched by
+:func:`monitor_charts` through :func:`detect`; the table's ``detector`` column names the
+component that signalled and ``cusum``/``threshold`` are that component's value and limit.
+
 An alert row is one chart x calendar month with at least one signal; its ``cusum`` is the chart
 value at the month's first signal (before the restart), ``observed``/``expected`` are the chart's
 deaths and expected deaths from the window start up to and including that spell. ``status`` is
