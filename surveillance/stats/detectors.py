@@ -26,6 +26,14 @@ patients of the window is at most ``target``:
   distribution of a sum of independent Bernoulli deaths (``oe_critical_counts``). Bonferroni
   again: the union is within ``target``; the exact tail of a discrete count is conservative.
 
+Measured (``benchmarks/detectors.py``, 20,000 in-control charts per configuration, charts of
+30-100 expected deaths a year pooled, true baseline): false alarms per chart-year 0.092%
+(cusum), 0.061% (multi_cusum: the Bonferroni slack), 0.098% (glr), 0.077% (cusum_oe), s.e.
+about 0.009%; detection within the window of OR 1.5 / 2 / 3 steps starting in month 1, 4 or 7:
+cusum 0.20 / 0.70 / 0.98, multi_cusum 0.20 / 0.67 / 0.97, glr 0.12 / 0.59 / 0.96, cusum_oe
+0.24 / 0.70 / 0.97. The sup over the odds ratio costs the GLR a higher limit than it gains at a
+0.1% budget over one year; the O/E test adds power for changes that last the whole window.
+
 References
 ----------
 Steiner, Cook, Farewell, Treasure, Biostatistics 2000;1:441.
