@@ -30,6 +30,11 @@ window. So a chart with signals in months 5 and 11 of a quarter's window has two
 its month-10 row and on any later one. The mortality-alert indicator still counts only the rows
 signalled in the quarter (:func:`surveillance.mortality.indicators.alert_counts`).
 
+``detector`` selects the alert detector (:mod:`surveillance.stats.detectors`): ``cusum`` (the
+chart above, default), ``multi_cusum``, ``glr`` or ``cusum_oe``, dispatched by
+:func:`monitor_charts` through :func:`detect`; the table's ``detector`` column names the
+component that signalled and ``cusum``/``threshold`` are that component's value and limit.
+
 References
 ----------
 Steiner, Cook, Farewell, Treasure, Biostatistics 2000;1:441. Bottle & Aylin, Health Serv Res
@@ -41,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +58,14 @@ from surveillance.mortality.encode import EncodedSpells, encode_spells, month_la
 from surveillance.mortality.ratios import as_quarter, check_risks, window_mask
 from surveillance.periods import Quarter
 from surveillance.stats.cusum import grouped_ra_cusum, ra_weights
+from surveillance.stats.detectors import (
+    DETECTORS,
+    DetectorLimits,
+    DetectorRun,
+    glr_odds_ratio_grid,
+    run_detector,
+)
+from surveillance.stats.detectors import detector_limits as stats_detector_limits
 from surveillance.stats.thresholds import ThresholdSurface, calibrate_threshold
 from surveillance.stats.thresholds import chart_thresholds as stats_chart_thresholds
 
@@ -74,6 +87,13 @@ class CusumSettings:
     discrete_expected: float = 0.5  # below this many expected deaths: count floor on h
     # the charts' risk model, a spec in models/risk/ (default.yaml: the SHMI-style model itself)
     risk_model: str = "alert.yaml"
+    # alert detector (surveillance.stats.detectors.DETECTORS) and its settings
+    detector: str = "cusum"
+    odds_ratios: tuple[float, ...] = (1.5, 2.0, 3.0)  # multi_cusum: design odds ratios
+    glr_odds_ratio_range: tuple[float, float] = (1.1, 6.0)  # glr: grid of the estimated OR
+    glr_grid_points: int = 16
+    glr_n_sims: int = 20_000  # glr: in-control simulations per chart for its limit
+    oe_share: float = 0.5  # cusum_oe: share of the budget spent on the window's O/E test
 
 
 def load_cusum_settings(path: Path | str | None = None) -> CusumSettings:
@@ -81,7 +101,7 @@ def load_cusum_settings(path: Path | str | None = None) -> CusumSettings:
     from typing import Literal
 
     import yaml
-    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
     from surveillance.errors import ConfigError
     from surveillance.mortality.spec import RISK_DIR
@@ -97,6 +117,33 @@ def load_cusum_settings(path: Path | str | None = None) -> CusumSettings:
         seed: int = 0
         discrete_expected: float = Field(0.5, ge=0.0)
         risk_model: str = Field("alert.yaml", pattern=r"^[A-Za-z0-9_.-]+\.yaml$")
+        detector: str = "cusum"
+        odds_ratios: tuple[float, ...] = Field((1.5, 2.0, 3.0), min_length=1)
+        glr_odds_ratio_range: tuple[float, float] = (1.1, 6.0)
+        glr_grid_points: int = Field(16, ge=2, le=200)
+        glr_n_sims: int = Field(20_000, ge=1000)
+        oe_share: float = Field(0.5, gt=0.0, lt=1.0)
+
+        @field_validator("detector")
+        @classmethod
+        def _known(cls, v: str) -> str:
+            if v not in DETECTORS:
+                raise ValueError(f"unknown detector {v!r}; choose one of {', '.join(DETECTORS)}")
+            return v
+
+        @field_validator("odds_ratios")
+        @classmethod
+        def _above_one(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+            if any(r <= 1.0 for r in v):
+                raise ValueError("every design odds ratio must be above 1")
+            return v
+
+        @field_validator("glr_odds_ratio_range")
+        @classmethod
+        def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+            if not 1.0 < v[0] < v[1]:
+                raise ValueError("must be [low, high] with 1 < low < high")
+            return v
 
     path = Path(path) if path is not None else RISK_DIR / "monitoring.yaml"
     try:
@@ -301,6 +348,57 @@ def run_charts(
     return path.statistic, path.signal, value
 
 
+def detector_limits(
+    charts: Charts, settings: CusumSettings, surface: ThresholdSurface | None = None
+) -> DetectorLimits:
+    """Limits of ``settings.detector`` per chart (``surveillance.stats.detectors``).
+
+    Each CUSUM component is calibrated as the single chart is (:func:`chart_thresholds`: the
+    surface for its own odds ratio and share of the target, cached on disk, or simulation; the
+    count floor for tiny charts); ``surface`` is used where its odds ratio and target match.
+    """
+
+    def cusum_limits(odds_ratio: float, target: float) -> np.ndarray:
+        s = replace(settings, odds_ratio=odds_ratio, target=target, detector="cusum")
+        own = (
+            surface
+            if surface is not None and (surface.odds_ratio, surface.target) == (odds_ratio, target)
+            else None
+        )
+        if own is None and s.threshold_method == "surface":
+            own = threshold_surface(target, odds_ratio)
+        return chart_thresholds(charts, s, own)
+
+    return stats_detector_limits(
+        charts.offsets,
+        charts.p,
+        settings.detector,
+        cusum_limits,
+        target=settings.target,
+        odds_ratio=settings.odds_ratio,
+        odds_ratios=settings.odds_ratios,
+        glr_odds_ratios=glr_odds_ratio_grid(
+            *settings.glr_odds_ratio_range, settings.glr_grid_points
+        ),
+        oe_share=settings.oe_share,
+        n_sims=settings.glr_n_sims,
+        seed=settings.seed,
+    )
+
+
+def detect(
+    charts: Charts, settings: CusumSettings, surface: ThresholdSurface | None = None
+) -> tuple[np.ndarray, DetectorRun]:
+    """Calibrate and run a non-default detector: a per-chart limit on the scale of the run's
+    statistic (for the path plots: ``h`` of ``cusum``/``cusum_oe``'s chart, the GLR's ``g``,
+    1 for ``multi_cusum`` whose statistic is the largest component's share of its limit) and
+    the :class:`DetectorRun` (each signal's component and its own limit)."""
+    limits = detector_limits(charts, settings, surface)
+    run = run_detector(charts.offsets, charts.p, charts.y, limits, settings.restart)
+    h = np.ones(len(charts.volume)) if settings.detector == "multi_cusum" else limits.h[:, 0]
+    return h, run
+
+
 def signal_table(
     charts: Charts,
     h: np.ndarray,
@@ -308,6 +406,7 @@ def signal_table(
     value: np.ndarray,
     settings: CusumSettings,
     current: Sequence[str],
+    run: DetectorRun | None = None,
 ) -> pd.DataFrame:
     """One row per chart x month with a signal (every month of the window).
 
@@ -356,8 +455,12 @@ def signal_table(
             "status": np.where(is_new, "new", "persisting"),
             "signals_in_month": n_in_month.astype(np.int64),
             "chart_volume": charts.volume[c].astype(np.int64),
+            "detector": settings.detector,
         }
     )
+    if run is not None:  # a multi-part detector: the component that signalled, its own limit
+        out["threshold"] = run.threshold[r]
+        out["detector"] = np.asarray(run.components)[run.component[r]]
     return out
 
 
@@ -468,9 +571,14 @@ def monitor_charts(
     """
     if len(charts.volume) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS}), None
-    h = chart_thresholds(charts, settings, surface)
-    statistic, signal, value = run_charts(charts, h, settings)
-    table = signal_table(charts, h, signal, value, settings, current)
+    run = None
+    if settings.detector == "cusum":
+        h = chart_thresholds(charts, settings, surface)
+        statistic, signal, value = run_charts(charts, h, settings)
+    else:
+        h, run = detect(charts, settings, surface)
+        statistic, signal, value = run.statistic, run.signal, run.value
+    table = signal_table(charts, h, signal, value, settings, current, run)
     table = table.sort_values(["trust_code", "diagnosis_group", "signal_month"], kind="stable")
     return table.reset_index(drop=True), ChartRun(charts, h, statistic, signal, value)
 
