@@ -391,7 +391,7 @@ def test_monitor_dispatches_the_selected_detector():
     )
     base = CusumSettings(threshold_method="simulation", n_sims=20_000, glr_n_sims=20_000)
     for name in d.DETECTORS:
-        table, run = monitor_charts(charts, replace(base, detector=name))
+        table, run = monitor_charts(charts, replace(base, detector=name), None, ["2013-12"])
         assert set(table["trust_code"]) == {"B"}, name
         comps = set(table["detector"])
         assert comps <= set(d.component_names(name, base.odds_ratios)), (name, comps)
