@@ -145,10 +145,13 @@ def nation_bundle(root: Path, seed: int, scale: str, quarter: str) -> Path:
 
 def first_signals(charts, settings, surface) -> np.ndarray:
     """Month number (months since 1970) of each chart's first signal in the window; -1 if none."""
-    from surveillance.mortality.monitor import chart_thresholds, run_charts
+    from surveillance.mortality.monitor import chart_thresholds, detect, run_charts
 
-    h = chart_thresholds(charts, settings, surface)
-    _, signal, _ = run_charts(charts, h, settings)
+    if getattr(settings, "detector", "cusum") == "cusum":
+        h = chart_thresholds(charts, settings, surface)
+        _, signal, _ = run_charts(charts, h, settings)
+    else:
+        signal = detect(charts, settings, surface)[1].signal
     return _first_month(charts, signal)
 
 
@@ -491,11 +494,11 @@ def main() -> int:
 
 
 def _all_detectors() -> list[str]:
-    try:
-        from surveillance.stats.detectors import DETECTORS
-    except ImportError:  # before the detectors module
-        return ["cusum"]
-    return list(DETECTORS)
+    """Every detector but the GLR, whose per-chart simulated limits take over an hour for a
+    5-million-spell nation (benchmarks/detectors.py compares it at chart level)."""
+    from surveillance.stats.detectors import DETECTORS
+
+    return [d for d in DETECTORS if d != "glr"]
 
 
 if __name__ == "__main__":
