@@ -210,3 +210,31 @@ def test_crude_prior_gives_a_group_without_deaths_a_small_rate():
     row = alert.groups_.set_index("diagnosis_group").loc["G000"]
     p = alert.predict(spells[spells["diagnosis_group"] == "G000"])
     assert p == pytest.approx(np.full(len(p), 0.5 / (row["spells"] + 1.0)))
+
+
+def test_shmi_ratios_and_coefficients_unchanged_by_the_alert_model(tmp_path):
+    """mortality.csv and the SHMI-style model's coefficients on the test-scale nation are
+    byte-for-byte those of commit 99e1946, before the alert charts got their own model (hashes
+    taken there with this same code)."""
+    import hashlib
+
+    from surveillance.mortality import run_mortality
+    from surveillance.mortality.encode import read_spells
+    from surveillance.synth import synthesise
+
+    synthesise(tmp_path / "n", seed=2013, scale="test", quarter="2013Q3", quarters=1)
+    spells = read_spells(tmp_path / "n" / "2013Q3" / "spells.parquet")
+    model = RiskModel().fit(spells, end="2013Q3")
+    res = run_mortality(spells, "2013Q3", model)
+
+    def digest(frame):
+        text = frame.to_csv(index=False, float_format="%.17g")
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    assert len(res.mortality) == 10172
+    assert digest(res.mortality) == (
+        "d4ba21a51a3e3a570c36b12991e03e88b3a572199d2185f843e34deb894b3d47"
+    )
+    assert digest(model.coefficients()) == (
+        "258208ebec1be9ccb637097f15b3d20d1357b075a1396d3c0aa187a2fa049c27"
+    )
