@@ -268,7 +268,7 @@ def streamed_main(args) -> int:
     summary = (
         f"streamed quarterly mortality stage ({args.data}): {res['seconds']:.1f} s wall / "
         f"{r['cpu_seconds']:.1f} s CPU, peak {res['peak_rss_mib'] / gib:.2f} GiB, {r['charts']:,} "
-        f"charts of {r['window_spells']:,} window spells, {r["alerts"]} alert rows in the 12-month window, "
+        f"charts of {r['window_spells']:,} window spells, {r['alerts']} alert rows in the 12-month window, "
         f"{r['baseline']} baseline (median shift {r['baseline_shift_median']:+.4f}); target "
         f"60 s / 6 GiB {'met' if ok else 'missed'}"
     )
