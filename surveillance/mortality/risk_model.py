@@ -270,7 +270,7 @@ class RiskModel:
                     "n_terms": len(gm.coef),
                     "spells": gm.spells,
                     "deaths": gm.deaths,
-                    "crude_rate": gm.deaths / gm.spells,
+                    "crude_rate": gm.deaths / gm.spells if gm.spells else float("nan"),
                     "c_statistic": c_statistic(p, d_g, n_g),
                     "oe_ratio": float(d_g.sum() / (n_g @ p)) if n_g @ p > 0 else float("nan"),
                     "calibration_slope": calibration_slope(p, d_g, n_g)
@@ -292,6 +292,14 @@ class RiskModel:
         for lvl in self.spec.levels:
             if spells >= lvl.min_spells and deaths >= lvl.min_deaths:
                 break
+        if spells == 0:
+            # present in the data but not in the fit window (a phase I fit: seen only in the
+            # monitored months): the national crude rate, as for a group never seen
+            rate = self.national_rate_
+            eta = float(np.log(rate / (1.0 - rate))) if 0.0 < rate < 1.0 else -np.inf
+            return GroupModel(
+                name, "national", [], np.array([eta]), np.array([np.nan]), 0, 0, 0, True
+            )
         if deaths == 0 or deaths == spells:
             # no deaths (or no survivors): p = 0 (1) as SHMI, or with ``crude_prior`` pseudo
             # deaths and survivors (0.5 each: Jeffreys) a small rate a chart can be judged against

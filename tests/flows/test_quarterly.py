@@ -268,7 +268,9 @@ def test_monthly_flow_reuses_quarter_models(published: Path, small_bundles, code
     from surveillance.mortality.monitor import monitor_month
     from surveillance.mortality.risk_model import RiskModel
 
-    model = RiskModel.load(published / "2013Q2" / "models" / "risk_model.json")
+    # the charts' own model: the alert model with its typical-trust baseline
+    model = RiskModel.load(published / "2013Q2" / "models" / "alert_model.json")
+    assert pipeline.latest_risk_model(published, "2013-08").name == "alert_model.json"
     bundle = store.read_bundle(small_bundles["2013Q3"])
     expected = monitor_month(bundle.spells, model, "2013-08")
     got = pd.read_csv(run / "alerts.csv", dtype={"trust_code": str})

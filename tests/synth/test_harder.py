@@ -89,14 +89,34 @@ def demo_months():
 # ---- the default world is unchanged --------------------------------------------------------
 
 
+#: catalogue indicators added after the pinned commit (99e1946): their rows are new in
+#: indicators.csv and left out of the comparison (issue 15's 28-day Faster Diagnosis Standard)
+ADDED_INDICATORS = ("wait_cancer_28d_fds",)
+
+
+def _pinned_bytes(path: Path) -> bytes:
+    """The file's bytes, for indicators.csv without the rows of indicators added since."""
+    data = path.read_bytes()
+    if path.name != "indicators.csv":
+        return data
+    lines = data.splitlines(keepends=True)
+    return b"".join(
+        line for line in lines if not any(f",{i},".encode() in line for i in ADDED_INDICATORS)
+    )
+
+
 def test_default_world_unchanged(nation_dir):
     for rel, want in DEFAULT_CSV_SHA256.items():
-        assert hashlib.sha256((nation_dir / rel).read_bytes()).hexdigest() == want, rel
+        got = hashlib.sha256(_pinned_bytes(nation_dir / rel)).hexdigest()
+        assert got == want, rel
     spells = pd.read_parquet(nation_dir / QUARTER / "spells.parquet")
     rows = pd.util.hash_pandas_object(spells, index=False).to_numpy().tobytes()
     assert hashlib.sha256(rows).hexdigest() == DEFAULT_SPELLS_ROWS_SHA256
     truth = json.loads((nation_dir / "ground_truth.json").read_text())
     truth.pop("version")
+    for quarter, counts in truth["counts"].items():  # less the added indicators' rows
+        ind = pd.read_csv(nation_dir / quarter / "indicators.csv", usecols=["indicator_id"])
+        counts["indicators"] -= int(ind["indicator_id"].isin(ADDED_INDICATORS).sum())
     canonical = json.dumps(truth, sort_keys=True).encode()
     assert hashlib.sha256(canonical).hexdigest() == DEFAULT_TRUTH_SHA256
     assert not list(nation_dir.glob("oracle_risks_*.parquet"))
