@@ -277,7 +277,9 @@ def _quiet_prefect_console() -> None:
     """Show only Prefect's warnings on the console (the progress bar tells the stages).
 
     Prefect logs task runs at INFO through a console handler on the root logger; raising that
-    handler's level keeps the records flowing to the API and to :class:`_StageProgress`.
+    handler's level keeps the records flowing to the API and to :class:`_StageProgress`. Its
+    error records (a failed task or flow, with the traceback) are kept off the console too: the
+    run prints the failure itself, in one message.
     """
     import logging
 
@@ -287,7 +289,24 @@ def _quiet_prefect_console() -> None:
     for handler in logging.getLogger().handlers:
         if type(handler).__name__ == "PrefectConsoleHandler":
             handler.setLevel(logging.WARNING)
+            if not any(isinstance(f, _NoPrefectErrors) for f in handler.filters):
+                handler.addFilter(_NoPrefectErrors())
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                handler.setLevel(logging.WARNING)
+                if not any(isinstance(f, _NoPrefectErrors) for f in handler.filters):
+                    handler.addFilter(_NoPrefectErrors())
     logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+class _NoPrefectErrors:
+    """Logging filter: drop Prefect's error records (task / flow failures and their tracebacks)."""
+
+    def filter(self, record) -> bool:
+        import logging
+
+        return not (record.levelno >= logging.ERROR and record.name.startswith("prefect"))
 
 
 def _print_summary(console, summary) -> None:
@@ -298,6 +317,8 @@ def _print_summary(console, summary) -> None:
     table.add_column("value", overflow="fold")
     bands = ", ".join(f"{b}: {n}" for b, n in summary.band_counts.items())
     table.add_row("bands", bands)
+    if summary.previous:
+        table.add_row("previous quarter", summary.previous)
     table.add_row("new mortality alerts", str(summary.new_alerts))
     movers = ", ".join(
         f"{r.trust_code} {r.previous_band}->{r.band}" for r in summary.movers.head(5).itertuples()
@@ -325,26 +346,70 @@ def _run_quarter_flow(
     mlflow: bool = True,
     spells: str | None = None,
 ):
-    """Run the quarterly flow with a progress bar; return the run summary (or exit non-zero)."""
+    """Check first, then run the quarterly flow with a progress bar; return the run summary.
+
+    :func:`surveillance.pipeline.preflight` checks the arguments, the output directory, the
+    published quarters and the inputs before Prefect is imported, so a refusal takes seconds and
+    prints one message (exit 1, or 2 for a usage error) with nothing left in ``--out``.
+    """
     import time
 
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from surveillance import pipeline
-    from surveillance.errors import ContractError, SurveillanceError
+    from surveillance.errors import SurveillanceError
 
+    started = time.perf_counter()
     _flows()
-    from flows.quarterly import quarterly
-    from flows.runners import task_runner
+    from flows.runners import check_runner
 
     try:
-        runner_obj = task_runner(runner, dask_address)
+        check_runner(runner, dask_address)
+        options = pipeline.RunOptions(
+            data_dir=data,
+            quarter=quarter,
+            out=out,
+            force=force,
+            quarantine=quarantine,
+            mlflow=mlflow,
+            spells=spells or "auto",
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    flow = quarterly.with_options(task_runner=runner_obj)
-    started = time.perf_counter()
-    _quiet_prefect_console()
+    out_existed = Path(out).exists()
     try:
+        checked = pipeline.preflight(options)
+    except SurveillanceError as exc:
+        _refuse(exc, out, out_existed)
+    typer.echo(
+        f"{quarter}: inputs checked in {time.perf_counter() - started:.1f} s "
+        f"(run {checked.fingerprint.run_id})"
+    )
+    try:
+        result = _orchestrate(console, checked, runner, dask_address, quarter, spells)
+    except SurveillanceError as exc:
+        _refuse(exc, out, out_existed)
+    except Exception as exc:  # noqa: BLE001 - one message, not a traceback; see SURVEILLANCE_TRACEBACK
+        import os
+
+        if os.environ.get("SURVEILLANCE_TRACEBACK"):
+            raise
+        _refuse(exc, out, out_existed, unexpected=True)
+    summary = pipeline.summarise(Path(result["run_dir"]))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _orchestrate(console, checked, runner, dask_address, quarter, spells) -> dict:
+    """The quarterly flow for a checked run, on the configured or an embedded Prefect server."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from flows.quarterly import quarterly
+    from flows.runners import task_runner
+    from flows.server import prefect_api
+
+    options = checked.options
+    flow = quarterly.with_options(task_runner=task_runner(runner, dask_address))
+    _quiet_prefect_console()
+    with prefect_api(typer.echo):
         with Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.fields[q]}"),
@@ -354,28 +419,43 @@ def _run_quarter_flow(
             console=console,
             transient=True,
         ) as progress:
-            task_id = progress.add_task("starting", total=len(_STAGES) - (not mlflow), q=quarter)
+            total = len(_STAGES) - (not options.mlflow)
+            task_id = progress.add_task("starting the flow", total=total, q=quarter)
             with _StageProgress(progress, task_id):
-                result = flow(
-                    data_dir=str(data),
-                    out=str(out),
-                    quarter=quarter,
-                    force=force,
-                    quarantine=quarantine,
+                return flow(
+                    data_dir=str(options.data_dir),
+                    out=str(options.out),
+                    quarter=options.quarter,
+                    force=options.force,
+                    quarantine=options.quarantine,
                     spells=spells,
-                    mlflow=mlflow,
+                    mlflow=options.mlflow,
+                    checked_run_id=checked.fingerprint.run_id,
                 )
-    except ContractError as exc:
+
+
+def _refuse(exc: Exception, out: Path, out_existed: bool, unexpected: bool = False):
+    """Print why nothing was published (one message, no traceback) and exit 1.
+
+    An ``--out`` this run created and left empty is removed, so a refused run leaves nothing.
+    """
+    import contextlib
+
+    from surveillance.errors import ContractError
+
+    if isinstance(exc, ContractError):
         typer.echo(str(exc))
-        typer.echo("nothing was published")
-        raise typer.Exit(1) from None
-    except SurveillanceError as exc:
+        if getattr(exc, "hint", ""):
+            typer.echo(exc.hint)
+    elif unexpected:
+        typer.echo(f"error: {type(exc).__name__}: {exc} (SURVEILLANCE_TRACEBACK=1 shows where)")
+    else:
         typer.echo(f"error: {exc}")
-        typer.echo("nothing was published")
-        raise typer.Exit(1) from None
-    summary = pipeline.summarise(Path(result["run_dir"]))
-    summary.seconds = time.perf_counter() - started
-    return summary
+    typer.echo("nothing was published")
+    if not out_existed:
+        with contextlib.suppress(OSError):
+            Path(out).rmdir()  # only if empty
+    raise typer.Exit(1) from None
 
 
 @app.command()

@@ -188,6 +188,33 @@ def test_disk_full_gives_a_clear_error_and_publishes_nothing(hostile_bundle, tmp
         assert not list(out.glob(f".{QUARTER}.staging-*"))
 
 
+def test_full_disk_leaves_no_write_test_file(tmp_path):
+    """Issue 17: the output directory's write test fails on a full disk and is removed."""
+    with _mounted(["-t", "tmpfs", "-o", "size=64k", "tmpfs"], tmp_path / "full") as disk:
+        out = disk / "out"
+        out.mkdir()
+        with contextlib.suppress(OSError), (disk / "filler").open("wb") as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        with pytest.raises(store.StoreError, match="no space left on the device") as info:
+            store.ensure_output_dir(out)
+        assert info.value is not None  # the error (and anything it references) is still alive
+        assert list(out.iterdir()) == []
+        with pytest.raises(store.StoreError, match="no space left on the device"):
+            store.check_output_dir(out)  # the check before orchestration says the same
+
+
+def test_lock_file_goes_with_the_run(hostile_bundle, tmp_path):
+    """Issue 17: neither a published nor a refused run leaves its lock file in --out."""
+    out = tmp_path / "out"
+    pipeline.run_quarter(run_options(hostile_bundle, out))
+    assert not (out / f".{QUARTER}.lock").exists()
+    with pytest.raises(store.AlreadyPublishedError):
+        pipeline.run_quarter(run_options(hostile_bundle, out))
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(f".{QUARTER}")) == []
+
+
 def test_disk_full_simulated_anywhere(hostile_bundle, tmp_path, monkeypatch):
     """Without a mount: every file write raises ENOSPC once the tables are written."""
     import errno
