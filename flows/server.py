@@ -89,10 +89,14 @@ def embedded_server_class() -> type:
 
 
 @contextlib.contextmanager
-def prefect_api(say: Callable[[str], None] = print) -> Iterator[str]:
+def prefect_api(
+    say: Callable[[str], None] = print,
+    started: Callable[[subprocess.Popen[Any]], None] | None = None,
+) -> Iterator[str]:
     """The Prefect API URL for the block: the configured one, or an embedded server's.
 
-    ``say`` receives plain progress lines (what the run waits for, how long it took).
+    ``say`` receives plain progress lines (what the run waits for, how long it took);
+    ``started``, if given, the embedded server's process once it answers (tests check it ends).
     """
     url = configured_api_url()
     if url:
@@ -107,14 +111,16 @@ def prefect_api(say: Callable[[str], None] = print) -> Iterator[str]:
         "starting Prefect's embedded server (about 10 s on an idle machine, a minute or more on "
         f"a busy one; waiting up to {timeout} s): {AVOID_WAIT}"
     )
-    started = time.perf_counter()
+    t0 = time.perf_counter()
     server_class = embedded_server_class()
     server = server_class(port=_free_port())
     prior = SubprocessASGIServer._instances.get(None)
     SubprocessASGIServer._instances[None] = server  # what Prefect's clients look up
     try:
         server.start(timeout=timeout)
-        say(f"Prefect server ready in {time.perf_counter() - started:.1f} s ({server.api_url})")
+        say(f"Prefect server ready in {time.perf_counter() - t0:.1f} s ({server.api_url})")
+        if started is not None:
+            started(server.server_process)
         yield server.api_url
     finally:
         _drain_logs()

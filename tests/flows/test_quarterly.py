@@ -184,7 +184,11 @@ def test_failed_stage_publishes_nothing_and_rerun_resumes(
         _run_flow(small_bundles, out, "2013Q3", code_version)
     assert not (out / "2013Q3").exists()
     assert not list(out.glob(".2013Q3.staging-*"))
-    assert (out / ".work" / "2013Q3" / "results").is_dir()  # finished stages kept for the rerun
+    from flows.quarterly import work_directory
+
+    assert (work_directory(out, "2013Q3") / "results").is_dir()  # finished stages kept
+    # ... outside --out: the failed run left nothing there beside the published 2013Q2
+    assert sorted(p.name for p in out.iterdir()) == ["2013Q2"]
 
     # the rerun must take mortality, derive and assess from the cache: make them unrunnable
     monkeypatch.undo()
@@ -197,7 +201,8 @@ def test_failed_stage_publishes_nothing_and_rerun_resumes(
     _run_flow(small_bundles, out, "2013Q3", code_version)
     monkeypatch.undo()
     assert _differ(out / "2013Q3", published / "2013Q3") == []
-    assert not (out / ".work").exists()  # working directory removed once published
+    assert not work_directory(out, "2013Q3").exists()  # removed once published
+    assert not work_directory(out, "2013Q3").parent.exists()
 
 
 def test_rerun_after_the_previous_quarter_is_published_uses_it(

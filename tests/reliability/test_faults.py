@@ -304,8 +304,8 @@ def test_out_through_a_symlinked_parent_writes_only_inside_the_resolved_out(
     assert _differences(real / "out" / QUARTER, published["b"] / QUARTER) == []
 
 
-@pytest.mark.slow  # starts Prefect's embedded server (~15 s)
 def test_read_only_output_directory_cli(hostile_bundle, tmp_path):
+    """Refused by the checks before orchestration (issue 17): seconds, no Prefect server."""
     source = tmp_path / "src"
     source.mkdir()
     with _mounted(["--bind", "-o", "ro", str(source)], tmp_path / "ro") as ro:
@@ -334,7 +334,10 @@ CLI_STAGES = ["mortality", "assess_flags", "render_reports", "store.publish"]
 
 
 @pytest.mark.slow  # 5 subprocess runs through `surveillance run` (Prefect), ~3 min on 2 cores
-def test_sigkill_under_prefect_then_rerun_resumes_identically(published, hostile_bundle, tmp_path):
+def test_sigkill_under_prefect_then_rerun_resumes_identically(
+    published, hostile_bundle, tmp_path, prefect_harness
+):
+    """The runs share the session's Prefect server (``PREFECT_API_URL`` is inherited)."""
     out = tmp_path / "out"
     for stage in CLI_STAGES:
         proc = _run(hostile_bundle, out, stage, mode="cli")
@@ -344,4 +347,7 @@ def test_sigkill_under_prefect_then_rerun_resumes_identically(published, hostile
     proc = _run(hostile_bundle, out, "none", mode="cli")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert _differences(out / QUARTER, published["b"] / QUARTER) == []
-    assert not (out / ".work" / QUARTER).exists()  # the result cache goes once published
+    from flows.quarterly import work_directory
+
+    assert not work_directory(out, QUARTER).exists()  # the result cache goes once published
+    assert not (out / ".work").exists()
