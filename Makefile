@@ -9,10 +9,11 @@ EXTRAS := dev,notebooks,dask
 
 # What `.ci/run` sets, so the README's `make test` behaves the same on a busy machine: Prefect's
 # embedded server may take a minute to start (its default wait is 20 s), figures render headless,
-# and the server's analytics (telemetry) stay off. The suite starts one Prefect server per test
+# and Prefect's telemetry (server analytics, the SDK's and its notice) stays off. The suite starts one Prefect server per test
 # process and shares it (tests/conftest.py, `prefect_harness`).
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
 export MPLBACKEND ?= Agg
 
 $(BIN)/python:

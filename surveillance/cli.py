@@ -233,6 +233,8 @@ def _flows():
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     # the embedded server's telemetry fails noisily on machines without internet access
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # ... and so does the SDK's, whose first-run notice is printed even with the above off
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
     root = Path(__file__).resolve().parents[1]
     if (root / "flows" / "__init__.py").is_file() and str(root) not in sys.path:

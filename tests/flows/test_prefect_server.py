@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-# each test starts Prefect's embedded server in a fresh process (15-60 s on 2 shared cores)
-pytestmark = pytest.mark.slow
+#: the tests that start Prefect's embedded server in a fresh process (15-60 s on 2 shared cores)
+slow = pytest.mark.slow
 
 
 def session_processes(sid: int) -> list[tuple[int, str]]:
@@ -66,6 +66,25 @@ def _kill_session(sid: int) -> None:
             pass
 
 
+def test_telemetry_and_its_notice_are_off(monkeypatch) -> None:
+    """The CLI turns Prefect's SDK telemetry (and its first-run notice) off unless asked."""
+    for name in ("DO_NOT_TRACK", "PREFECT_SERVER_ANALYTICS_ENABLED"):
+        monkeypatch.setenv(name, "")  # recorded, so the session's environment is restored after
+        monkeypatch.delenv(name)
+    from prefect._internal.analytics import ci_detection, enabled
+
+    from surveillance import cli
+
+    monkeypatch.setattr(enabled, "is_ci_environment", lambda: False)  # as on a desk, not CI
+    monkeypatch.setattr(ci_detection, "is_ci_environment", lambda: False)
+    assert enabled.is_telemetry_enabled()  # what a user got before
+    cli._flows()
+    assert os.environ["DO_NOT_TRACK"] == "1"
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert not enabled.is_telemetry_enabled()
+
+
+@slow
 def test_a_finished_run_leaves_no_server(small_bundles, tmp_path) -> None:
     log = tmp_path / "run.log"
     with log.open("w") as stdout:
@@ -84,6 +103,7 @@ def test_a_finished_run_leaves_no_server(small_bundles, tmp_path) -> None:
     assert (tmp_path / "out" / "2013Q2" / "bands.csv").is_file()
 
 
+@slow
 def test_a_killed_run_leaves_no_server(small_bundles, tmp_path) -> None:
     """SIGKILL of the run once its server answers: the server goes too (it used to stay)."""
     log = tmp_path / "run.log"

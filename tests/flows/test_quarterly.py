@@ -189,6 +189,10 @@ def test_failed_stage_publishes_nothing_and_rerun_resumes(
     assert (work_directory(out, "2013Q3") / "results").is_dir()  # finished stages kept
     # ... outside --out: the failed run left nothing there beside the published 2013Q2
     assert sorted(p.name for p in out.iterdir()) == ["2013Q2"]
+    # ... and small: compressed, the mortality stage's result is ~0.2 MB here instead of ~34 MB
+    results = work_directory(out, "2013Q3") / "results"
+    cached = sum(p.stat().st_size for p in results.rglob("*") if p.is_file())
+    assert cached < 4_000_000, cached
 
     # the rerun must take mortality, derive and assess from the cache: make them unrunnable
     monkeypatch.undo()
