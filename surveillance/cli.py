@@ -46,9 +46,13 @@ def validate(
         ),
     ],
     quarter: Annotated[
-        str,
-        typer.Option("--quarter", callback=_parse_quarter_option, help="Run quarter, e.g. 2013Q3."),
-    ],
+        str | None,
+        typer.Option(
+            "--quarter",
+            callback=lambda text: None if text is None else _parse_quarter_option(text),
+            help="Run quarter, e.g. 2013Q3 (default: the quarter the data cover, said so).",
+        ),
+    ] = None,
     catalogue: Annotated[
         Path | None,
         typer.Option(
@@ -56,7 +60,8 @@ def validate(
         ),
     ] = None,
 ) -> None:
-    """Check a bundle against the input contracts; print every violation; never modify the input.
+    """Check a bundle (source feeds included) against the input contracts; print every
+    violation; never modify the input.
 
     Exit status: 0 clean, 1 violations, 2 usage error. Rows are 1-based data rows (the header is
     line 1 of a CSV, so data row N is line N + 1).
@@ -64,9 +69,9 @@ def validate(
     from rich.console import Console
     from rich.table import Table
 
+    from surveillance import pipeline
     from surveillance.catalogue import load_catalogue
-    from surveillance.errors import ConfigError, ContractError
-    from surveillance.pipeline import contract_violations, load
+    from surveillance.errors import ConfigError, ContractError, SurveillanceError
 
     console = Console(width=200, soft_wrap=True)
     try:
@@ -74,11 +79,28 @@ def validate(
     except ConfigError as exc:
         console.print(str(exc), markup=False)
         raise typer.Exit(2) from None
+    hint = ""
     try:
-        # a large spells.parquet is checked by row group, not read whole (spells="auto")
-        violations = contract_violations(load(data, "auto"), quarter, cat)
+        if quarter is None:
+            found = pipeline.data_quarter(pipeline.load(data, "auto"))
+            if found is None:
+                typer.echo("--quarter not given and the bundle has no dates to infer it from")
+                raise typer.Exit(2)
+            quarter = found[0]
+            typer.echo(
+                f"no --quarter given: checking for {quarter}, the quarter the data cover "
+                f"({found[1]})"
+            )
+        # a large spells.parquet is checked by row group, not read whole (spells="auto"), and
+        # the indicators are those the run assembles from the source feeds
+        bundle, assembly = pipeline.read_inputs(data, cat, quarter)
+        violations = pipeline.validation_violations(bundle, assembly, cat, quarter)
+        hint = pipeline.quarter_hint(bundle, quarter, violations)
     except ContractError as exc:
         violations = exc.violations
+    except SurveillanceError as exc:
+        typer.echo(f"error: {exc}")
+        raise typer.Exit(1) from None
     if not violations:
         console.print(f"{data}: valid for {quarter} (no contract violations)", markup=False)
         raise typer.Exit(0)
@@ -90,6 +112,8 @@ def validate(
         table.add_row(v.file, rows, v.column or "", v.rule, v.message)
     console.print(table)
     console.print("rows are 1-based data rows (CSV line = row + 1)", markup=False)
+    if hint:
+        console.print(hint, markup=False)
     raise typer.Exit(1)
 
 

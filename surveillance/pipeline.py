@@ -1048,9 +1048,7 @@ def preflight(options: RunOptions) -> Checked:
     store.check_unlocked(opts.out, opts.quarter)
     fp = fingerprint(opts)
     catalogue = load_catalogue(opts.catalogue_path)
-    bundle = _plainly(load, "the bundle", opts.data_dir, opts.data_dir, opts.spells)
-    feeds = opts.data_dir / FEEDS_SUBDIR
-    assembly = _plainly(assemble_sources, "a source feed", feeds, bundle, catalogue, opts.quarter)
+    bundle, assembly = read_inputs(opts.data_dir, catalogue, opts.quarter, opts.spells)
     try:
         validate(bundle, assembly, catalogue, opts.quarter, opts.quarantine)
     except ContractError as exc:
@@ -1058,6 +1056,62 @@ def preflight(options: RunOptions) -> Checked:
             exc.violations, quarter_hint(bundle, opts.quarter, exc.violations)
         ) from None
     return Checked(opts, fp)
+
+
+def read_inputs(
+    data_dir: Path, catalogue: pd.DataFrame, quarter: str, spells: str = "auto"
+) -> tuple[Any, Assembly]:
+    """The bundle and the quarter's assembled indicators, as the run reads them (``validate``
+    and :func:`preflight` both check these); an unreadable file is one plain
+    :class:`SurveillanceError`, never a traceback."""
+    data_dir = Path(data_dir)
+    bundle = _plainly(load, "the bundle", data_dir, data_dir, spells)
+    feeds = data_dir / FEEDS_SUBDIR
+    check_feed_files(feeds)
+    assembly = _plainly(assemble_sources, "a source feed", feeds, bundle, catalogue, quarter)
+    return bundle, assembly
+
+
+def check_feed_files(feeds: Path) -> None:
+    """Each ``feeds/*.csv`` non-empty UTF-8 text without a runaway line, each ``*.parquet`` a
+    readable Parquet file: :class:`ContractError` (``file_unreadable``) naming ``feeds/<file>``
+    and where, before an adapter parses it."""
+    from dataclasses import replace
+
+    import pyarrow.parquet as pq
+
+    from surveillance.bundle import scan_text
+    from surveillance.errors import Violation
+
+    if not Path(feeds).is_dir():
+        return
+    violations = []
+    for path in sorted(Path(feeds).iterdir()):
+        name = f"{FEEDS_SUBDIR}/{path.name}"
+        try:
+            if path.suffix == ".csv":
+                if path.stat().st_size == 0:
+                    violations.append(Violation(name, "file_unreadable", "the file is empty"))
+                    continue
+                scan_text(path)
+            elif path.suffix == ".parquet":
+                pq.ParquetFile(path)
+        except ContractError as exc:
+            violations.extend(replace(v, file=name) for v in exc.violations)
+        except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a file that is not Parquet
+            violations.append(Violation(name, "file_unreadable", f"not a Parquet file ({exc})"))
+    if violations:
+        raise ContractError(violations)
+
+
+def validation_violations(
+    bundle: Any, assembly: Assembly, catalogue: pd.DataFrame, quarter: str
+) -> list:
+    """Every contract violation of the bundle with its assembled indicators (what the run's
+    :func:`validate` refuses without quarantine)."""
+    from dataclasses import replace
+
+    return contract_violations(replace(bundle, indicators=assembly.indicators), quarter, catalogue)
 
 
 def _plainly(fn, what: str, where: Path, *args):

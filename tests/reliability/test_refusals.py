@@ -188,3 +188,30 @@ def test_refusal_takes_seconds_in_a_real_process(case_id: str, tmp_path: Path) -
     assert "Prefect" not in proc.stdout
     assert seconds < REFUSAL_SECONDS, seconds
     assert not out.exists()
+
+
+#: source feeds the run cannot read (issue 17): validate used to pass them, run then failed
+BAD_FEEDS = {
+    "empty": b"",
+    "latin1": "period,org_code,type,attendances,breaches,admissions\n2013-07-01,R\xe9,1,5,1,1\n".encode(
+        "latin-1"
+    ),
+    "binary": bytes(range(256)),
+}
+
+
+@pytest.mark.parametrize("feed", sorted(BAD_FEEDS))
+def test_validate_and_run_agree_on_unreadable_feeds(feed: str, tmp_path: Path) -> None:
+    data = write_bundle(tmp_path / "data", valid_frames())
+    (data / "feeds").mkdir()
+    (data / "feeds" / "ae_attendances.csv").write_bytes(BAD_FEEDS[feed])
+    checked = runner.invoke(
+        app, ["validate", "--data", str(data), "--quarter", QUARTER], env={"COLUMNS": "200"}
+    )
+    ran = _run(data, tmp_path / "out")
+    assert checked.exit_code == 1, checked.output
+    _plain(ran)
+    for result in (checked, ran):
+        assert "Traceback" not in result.stdout and "Traceback" not in result.stderr
+        text = " ".join(result.output.split())
+        assert "feeds/ae_attendances.csv" in text and "file_unreadable" in text, text
