@@ -201,6 +201,10 @@ def demo(
     typer.echo(f"demo finished in {time.perf_counter() - started:.1f} s; open {summary.report}")
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _print_band_table(console, run_dir: Path, rows: int = 15) -> None:
     """The ranked band table (band 1 first, highest proportion score first within a band)."""
     import pandas as pd
@@ -211,14 +215,23 @@ def _print_band_table(console, run_dir: Path, rows: int = 15) -> None:
     bands["_band"] = bands["band"].map(order).fillna(9)
     bands["_p"] = pd.to_numeric(bands["proportion_score"], errors="coerce").fillna(-1)
     bands = bands.sort_values(["_band", "_p", "trust_code"], ascending=[True, False, True])
-    table = Table(title=f"Priority bands, {run_dir.name} (top {rows} of {len(bands)})")
-    for heading in ("band", "trust", "region", "risks", "elevated", "score", "P(band 1)", "moved"):
-        table.add_column(heading)
+
+    # one line per trust at 80 columns: no rules, trust names and regions cut to the
+    # width left by the short columns (56 characters with the padding)
+    table = Table(
+        title=f"Priority bands, {run_dir.name} (top {rows} of {len(bands)})",
+        box=None,
+        padding=(0, 1),
+        pad_edge=False,
+    )
+    trust_width = max(20, (console.width or 80) - 56)
+    for heading in ("band", "trust", "region", "risks", "elev.", "score", "P(1)", "moved"):
+        table.add_column(heading, no_wrap=True)
     for r in bands.head(rows).itertuples():
         table.add_row(
             r.band,
-            f"{r.trust_code} {r.trust_name}",
-            r.region,
+            _cut(f"{r.trust_code} {r.trust_name}", trust_width),
+            _cut(r.region, 10),
             r.risks,
             r.elevated_risks,
             f"{float(r.proportion_score):.3f}" if r.proportion_score else "",
@@ -270,22 +283,31 @@ def _flows():
 
 
 class _StageProgress:
-    """Advance a Rich progress bar as the flow's task runs finish (a logging handler)."""
+    """Advance a Rich progress bar as the flow's task runs finish (a logging handler); with no
+    progress bar (stdout not a terminal: cron, CI logs) print one plain line per stage."""
 
-    def __init__(self, progress, task_id):
+    def __init__(self, progress, task_id, quarter: str = ""):
         import logging
+        import time
 
-        self.progress, self.task_id = progress, task_id
+        self.progress, self.task_id, self.quarter = progress, task_id, quarter
+        self.started = time.perf_counter()
         self.done: set[str] = set()
         self.handler = logging.Handler()
         self.handler.emit = self._emit  # type: ignore[method-assign]
 
     def _emit(self, record) -> None:
+        import time
+
         name = getattr(record, "task_name", None) or ""
         message = record.getMessage()
         if name in _STAGES and "Finished in state" in message and name not in self.done:
             self.done.add(name)
-            self.progress.update(self.task_id, advance=1, description=f"{name} done")
+            if self.progress is None:
+                seconds = time.perf_counter() - self.started
+                typer.echo(f"{self.quarter}: {name} done ({seconds:.1f} s)")
+            else:
+                self.progress.update(self.task_id, advance=1, description=f"{name} done")
 
     def __enter__(self):
         import logging
@@ -435,7 +457,21 @@ def _orchestrate(console, checked, runner, dask_address, quarter, spells) -> dic
     options = checked.options
     flow = quarterly.with_options(task_runner=task_runner(runner, dask_address))
     _quiet_prefect_console()
+    arguments = {
+        "data_dir": str(options.data_dir),
+        "out": str(options.out),
+        "quarter": options.quarter,
+        "force": options.force,
+        "quarantine": options.quarantine,
+        "spells": spells,
+        "mlflow": options.mlflow,
+        "checked_run_id": checked.fingerprint.run_id,
+    }
     with prefect_api(typer.echo):
+        if not console.is_terminal:
+            typer.echo(f"{quarter}: running the quarterly flow")
+            with _StageProgress(None, None, quarter):
+                return flow(**arguments)
         with Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.fields[q]}"),
@@ -447,17 +483,8 @@ def _orchestrate(console, checked, runner, dask_address, quarter, spells) -> dic
         ) as progress:
             total = len(_STAGES) - (not options.mlflow)
             task_id = progress.add_task("starting the flow", total=total, q=quarter)
-            with _StageProgress(progress, task_id):
-                return flow(
-                    data_dir=str(options.data_dir),
-                    out=str(options.out),
-                    quarter=options.quarter,
-                    force=options.force,
-                    quarantine=options.quarantine,
-                    spells=spells,
-                    mlflow=options.mlflow,
-                    checked_run_id=checked.fingerprint.run_id,
-                )
+            with _StageProgress(progress, task_id, quarter):
+                return flow(**arguments)
 
 
 def _refuse(exc: Exception, out: Path, out_existed: bool, unexpected: bool = False):

@@ -53,6 +53,10 @@ def test_run_prints_summary(cli_run: Path, tmp_path_factory, prefect_harness) ->
     # the run used the session's one Prefect server and started none of its own (issue 17)
     assert f"Prefect API: {prefect_harness}" in output
     assert "starting Prefect's embedded server" not in output
+    # not a terminal (CliRunner, like cron or a CI log): plain progress lines, one per stage
+    assert "2013Q2: running the quarterly flow" in output
+    for stage in ("validate", "mortality", "band", "publish"):
+        assert f"2013Q2: {stage} done (" in output, stage
     timings = json.loads((cli_run / "2013Q2" / "timings.json").read_text())
     assert "mlflow_run_id" not in timings  # --no-mlflow
 
