@@ -188,6 +188,28 @@ def test_disk_full_gives_a_clear_error_and_publishes_nothing(hostile_bundle, tmp
         assert not list(out.glob(f".{QUARTER}.staging-*"))
 
 
+@pytest.mark.slow  # one `surveillance run` subprocess on the session's Prefect server
+def test_disk_full_through_the_cli_is_one_message(hostile_bundle, tmp_path, prefect_harness):
+    """Issue 17: the disk fills during the flow (tables fit, reports do not): one message, no
+    traceback on either stream, and nothing left in --out (no staging, write test, lock, cache)."""
+    with _mounted(["-t", "tmpfs", "-o", "size=1m", "tmpfs"], tmp_path / "small") as disk:
+        out = disk / "out"
+        args = ["--data", str(hostile_bundle), "--quarter", QUARTER, "--out", str(out)]
+        proc = subprocess.run(
+            [sys.executable, "-m", "surveillance.cli", "run", *args, "--no-mlflow"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            timeout=600,
+        )
+        left = sorted(p.name for p in disk.rglob("*"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no space left on the device" in proc.stdout
+    assert proc.stdout.strip().endswith("nothing was published")
+    assert "Traceback" not in proc.stdout and "Traceback" not in proc.stderr, proc.stderr
+    assert left == []  # the --out this run created is gone again: nothing was left in it
+
+
 def test_full_disk_leaves_no_write_test_file(tmp_path):
     """Issue 17: the output directory's write test fails on a full disk and is removed."""
     with _mounted(["-t", "tmpfs", "-o", "size=64k", "tmpfs"], tmp_path / "full") as disk:
