@@ -143,6 +143,7 @@ def _drain_logs() -> None:
     """Send buffered flow-run logs before the server stops (as ``prefect_test_harness`` does)."""
     import inspect
 
+    from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -151,6 +152,9 @@ def _drain_logs() -> None:
             result = APILogWorker.instance().drain()
             if inspect.isawaitable(result):
                 await result
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
 
     with contextlib.suppress(Exception):  # best effort: the run's outcome is already decided
         run_coro_as_sync(drain())
