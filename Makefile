@@ -7,6 +7,15 @@ EXTRAS := dev,notebooks,dask
 
 .PHONY: demo test test-fast bench lint clean
 
+# What `.ci/run` sets, so the README's `make test` behaves the same on a busy machine: Prefect's
+# embedded server may take a minute to start (its default wait is 20 s), figures render headless,
+# and Prefect's telemetry (server analytics, the SDK's and its notice) stays off. The suite starts one Prefect server per test
+# process and shares it (tests/conftest.py, `prefect_harness`).
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+export MPLBACKEND ?= Agg
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv

@@ -15,6 +15,8 @@ Scheduled runs (``scheduled=True``, set by the deployment) first apply the worki
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import shutil
 import time
 from pathlib import Path
@@ -27,10 +29,28 @@ from prefect.context import get_run_context
 from flows import schedule, tasks
 from surveillance import pipeline, store
 
+#: environment variable naming where the stage cache lives (default: the user's cache folder)
+CACHE_ENV = "SURVEILLANCE_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """``$SURVEILLANCE_CACHE_DIR``, else ``$XDG_CACHE_HOME/surveillance``, else
+    ``~/.cache/surveillance``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "surveillance"
+
 
 def work_directory(out: Path, quarter: str) -> Path:
-    """Where a quarter's cached stage results live until it is published."""
-    return Path(out) / ".work" / quarter
+    """Where a quarter's cached stage results live until it is published.
+
+    Outside ``--out`` (:func:`cache_root`), one folder per resolved output directory and quarter:
+    a failed run leaves nothing in ``--out``, and cached stage results never fill the disk the
+    outputs go to before they are written. Removed once the quarter is published.
+    """
+    digest = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:16]
+    return cache_root() / "stages" / digest / quarter
 
 
 @flow(name="quarterly", validate_parameters=False)
@@ -45,8 +65,13 @@ def quarterly(
     render_reports: bool = True,
     mlflow: bool = True,
     spells: str | None = None,
+    checked_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Run one quarter and publish it to ``<out>/<quarter>/``; returns a small summary dict.
+
+    ``checked_run_id``: the run id :func:`surveillance.pipeline.preflight` passed (the CLI checks
+    before starting Prefect); when the flow's fingerprint is the same, the bytes are the ones
+    checked and the contract check is not repeated.
 
     ``spells``: ``auto``, ``memory`` or ``chunked`` (:attr:`surveillance.pipeline.RunOptions.
     spells`); by default ``chunked`` under the Dask task runner (the spell-level steps run as a
@@ -73,6 +98,7 @@ def quarterly(
         mlflow=mlflow,
         spells=spells or ("chunked" if _runner_name() == "DaskTaskRunner" else "auto"),
     ).resolved()
+    store.check_apart(options.data_dir, options.out)
     root = store.ensure_output_dir(options.out)
     with store.quarter_lock(root, options.quarter):
         target = store.run_directory(root, options.quarter)
@@ -85,13 +111,15 @@ def quarterly(
             )
         store.clean_stale(root, options.quarter)
         work = work_directory(root, options.quarter)
-        run_dir = _run(options, work, logger)
+        run_dir = _run(options, work, logger, checked_run_id)
         shutil.rmtree(work, ignore_errors=True)
-        _prune_work_root(root)
+        _prune_work_root(work)
     return {"run_dir": str(run_dir), "quarter": options.quarter}
 
 
-def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
+def _run(
+    options: pipeline.RunOptions, work: Path, logger, checked_run_id: str | None = None
+) -> Path:
     timings: dict[str, float] = {}
     clock = [time.perf_counter()]
 
@@ -116,11 +144,12 @@ def _run(options: pipeline.RunOptions, work: Path, logger) -> Path:
     lap("load")
     assembly = cached(tasks.assemble)(bundle, catalogue, q, key)
     lap("assemble")
-    validated = tasks.validate(bundle, assembly, catalogue, q, options.quarantine, key)
+    checked = checked_run_id == fp.run_id
+    validated = tasks.validate(bundle, assembly, catalogue, q, options.quarantine, key, checked)
     lap("validate")
     derived_future = cached(tasks.derive).submit(validated, catalogue, q, key)
     mortality_future = cached(tasks.mortality).submit(validated, catalogue, q, key)
-    previous_bands, previous_flags = pipeline.previous_outputs(options)
+    previous_bands, previous_flags = pipeline.previous_outputs(options, fp.previous)
     # .result() re-raises a failed stage's own exception (never a later "not ready")
     derived = derived_future.result()
     mortality_result = mortality_future.result()
@@ -167,7 +196,8 @@ def _runner_name() -> str:
         return "unknown"
 
 
-def _prune_work_root(root: Path) -> None:
-    work_root = Path(root) / ".work"
-    if work_root.is_dir() and not any(work_root.iterdir()):
-        work_root.rmdir()
+def _prune_work_root(work: Path) -> None:
+    """Remove the output directory's cache folder once no quarter of it is cached."""
+    folder = Path(work).parent
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()

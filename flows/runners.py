@@ -14,8 +14,22 @@ from typing import Any
 LOCAL_WORKERS = 2
 
 
+def check_runner(runner: str = "local", dask_address: str | None = None) -> None:
+    """Raise ``ValueError`` for a runner / address combination :func:`task_runner` refuses
+    (without importing Prefect, so the CLI refuses at once)."""
+    if runner not in ("local", "dask"):
+        raise ValueError(f"--runner must be local or dask, got {runner!r}")
+    if runner == "local" and dask_address:
+        raise ValueError("--dask-address needs --runner dask")
+    if dask_address and not dask_address.startswith(
+        ("tcp://", "tls://", "ws://", "wss://", "inproc://")
+    ):
+        raise ValueError(f"--dask-address must look like tcp://host:8786, got {dask_address!r}")
+
+
 def task_runner(runner: str = "local", dask_address: str | None = None) -> Any:
     """The Prefect task runner for ``--runner local|dask`` (and ``--dask-address``)."""
+    check_runner(runner, dask_address)
     if runner == "local":
         if dask_address:
             raise ValueError("--dask-address needs --runner dask")

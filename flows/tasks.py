@@ -5,9 +5,12 @@ file, the catalogue, the model configurations and the code version, :func:`finge
 with Prefect's ``INPUTS`` policy over the task's small parameters (quarter, flags); the large
 in-memory arguments (bundle, frames) are excluded from ``INPUTS`` because they are fully
 determined by the fingerprint and hashing them would cost more than recomputing. Results are
-persisted (pickle) under the run's working directory ``<out>/.work/<quarter>/results``, so a rerun
-after a failure finds the finished stages there and resumes at the one that failed. The working
-directory is deleted once the quarter is published.
+persisted (zlib-compressed pickle) under the run's working directory, outside ``--out``
+(:func:`flows.quarterly.work_directory`), so a rerun after a failure finds the finished stages
+there and resumes at the one that failed. The working directory is deleted once the quarter is
+published. The fingerprint includes the published quarters the run reads (last quarter's
+bands and flags, the band history), so ``assess`` and ``band`` are never taken from a cache
+made against another previous quarter.
 
 Reading and validating the bundle are not cached: their result is the bundle itself (spells
 included), cheaper to read again than to pickle. Retries are on the I/O tasks only (hashing inputs, reading the bundle, publishing): a transient
@@ -24,11 +27,15 @@ from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE, CacheKeyFnPolicy, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.filesystems import LocalFileSystem
+from prefect.serializers import CompressedSerializer, PickleSerializer
 
 from surveillance import pipeline
 
 IO_RETRIES = 2
 IO_RETRY_DELAY = 2.0
+#: cached stage results: pickles compressed with zlib (quick; the mortality stage's pickle is
+#: mostly repeated structure)
+RESULT_SERIALIZER = CompressedSerializer(serializer=PickleSerializer(), compressionlib="zlib")
 
 
 def _fingerprint_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
@@ -64,15 +71,28 @@ def with_storage(task_obj: Any, storage: LocalFileSystem, large: tuple[str, ...]
         cache_policy=stage_cache_policy(large),
         persist_result=True,
         result_storage=storage,
+        result_serializer=RESULT_SERIALIZER,
     )
 
 
 # ------------------------------------------------------------------ I/O tasks (retried)
 
 
+def _transient(task_obj, task_run, state) -> bool:
+    """Retry an I/O task only when it failed with an ``OSError`` (not a refusal or a bug)."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except BaseException:  # noqa: BLE001 - any other failure is final
+        return False
+    return False
+
+
 _IO = {
     "retries": IO_RETRIES,
     "retry_delay_seconds": IO_RETRY_DELAY,
+    "retry_condition_fn": _transient,
     "cache_policy": NO_CACHE,
     "persist_result": False,
 }
@@ -116,8 +136,10 @@ def assemble(bundle, catalogue_frame, quarter: str, key: str):
 
 
 @task(name="validate", cache_policy=NO_CACHE, persist_result=False)
-def validate(bundle, assembly, catalogue_frame, quarter: str, quarantine: bool, key: str):
-    return pipeline.validate(bundle, assembly, catalogue_frame, quarter, quarantine)
+def validate(
+    bundle, assembly, catalogue_frame, quarter: str, quarantine: bool, key: str, checked=False
+):
+    return pipeline.validate(bundle, assembly, catalogue_frame, quarter, quarantine, checked)
 
 
 @task(name="derive")

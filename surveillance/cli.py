@@ -46,9 +46,13 @@ def validate(
         ),
     ],
     quarter: Annotated[
-        str,
-        typer.Option("--quarter", callback=_parse_quarter_option, help="Run quarter, e.g. 2013Q3."),
-    ],
+        str | None,
+        typer.Option(
+            "--quarter",
+            callback=lambda text: None if text is None else _parse_quarter_option(text),
+            help="Run quarter, e.g. 2013Q3 (default: the quarter the data cover, said so).",
+        ),
+    ] = None,
     catalogue: Annotated[
         Path | None,
         typer.Option(
@@ -56,7 +60,8 @@ def validate(
         ),
     ] = None,
 ) -> None:
-    """Check a bundle against the input contracts; print every violation; never modify the input.
+    """Check a bundle (source feeds included) against the input contracts; print every
+    violation; never modify the input.
 
     Exit status: 0 clean, 1 violations, 2 usage error. Rows are 1-based data rows (the header is
     line 1 of a CSV, so data row N is line N + 1).
@@ -64,9 +69,9 @@ def validate(
     from rich.console import Console
     from rich.table import Table
 
+    from surveillance import pipeline
     from surveillance.catalogue import load_catalogue
-    from surveillance.errors import ConfigError, ContractError
-    from surveillance.pipeline import contract_violations, load
+    from surveillance.errors import ConfigError, ContractError, SurveillanceError
 
     console = Console(width=200, soft_wrap=True)
     try:
@@ -74,11 +79,28 @@ def validate(
     except ConfigError as exc:
         console.print(str(exc), markup=False)
         raise typer.Exit(2) from None
+    hint = ""
     try:
-        # a large spells.parquet is checked by row group, not read whole (spells="auto")
-        violations = contract_violations(load(data, "auto"), quarter, cat)
+        if quarter is None:
+            found = pipeline.data_quarter(pipeline.load(data, "auto"))
+            if found is None:
+                typer.echo("--quarter not given and the bundle has no dates to infer it from")
+                raise typer.Exit(2)
+            quarter = found[0]
+            typer.echo(
+                f"no --quarter given: checking for {quarter}, the quarter the data cover "
+                f"({found[1]})"
+            )
+        # a large spells.parquet is checked by row group, not read whole (spells="auto"), and
+        # the indicators are those the run assembles from the source feeds
+        bundle, assembly = pipeline.read_inputs(data, cat, quarter)
+        violations = pipeline.validation_violations(bundle, assembly, cat, quarter)
+        hint = pipeline.quarter_hint(bundle, quarter, violations)
     except ContractError as exc:
         violations = exc.violations
+    except SurveillanceError as exc:
+        typer.echo(f"error: {exc}")
+        raise typer.Exit(1) from None
     if not violations:
         console.print(f"{data}: valid for {quarter} (no contract violations)", markup=False)
         raise typer.Exit(0)
@@ -90,6 +112,8 @@ def validate(
         table.add_row(v.file, rows, v.column or "", v.rule, v.message)
     console.print(table)
     console.print("rows are 1-based data rows (CSV line = row + 1)", markup=False)
+    if hint:
+        console.print(hint, markup=False)
     raise typer.Exit(1)
 
 
@@ -237,6 +261,10 @@ def demo(
     typer.echo(f"demo finished in {time.perf_counter() - started:.1f} s; open {summary.report}")
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _print_band_table(console, run_dir: Path, rows: int = 15) -> None:
     """The ranked band table (band 1 first, highest proportion score first within a band)."""
     import pandas as pd
@@ -247,14 +275,23 @@ def _print_band_table(console, run_dir: Path, rows: int = 15) -> None:
     bands["_band"] = bands["band"].map(order).fillna(9)
     bands["_p"] = pd.to_numeric(bands["proportion_score"], errors="coerce").fillna(-1)
     bands = bands.sort_values(["_band", "_p", "trust_code"], ascending=[True, False, True])
-    table = Table(title=f"Priority bands, {run_dir.name} (top {rows} of {len(bands)})")
-    for heading in ("band", "trust", "region", "risks", "elevated", "score", "P(band 1)", "moved"):
-        table.add_column(heading)
+
+    # one line per trust at 80 columns: no rules, trust names and regions cut to the
+    # width left by the short columns (56 characters with the padding)
+    table = Table(
+        title=f"Priority bands, {run_dir.name} (top {rows} of {len(bands)})",
+        box=None,
+        padding=(0, 1),
+        pad_edge=False,
+    )
+    trust_width = max(20, (console.width or 80) - 56)
+    for heading in ("band", "trust", "region", "risks", "elev.", "score", "P(1)", "moved"):
+        table.add_column(heading, no_wrap=True)
     for r in bands.head(rows).itertuples():
         table.add_row(
             r.band,
-            f"{r.trust_code} {r.trust_name}",
-            r.region,
+            _cut(f"{r.trust_code} {r.trust_name}", trust_width),
+            _cut(r.region, 10),
             r.risks,
             r.elevated_risks,
             f"{float(r.proportion_score):.3f}" if r.proportion_score else "",
@@ -293,6 +330,8 @@ def _flows():
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     # the embedded server's telemetry fails noisily on machines without internet access
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # ... and so does the SDK's, whose first-run notice is printed even with the above off
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
     root = Path(__file__).resolve().parents[1]
     if (root / "flows" / "__init__.py").is_file() and str(root) not in sys.path:
@@ -304,22 +343,31 @@ def _flows():
 
 
 class _StageProgress:
-    """Advance a Rich progress bar as the flow's task runs finish (a logging handler)."""
+    """Advance a Rich progress bar as the flow's task runs finish (a logging handler); with no
+    progress bar (stdout not a terminal: cron, CI logs) print one plain line per stage."""
 
-    def __init__(self, progress, task_id):
+    def __init__(self, progress, task_id, quarter: str = ""):
         import logging
+        import time
 
-        self.progress, self.task_id = progress, task_id
+        self.progress, self.task_id, self.quarter = progress, task_id, quarter
+        self.started = time.perf_counter()
         self.done: set[str] = set()
         self.handler = logging.Handler()
         self.handler.emit = self._emit  # type: ignore[method-assign]
 
     def _emit(self, record) -> None:
+        import time
+
         name = getattr(record, "task_name", None) or ""
         message = record.getMessage()
         if name in _STAGES and "Finished in state" in message and name not in self.done:
             self.done.add(name)
-            self.progress.update(self.task_id, advance=1, description=f"{name} done")
+            if self.progress is None:
+                seconds = time.perf_counter() - self.started
+                typer.echo(f"{self.quarter}: {name} done ({seconds:.1f} s)")
+            else:
+                self.progress.update(self.task_id, advance=1, description=f"{name} done")
 
     def __enter__(self):
         import logging
@@ -337,7 +385,9 @@ def _quiet_prefect_console() -> None:
     """Show only Prefect's warnings on the console (the progress bar tells the stages).
 
     Prefect logs task runs at INFO through a console handler on the root logger; raising that
-    handler's level keeps the records flowing to the API and to :class:`_StageProgress`.
+    handler's level keeps the records flowing to the API and to :class:`_StageProgress`. Its
+    error records (a failed task or flow, with the traceback) are kept off the console too: the
+    run prints the failure itself, in one message.
     """
     import logging
 
@@ -347,7 +397,24 @@ def _quiet_prefect_console() -> None:
     for handler in logging.getLogger().handlers:
         if type(handler).__name__ == "PrefectConsoleHandler":
             handler.setLevel(logging.WARNING)
+            if not any(isinstance(f, _NoPrefectErrors) for f in handler.filters):
+                handler.addFilter(_NoPrefectErrors())
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                handler.setLevel(logging.WARNING)
+                if not any(isinstance(f, _NoPrefectErrors) for f in handler.filters):
+                    handler.addFilter(_NoPrefectErrors())
     logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+class _NoPrefectErrors:
+    """Logging filter: drop Prefect's error records (task / flow failures and their tracebacks)."""
+
+    def filter(self, record) -> bool:
+        import logging
+
+        return not (record.levelno >= logging.ERROR and record.name.startswith("prefect"))
 
 
 def _print_summary(console, summary) -> None:
@@ -358,6 +425,8 @@ def _print_summary(console, summary) -> None:
     table.add_column("value", overflow="fold")
     bands = ", ".join(f"{b}: {n}" for b, n in summary.band_counts.items())
     table.add_row("bands", bands)
+    if summary.previous:
+        table.add_row("previous quarter", summary.previous)
     table.add_row("new mortality alerts", str(summary.new_alerts))
     movers = ", ".join(
         f"{r.trust_code} {r.previous_band}->{r.band}" for r in summary.movers.head(5).itertuples()
@@ -385,26 +454,84 @@ def _run_quarter_flow(
     mlflow: bool = True,
     spells: str | None = None,
 ):
-    """Run the quarterly flow with a progress bar; return the run summary (or exit non-zero)."""
+    """Check first, then run the quarterly flow with a progress bar; return the run summary.
+
+    :func:`surveillance.pipeline.preflight` checks the arguments, the output directory, the
+    published quarters and the inputs before Prefect is imported, so a refusal takes seconds and
+    prints one message (exit 1, or 2 for a usage error) with nothing left in ``--out``.
+    """
     import time
 
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from surveillance import pipeline
-    from surveillance.errors import ContractError, SurveillanceError
+    from surveillance.errors import SurveillanceError
 
+    started = time.perf_counter()
     _flows()
-    from flows.quarterly import quarterly
-    from flows.runners import task_runner
+    from flows.runners import check_runner
 
     try:
-        runner_obj = task_runner(runner, dask_address)
+        check_runner(runner, dask_address)
+        options = pipeline.RunOptions(
+            data_dir=data,
+            quarter=quarter,
+            out=out,
+            force=force,
+            quarantine=quarantine,
+            mlflow=mlflow,
+            spells=spells or "auto",
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    flow = quarterly.with_options(task_runner=runner_obj)
-    started = time.perf_counter()
-    _quiet_prefect_console()
+    out_existed = Path(out).exists()
     try:
+        checked = pipeline.preflight(options)
+    except SurveillanceError as exc:
+        _refuse(exc, out, out_existed)
+    typer.echo(
+        f"{quarter}: inputs checked in {time.perf_counter() - started:.1f} s "
+        f"(run {checked.fingerprint.run_id})"
+    )
+    try:
+        result = _orchestrate(console, checked, runner, dask_address, quarter, spells)
+    except SurveillanceError as exc:
+        _refuse(exc, out, out_existed)
+    except Exception as exc:  # noqa: BLE001 - one message, not a traceback; see SURVEILLANCE_TRACEBACK
+        import os
+
+        if os.environ.get("SURVEILLANCE_TRACEBACK"):
+            raise
+        _refuse(exc, out, out_existed, unexpected=True)
+    summary = pipeline.summarise(Path(result["run_dir"]))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _orchestrate(console, checked, runner, dask_address, quarter, spells) -> dict:
+    """The quarterly flow for a checked run, on the configured or an embedded Prefect server."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from flows.quarterly import quarterly
+    from flows.runners import task_runner
+    from flows.server import prefect_api
+
+    options = checked.options
+    flow = quarterly.with_options(task_runner=task_runner(runner, dask_address))
+    _quiet_prefect_console()
+    arguments = {
+        "data_dir": str(options.data_dir),
+        "out": str(options.out),
+        "quarter": options.quarter,
+        "force": options.force,
+        "quarantine": options.quarantine,
+        "spells": spells,
+        "mlflow": options.mlflow,
+        "checked_run_id": checked.fingerprint.run_id,
+    }
+    with prefect_api(typer.echo):
+        if not console.is_terminal:
+            typer.echo(f"{quarter}: running the quarterly flow")
+            with _StageProgress(None, None, quarter):
+                return flow(**arguments)
         with Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.fields[q]}"),
@@ -414,28 +541,34 @@ def _run_quarter_flow(
             console=console,
             transient=True,
         ) as progress:
-            task_id = progress.add_task("starting", total=len(_STAGES) - (not mlflow), q=quarter)
-            with _StageProgress(progress, task_id):
-                result = flow(
-                    data_dir=str(data),
-                    out=str(out),
-                    quarter=quarter,
-                    force=force,
-                    quarantine=quarantine,
-                    spells=spells,
-                    mlflow=mlflow,
-                )
-    except ContractError as exc:
+            total = len(_STAGES) - (not options.mlflow)
+            task_id = progress.add_task("starting the flow", total=total, q=quarter)
+            with _StageProgress(progress, task_id, quarter):
+                return flow(**arguments)
+
+
+def _refuse(exc: Exception, out: Path, out_existed: bool, unexpected: bool = False):
+    """Print why nothing was published (one message, no traceback) and exit 1.
+
+    An ``--out`` this run created and left empty is removed, so a refused run leaves nothing.
+    """
+    import contextlib
+
+    from surveillance.errors import ContractError
+
+    if isinstance(exc, ContractError):
         typer.echo(str(exc))
-        typer.echo("nothing was published")
-        raise typer.Exit(1) from None
-    except SurveillanceError as exc:
+        if getattr(exc, "hint", ""):
+            typer.echo(exc.hint)
+    elif unexpected:
+        typer.echo(f"error: {type(exc).__name__}: {exc} (SURVEILLANCE_TRACEBACK=1 shows where)")
+    else:
         typer.echo(f"error: {exc}")
-        typer.echo("nothing was published")
-        raise typer.Exit(1) from None
-    summary = pipeline.summarise(Path(result["run_dir"]))
-    summary.seconds = time.perf_counter() - started
-    return summary
+    typer.echo("nothing was published")
+    if not out_existed:
+        with contextlib.suppress(OSError):
+            Path(out).rmdir()  # only if empty
+    raise typer.Exit(1) from None
 
 
 @app.command()

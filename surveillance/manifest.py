@@ -96,8 +96,11 @@ def run_id(
     model_configs: Mapping[str, str],
     code: Mapping[str, Any],
     options: Mapping[str, Any] | None = None,
+    previous: Mapping[str, Any] | None = None,
 ) -> str:
-    """Deterministic run id: ``<quarter>-<16 hex>`` over inputs, configuration and code."""
+    """Deterministic run id: ``<quarter>-<16 hex>`` over inputs, configuration and code, and
+    ``previous``: the published quarters the run reads (last quarter's run id and table hashes,
+    the band history's hashes), since movement, persistence and the history depend on them."""
     payload = {
         "quarter": quarter,
         "inputs": {k: v["sha256"] for k, v in inputs.items()},
@@ -106,6 +109,8 @@ def run_id(
         "code": {"package": code.get("package"), "git_commit": code.get("git_commit")},
         "options": dict(options or {}),
     }
+    if previous:  # absent when nothing is published before: such run ids are unchanged
+        payload["previous"] = dict(previous)
     return f"{quarter}-{sha256_json(payload)[:16]}"
 
 
@@ -146,6 +151,9 @@ class Manifest:
     quarantined_rows: int = 0
     mlflow: dict[str, Any] = field(default_factory=dict)
     source_notes: list[str] = field(default_factory=list)
+    #: published quarters read (:func:`surveillance.pipeline.previous_record`): last quarter's run
+    #: id and the sha256 of its bands.csv and flags.csv, and the band history's bands.csv hashes
+    previous: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +163,7 @@ class Manifest:
             "code_version": self.code_version,
             "options": self.options,
             "inputs": self.inputs,
+            "previous": self.previous,
             "catalogue_sha256": self.catalogue_sha256,
             "model_configs": self.model_configs,
             "sources": self.sources,

@@ -179,10 +179,15 @@ class Fingerprint:
     model_configs: dict[str, str]
     code: dict[str, Any]
     options: dict[str, Any]
+    #: the published quarters this run reads (:func:`previous_record`): last quarter's run id and
+    #: the sha256 of its ``bands.csv`` / ``flags.csv`` (movement, persistence), and the sha256 of
+    #: each earlier ``bands.csv`` read for the band history; empty when none is published
+    previous: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        """Cache key of the run's stages (the run id's full hash)."""
+        """Cache key of the run's stages (the run id's full hash, so it covers the inputs, the
+        configuration, the code and the previous quarter's published outputs)."""
         return self.run_id
 
 
@@ -219,8 +224,11 @@ def fingerprint(options: RunOptions) -> Fingerprint:
     catalogue_sha = sha256_file(opts.catalogue_path)
     configs = {name: sha256_file(path) for name, path in sorted(opts.model_configs.items())}
     decided = {"quarantine": opts.quarantine}
-    rid = run_id(opts.quarter, inputs, catalogue_sha, configs, opts.code, decided)
-    return Fingerprint(rid, opts.quarter, inputs, catalogue_sha, configs, dict(opts.code), decided)
+    previous = previous_record(opts)
+    rid = run_id(opts.quarter, inputs, catalogue_sha, configs, opts.code, decided, previous)
+    return Fingerprint(
+        rid, opts.quarter, inputs, catalogue_sha, configs, dict(opts.code), decided, previous
+    )
 
 
 # ============================================================================================
@@ -309,7 +317,12 @@ class Validated:
 
 
 def validate(
-    bundle: Any, assembly: Assembly, catalogue: pd.DataFrame, quarter: str, quarantine: bool
+    bundle: Any,
+    assembly: Assembly,
+    catalogue: pd.DataFrame,
+    quarter: str,
+    quarantine: bool,
+    checked: bool = False,
 ) -> Validated:
     """Check the input contracts on the bundle with the assembled indicators.
 
@@ -317,15 +330,18 @@ def validate(
     column and rule). With ``quarantine`` the rows named by violations are removed from their
     tables and listed in ``quarantine.csv`` by :func:`surveillance.quarantine.quarantine_bundle`
     (one line per row: file, row, column, rule, message and the row's key columns); violations
-    that name no rows (a missing column, a missing file) still stop the run.
+    that name no rows (a missing column, a missing file) still stop the run. ``checked`` (no
+    quarantine) skips the contract check that :func:`preflight` already passed for the same run id.
     """
     from dataclasses import replace
 
     from surveillance import quarantine as quarantine_module
 
+    prechecked = checked
     checked = replace(bundle, indicators=assembly.indicators)
     if not quarantine:
-        violations = contract_violations(checked, quarter, catalogue)
+        # ``checked``: :func:`preflight` already found no violation in these very bytes
+        violations = [] if prechecked else contract_violations(checked, quarter, catalogue)
         if violations:
             raise ContractError(violations)
         return Validated(checked, pd.DataFrame(columns=QUARANTINE_COLUMNS))
@@ -506,42 +522,185 @@ def explain_unavailable(flags: pd.DataFrame, unavailable: Mapping[str, str]) -> 
     return out
 
 
-def band_history(options: RunOptions, quarters: int = 8) -> pd.DataFrame:
-    """Bands of the published quarters before this one (``trust_code, quarter, band``).
+#: how many published quarters before the run's the band history reads
+HISTORY_QUARTERS = 8
+#: columns a previous quarter's tables must have to be used (movement, persistence, history)
+PREVIOUS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "bands.csv": ("trust_code", "band"),
+    "flags.csv": ("trust_code", "indicator_id", "flag"),
+}
 
-    Read from ``<out>/<quarter>/bands.csv`` for up to ``quarters`` earlier quarters, so trust
-    pages can show the band history. Like movement, it depends on what is already published.
+
+class PreviousQuarterError(SurveillanceError):
+    """A published quarter the run reads (last quarter, or one of the band history) is unusable.
+
+    The run stops: movement, persistence and the band history would silently be wrong without it.
     """
+
+
+def _previous_root(options: RunOptions) -> Path:
+    return Path(options.previous_run).parent if options.previous_run else Path(options.out)
+
+
+def previous_run_directory(options: RunOptions) -> Path | None:
+    """Last quarter's published directory (``previous_run``, else ``<out>/<previous quarter>``)."""
+    if options.previous_run is not None:
+        return Path(options.previous_run)
+    candidate = Path(options.out) / str(Quarter.parse(options.quarter).previous())
+    return candidate if candidate.is_dir() else None
+
+
+def _unusable(run_dir: Path, problem: str) -> PreviousQuarterError:
+    return PreviousQuarterError(
+        f"published quarter {run_dir} cannot be read: {problem}. The run does not continue "
+        "without it (movement, persistence and the band history depend on it): restore it "
+        f"(`surveillance verify {run_dir}` lists what changed) or move it out of the output "
+        "directory, then run again"
+    )
+
+
+def read_published_table(run_dir: Path, name: str) -> tuple[pd.DataFrame, str]:
+    """One table of a published quarter, checked: ``(frame, sha256 of its bytes)``.
+
+    The bytes are read once, so the hash recorded is that of the table used. Raises
+    :class:`PreviousQuarterError` naming the file and the problem (not UTF-8, not CSV, a
+    required column missing, or different from the sha256 its run's manifest recorded).
+    """
+    import io
+
+    path = Path(run_dir) / name
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _unusable(run_dir, f"{name}: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    recorded = _manifest(run_dir).get("outputs", {}).get(name)
+    if recorded and recorded != digest:
+        raise _unusable(
+            run_dir,
+            f"{name} differs from the sha256 its manifest.json recorded (changed since it "
+            "was published)",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _unusable(
+            run_dir, f"{name} is not UTF-8 text (byte {exc.start}, line {line})"
+        ) from None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise _unusable(run_dir, f"{name} is not a readable CSV ({exc})") from None
+    missing = [c for c in PREVIOUS_COLUMNS.get(name, ()) if c not in frame.columns]
+    if missing:
+        raise _unusable(run_dir, f"{name} has no column {', '.join(missing)}")
+    return frame, digest
+
+
+def _manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _unusable(run_dir, f"manifest.json is not readable JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise _unusable(run_dir, "manifest.json is not a JSON object")
+    return payload
+
+
+def _history_directories(options: RunOptions, quarters: int) -> list[tuple[str, Path]]:
     q = Quarter.parse(options.quarter)
-    root = Path(options.previous_run).parent if options.previous_run else Path(options.out)
-    frames = []
+    root = _previous_root(options)
+    found = []
     for _ in range(quarters):
         q = q.previous()
         path = root / str(q) / "bands.csv"
-        if path.is_file():
-            bands = pd.read_csv(path, dtype=str, keep_default_na=False)
-            frames.append(bands[["trust_code", "band"]].assign(quarter=str(q)))
+        if path.is_file() or (root / str(q)).is_dir():
+            found.append((str(q), root / str(q)))
+    return found
+
+
+def band_history(options: RunOptions, quarters: int = HISTORY_QUARTERS) -> pd.DataFrame:
+    """Bands of the published quarters before this one (``trust_code, quarter, band``).
+
+    Read from ``<out>/<quarter>/bands.csv`` for up to ``quarters`` earlier quarters, so trust
+    pages can show the band history. Like movement, it depends on what is already published, so
+    the hashes of the files read are part of the run id (:func:`previous_record`).
+    """
+    frames = []
+    for quarter, run_dir in _history_directories(options, quarters):
+        bands, _ = read_published_table(run_dir, "bands.csv")
+        frames.append(bands[["trust_code", "band"]].assign(quarter=quarter))
     if not frames:
         return pd.DataFrame(columns=["trust_code", "quarter", "band"])
     return pd.concat(frames, ignore_index=True)[["trust_code", "quarter", "band"]]
 
 
-def previous_outputs(options: RunOptions) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """Last quarter's published ``bands.csv`` and ``flags.csv`` (for movement and persistence)."""
-    opts = options
-    previous = opts.previous_run
+def previous_outputs(
+    options: RunOptions, expected: Mapping[str, Any] | None = None
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Last quarter's published ``bands.csv`` and ``flags.csv`` (for movement and persistence).
+
+    ``bands.csv`` is required of a published quarter, ``flags.csv`` optional (no persistence
+    without it). With ``expected`` (:attr:`Fingerprint.previous`) the files read must be the ones
+    the run id was made from, or the run stops (the quarter was republished meanwhile).
+    """
+    previous = previous_run_directory(options)
     if previous is None:
-        candidate = Path(opts.out) / str(Quarter.parse(opts.quarter).previous())
-        previous = candidate if candidate.is_dir() else None
-    if previous is None:
+        if expected and expected.get("previous_quarter"):
+            raise PreviousQuarterError(
+                f"the previous quarter {expected['previous_quarter']['quarter']} was removed "
+                "while the run was in progress: run again"
+            )
         return None, None
-    frames = []
+    frames: list[pd.DataFrame | None] = []
+    hashes = {}
     for name in ("bands.csv", "flags.csv"):
-        path = Path(previous) / name
-        frames.append(
-            pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else None
-        )
+        if name == "flags.csv" and not (Path(previous) / name).is_file():
+            frames.append(None)
+            continue
+        frame, hashes[name] = read_published_table(previous, name)
+        frames.append(frame)
+    if expected is not None:
+        recorded = (expected.get("previous_quarter") or {}).get("sha256")
+        if recorded != hashes:
+            raise PreviousQuarterError(
+                f"published quarter {previous} changed while the run was in progress: run again"
+            )
     return frames[0], frames[1]
+
+
+def previous_record(options: RunOptions) -> dict[str, Any]:
+    """What the run reads of already published quarters, for the run id and the manifest.
+
+    ``previous_quarter``: last quarter's ``quarter``, ``run_id`` (from its manifest, empty when
+    it has none) and the sha256 of its ``bands.csv`` and ``flags.csv``; ``band_history``: quarter
+    -> sha256 of each earlier ``bands.csv`` read for the band history. Empty when nothing is
+    published before the run's quarter. Raises :class:`PreviousQuarterError` for an unusable one.
+    """
+    record: dict[str, Any] = {}
+    previous = previous_run_directory(options)
+    if previous is not None:
+        hashes = {}
+        for name in ("bands.csv", "flags.csv"):
+            if name == "flags.csv" and not (Path(previous) / name).is_file():
+                continue
+            hashes[name] = read_published_table(previous, name)[1]
+        record["previous_quarter"] = {
+            "quarter": str(Quarter.parse(options.quarter).previous()),
+            "run_id": str(_manifest(previous).get("run_id", "")),
+            "sha256": hashes,
+        }
+    history = {
+        quarter: read_published_table(run_dir, "bands.csv")[1]
+        for quarter, run_dir in _history_directories(options, HISTORY_QUARTERS)
+    }
+    if history:
+        record["band_history"] = history
+    return record
 
 
 def band(
@@ -798,6 +957,7 @@ def finish_manifest(
         missing_sources=missing,
         quarantined_rows=len(results.validated.quarantine),
         source_notes=list(results.assembly.notes),
+        previous=dict(fp.previous),
         mlflow={
             "experiment": "surveillance-quarterly",
             "tag": {"surveillance.run_id": fp.run_id},
@@ -825,6 +985,158 @@ def write_timings(
 
 
 # ============================================================================================
+# check first, orchestrate second (DESIGN.md section 7)
+
+#: contract rules whose verdict depends on the run's quarter (a wrong --quarter breaks them)
+QUARTER_RULES = frozenset(
+    {"period_window", "spell_window", "month_window", "date_after_quarter", "monthly_row"}
+)
+
+
+class QuarterContractError(ContractError):
+    """:class:`ContractError` with a hint: the quarter the data cover, when it is another one."""
+
+    def __init__(self, violations: list, hint: str = ""):
+        super().__init__(violations)
+        self.hint = hint
+
+
+def data_quarter(bundle: Any) -> tuple[str, str] | None:
+    """The quarter a bundle's data cover and why: the quarter of the latest indicator period end
+    (else of the latest spell discharge), or ``None`` when neither has a parseable date."""
+    candidates = [(bundle.indicators, "period_end", "indicators.csv period_end")]
+    if bundle.spells is not None:
+        candidates.append((bundle.spells, "discharge_date", "spells discharge_date"))
+    for frame, column, label in candidates:
+        if frame is None or column not in frame.columns or not len(frame):
+            continue
+        dates = pd.to_datetime(frame[column].astype(str), errors="coerce", format="ISO8601")
+        latest = dates.max()
+        if pd.notna(latest):
+            quarter = f"{latest.year}Q{(latest.month - 1) // 3 + 1}"
+            return quarter, f"the latest {label} is {latest.date()}"
+    return None
+
+
+def quarter_hint(bundle: Any, quarter: str, violations: list) -> str:
+    """``"the data cover 2013Q3 (...): did you mean --quarter 2013Q3?"`` when the violations
+    depend on the quarter and the data cover another one; empty otherwise."""
+    if not any(v.rule in QUARTER_RULES for v in violations):
+        return ""
+    found = data_quarter(bundle)
+    if found is None or found[0] == str(Quarter.parse(quarter)):
+        return ""
+    return f"the data cover {found[0]} ({found[1]}): did you mean --quarter {found[0]}?"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A run that passed :func:`preflight`: its resolved options and fingerprint."""
+
+    options: RunOptions
+    fingerprint: Fingerprint
+
+
+def preflight(options: RunOptions) -> Checked:
+    """Everything a run would refuse, checked before any orchestration starts.
+
+    In order: the paths (``--out`` apart from ``--data``, usable, nothing created), the quarter
+    already published (without ``force``), another run holding the quarter's lock, the published
+    quarters the run reads (:func:`previous_record`), then the bundle: read, source feeds
+    assembled and the input contracts checked (with ``quarantine``, only what would still stop
+    the run). Raises :class:`SurveillanceError` (:class:`QuarterContractError` for contract
+    violations, with the quarter the data cover when the requested one looks wrong). Writes
+    nothing, so a refusal leaves ``--out`` as it was.
+    """
+    opts = options.resolved()
+    store.check_apart(opts.data_dir, opts.out)
+    store.check_output_dir(opts.out)
+    target = store.run_directory(opts.out, opts.quarter)
+    if target.exists() and not opts.force:
+        raise store.AlreadyPublishedError(
+            f"{target} already exists: pass --force to replace it with this run"
+        )
+    store.check_unlocked(opts.out, opts.quarter)
+    fp = fingerprint(opts)
+    catalogue = load_catalogue(opts.catalogue_path)
+    bundle, assembly = read_inputs(opts.data_dir, catalogue, opts.quarter, opts.spells)
+    try:
+        validate(bundle, assembly, catalogue, opts.quarter, opts.quarantine)
+    except ContractError as exc:
+        raise QuarterContractError(
+            exc.violations, quarter_hint(bundle, opts.quarter, exc.violations)
+        ) from None
+    return Checked(opts, fp)
+
+
+def read_inputs(
+    data_dir: Path, catalogue: pd.DataFrame, quarter: str, spells: str = "auto"
+) -> tuple[Any, Assembly]:
+    """The bundle and the quarter's assembled indicators, as the run reads them (``validate``
+    and :func:`preflight` both check these); an unreadable file is one plain
+    :class:`SurveillanceError`, never a traceback."""
+    data_dir = Path(data_dir)
+    bundle = _plainly(load, "the bundle", data_dir, data_dir, spells)
+    feeds = data_dir / FEEDS_SUBDIR
+    check_feed_files(feeds)
+    assembly = _plainly(assemble_sources, "a source feed", feeds, bundle, catalogue, quarter)
+    return bundle, assembly
+
+
+def check_feed_files(feeds: Path) -> None:
+    """Each ``feeds/*.csv`` non-empty UTF-8 text without a runaway line, each ``*.parquet`` a
+    readable Parquet file: :class:`ContractError` (``file_unreadable``) naming ``feeds/<file>``
+    and where, before an adapter parses it."""
+    from dataclasses import replace
+
+    import pyarrow.parquet as pq
+
+    from surveillance.bundle import scan_text
+    from surveillance.errors import Violation
+
+    if not Path(feeds).is_dir():
+        return
+    violations = []
+    for path in sorted(Path(feeds).iterdir()):
+        name = f"{FEEDS_SUBDIR}/{path.name}"
+        try:
+            if path.suffix == ".csv":
+                if path.stat().st_size == 0:
+                    violations.append(Violation(name, "file_unreadable", "the file is empty"))
+                    continue
+                scan_text(path)
+            elif path.suffix == ".parquet":
+                pq.ParquetFile(path)
+        except ContractError as exc:
+            violations.extend(replace(v, file=name) for v in exc.violations)
+        except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a file that is not Parquet
+            violations.append(Violation(name, "file_unreadable", f"not a Parquet file ({exc})"))
+    if violations:
+        raise ContractError(violations)
+
+
+def validation_violations(
+    bundle: Any, assembly: Assembly, catalogue: pd.DataFrame, quarter: str
+) -> list:
+    """Every contract violation of the bundle with its assembled indicators (what the run's
+    :func:`validate` refuses without quarantine)."""
+    from dataclasses import replace
+
+    return contract_violations(replace(bundle, indicators=assembly.indicators), quarter, catalogue)
+
+
+def _plainly(fn, what: str, where: Path, *args):
+    """``fn(*args)``, with an unexpected reading error turned into one plain message."""
+    try:
+        return fn(*args)
+    except SurveillanceError:
+        raise
+    except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        raise SurveillanceError(f"{where}: {what} could not be read ({detail})") from None
+
+
+# ============================================================================================
 # the whole quarter without Prefect
 
 
@@ -843,6 +1155,8 @@ class RunSummary:
     excluded: list[str]
     quarantined: int
     seconds: float
+    #: the previous quarter the run read (movement, persistence), or why none
+    previous: str = ""
 
 
 def summarise(run_dir: Path) -> RunSummary:
@@ -882,7 +1196,16 @@ def summarise(run_dir: Path) -> RunSummary:
         excluded=[e["indicator_id"] for e in manifest.get("left_out_of_banding", [])],
         quarantined=int(manifest.get("quarantined_rows", 0)),
         seconds=float(timings.get("total_seconds", 0.0)),
+        previous=_previous_text(manifest.get("previous", {})),
     )
+
+
+def _previous_text(record: Mapping[str, Any]) -> str:
+    prior = record.get("previous_quarter")
+    if not prior:
+        return "none published (movement: new; no persistence)"
+    run = f"run {prior['run_id']}" if prior.get("run_id") else "no manifest"
+    return f"{prior['quarter']} ({run})"
 
 
 def compute_quarter(
@@ -907,7 +1230,7 @@ def compute_quarter(
     )
     derived = timed("derive", derive, validated.bundle, catalogue, opts.quarter)
     mort = timed("mortality", mortality, validated.bundle, catalogue, opts.quarter)
-    previous_bands, previous_flags = previous_outputs(opts)
+    previous_bands, previous_flags = previous_outputs(opts, fp.previous)
     flags = timed(
         "assess",
         assess_flags,
@@ -960,6 +1283,7 @@ def write_and_publish(
 def run_quarter(options: RunOptions) -> RunSummary:
     """The quarter end to end without Prefect: lock, compute, write, publish, summarise."""
     opts = options.resolved()
+    store.check_apart(opts.data_dir, opts.out)
     root = store.ensure_output_dir(opts.out)
     with store.quarter_lock(root, opts.quarter):
         target = store.run_directory(root, opts.quarter)

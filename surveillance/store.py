@@ -125,6 +125,28 @@ def _os_error(exc: OSError, path: Path, action: str) -> StoreError:
     return StoreError(f"cannot {action} {path}: {reason}")
 
 
+def check_apart(data_dir: Path | str, out: Path | str) -> None:
+    """Refuse an output directory that is, contains or lies inside the input bundle.
+
+    Publishing replaces ``<out>/<quarter>`` (``--force``) and writes stores beside it, so an
+    ``--out`` holding the bundle (``--data out/2013Q3 --out out``) could delete the input, and
+    one inside the bundle would write into it; refused whatever the flags, before anything is
+    created. Paths are compared resolved (symlinks followed).
+    """
+    data = Path(data_dir).resolve()
+    root = Path(out).resolve()
+    if data == root or root in data.parents:
+        raise StoreError(
+            f"--data {data} is inside --out {root}: publishing there could replace or delete the "
+            "input bundle; choose an --out outside the bundle (e.g. --out out)"
+        )
+    if data in root.parents:
+        raise StoreError(
+            f"--out {root} is inside --data {data}: the run would write into its own input "
+            "bundle; choose an --out outside the bundle (e.g. --out out)"
+        )
+
+
 def ensure_output_dir(out: Path | str) -> Path:
     """Create ``out`` if needed and check it is a writable directory; return it resolved."""
     root = Path(out)
@@ -135,14 +157,54 @@ def ensure_output_dir(out: Path | str) -> Path:
     root = root.resolve()
     if not root.is_dir():
         raise StoreError(f"--out {root} is not a directory")
+    fd, probe = None, None
     try:
-        probe = tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-", delete=True)
-        probe.write(b"x")
-        probe.flush()
-        probe.close()
+        # removed in ``finally``, whatever fails (a full disk fails the write, not the create)
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".write-test-")
+        os.write(fd, b"x")
+        os.fsync(fd)
     except OSError as exc:
         raise _os_error(exc, root, "write to the output directory") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
     return root
+
+
+def check_output_dir(out: Path | str) -> None:
+    """Check that ``out`` is or can be made a writable directory, creating nothing.
+
+    The nearest existing ancestor must be a directory this user may write to, on a file system
+    that is not read-only and has space left. The run checks the same again, by writing, once
+    it starts (:func:`ensure_output_dir`).
+    """
+    root = Path(out).absolute()
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise StoreError(f"--out {root}: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is not a directory" if existing == root else f"has a file in its path ({existing})"
+        raise StoreError(f"--out {root} {what}")
+    stats = os.statvfs(existing)
+    if stats.f_flag & os.ST_RDONLY:
+        raise StoreError(
+            f"cannot write to the output directory {root}: the file system is read-only"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"cannot write to the output directory {root}: permission denied for {existing} "
+            "(read-only for this user, or immutable)"
+        )
+    if stats.f_bavail == 0:
+        raise StoreError(
+            f"cannot write to the output directory {root}: no space left on the device "
+            "(free space or choose another --out)"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,22 +222,60 @@ def quarter_lock(out: Path | str, quarter: str | Quarter) -> Iterator[Path]:
     run_dir = run_directory(out, quarter)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = run_dir.parent / f".{run_dir.name}.lock"
+    fd = _acquire(lock_path, run_dir.name)
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise _os_error(exc, lock_path, "create the lock file") from None
-    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield lock_path
+    finally:
+        # removed while still held, so a run leaves no lock file behind; a process that opened
+        # it meanwhile finds it unlinked after locking and takes a fresh one (see _acquire)
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
+def _acquire(lock_path: Path, quarter: str) -> int:
+    """Open and ``flock`` the lock file; the descriptor, once it locks the file at the path."""
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _os_error(exc, lock_path, "create the lock file") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_lock_holder(fd)
+            os.close(fd)
             raise RunLockedError(
-                f"another run of {run_dir.name} is in progress{holder} (lock {lock_path}); "
+                f"another run of {quarter} is in progress{holder} (lock {lock_path}); "
                 "wait for it to finish"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield lock_path
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the previous holder removed it after we opened it: lock the new one
+
+
+def check_unlocked(out: Path | str, quarter: str | Quarter) -> None:
+    """Raise :class:`RunLockedError` if another run holds the quarter's lock (creates nothing)."""
+    run_dir = run_directory(out, quarter)
+    lock_path = run_dir.parent / f".{run_dir.name}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no run in progress
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(
+                f"another run of {run_dir.name} is in progress{_read_lock_holder(fd)} "
+                f"(lock {lock_path}); wait for it to finish"
+            ) from None
     finally:
         os.close(fd)
 

@@ -61,7 +61,6 @@ def test_wrong_quarter_is_a_violation(tmp_path):
 def test_usage_errors_exit_2(tmp_path):
     write_bundle(tmp_path, valid_frames())
     cases = [
-        ["validate", "--data", str(tmp_path)],  # no quarter
         ["validate", "--quarter", "2013Q3"],  # no data
         ["validate", "--data", str(tmp_path), "--quarter", "2013Q5"],
         ["validate", "--data", str(tmp_path / "absent"), "--quarter", "2013Q3"],
@@ -69,3 +68,22 @@ def test_usage_errors_exit_2(tmp_path):
     for args in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
+
+
+def test_quarter_is_inferred_and_said(tmp_path):
+    """Issue 17: without --quarter, the quarter the data cover is checked, and the output says so."""
+    write_bundle(tmp_path, valid_frames())
+    result = runner.invoke(app, ["validate", "--data", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "no --quarter given: checking for 2013Q3, the quarter the data cover" in text
+    assert "valid for 2013Q3" in text
+
+
+def test_wrong_quarter_names_the_quarter_the_data_cover(tmp_path):
+    write_bundle(tmp_path, valid_frames())
+    result = runner.invoke(
+        app, ["validate", "--data", str(tmp_path), "--quarter", "2014Q1"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 1
+    assert "did you mean --quarter 2013Q3?" in " ".join(result.output.split())

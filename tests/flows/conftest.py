@@ -1,4 +1,5 @@
-"""Fixtures for the flow tests: one session-scoped Prefect test harness, small synthetic bundles.
+"""Fixtures for the flow tests: small synthetic bundles (the session's one Prefect server,
+``prefect_harness``, is in ``tests/conftest.py``).
 
 The bundles are the synthetic nation at ``test`` scale cut down to a subset of trusts (every table
 filtered on ``trust_code``), two consecutive quarters so the second has a previous run.
@@ -6,7 +7,6 @@ filtered on ``trust_code``), two consecutive quarters so the second has a previo
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -19,16 +19,6 @@ if str(PROJECT_ROOT) not in sys.path:  # `flows` lives at the project root, besi
 QUARTERS = ("2013Q2", "2013Q3")
 N_TRUSTS = 40
 ROW_GROUP_ROWS = 5_000
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    """One Prefect test server (temporary SQLite database) for the whole session."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
 
 
 def _subset_bundle(source: Path, target: Path, codes: set[str]) -> None:

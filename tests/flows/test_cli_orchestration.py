@@ -16,7 +16,7 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def cli_run(small_bundles, tmp_path_factory) -> Path:
+def cli_run(small_bundles, tmp_path_factory, prefect_harness) -> Path:
     """2013Q2 published through ``surveillance run`` (no MLflow: see test_quarterly)."""
     out = tmp_path_factory.mktemp("cli")
     result = runner.invoke(
@@ -38,7 +38,7 @@ def cli_run(small_bundles, tmp_path_factory) -> Path:
     return out
 
 
-def test_run_prints_summary(cli_run: Path, tmp_path_factory) -> None:
+def test_run_prints_summary(cli_run: Path, tmp_path_factory, prefect_harness) -> None:
     import pandas as pd
 
     output = (tmp_path_factory.getbasetemp() / "cli-run-output.txt").read_text()
@@ -50,6 +50,13 @@ def test_run_prints_summary(cli_run: Path, tmp_path_factory) -> None:
     )
     assert expected in output
     assert "reports/index.html" in output.replace("\n", "")
+    # the run used the session's one Prefect server and started none of its own (issue 17)
+    assert f"Prefect API: {prefect_harness}" in output
+    assert "starting Prefect's embedded server" not in output
+    # not a terminal (CliRunner, like cron or a CI log): plain progress lines, one per stage
+    assert "2013Q2: running the quarterly flow" in output
+    for stage in ("validate", "mortality", "band", "publish"):
+        assert f"2013Q2: {stage} done (" in output, stage
     timings = json.loads((cli_run / "2013Q2" / "timings.json").read_text())
     assert "mlflow_run_id" not in timings  # --no-mlflow
 

@@ -184,7 +184,15 @@ def test_failed_stage_publishes_nothing_and_rerun_resumes(
         _run_flow(small_bundles, out, "2013Q3", code_version)
     assert not (out / "2013Q3").exists()
     assert not list(out.glob(".2013Q3.staging-*"))
-    assert (out / ".work" / "2013Q3" / "results").is_dir()  # finished stages kept for the rerun
+    from flows.quarterly import work_directory
+
+    assert (work_directory(out, "2013Q3") / "results").is_dir()  # finished stages kept
+    # ... outside --out: the failed run left nothing there beside the published 2013Q2
+    assert sorted(p.name for p in out.iterdir()) == ["2013Q2"]
+    # ... and small: compressed, the mortality stage's result is ~0.2 MB here instead of ~34 MB
+    results = work_directory(out, "2013Q3") / "results"
+    cached = sum(p.stat().st_size for p in results.rglob("*") if p.is_file())
+    assert cached < 4_000_000, cached
 
     # the rerun must take mortality, derive and assess from the cache: make them unrunnable
     monkeypatch.undo()
@@ -197,7 +205,34 @@ def test_failed_stage_publishes_nothing_and_rerun_resumes(
     _run_flow(small_bundles, out, "2013Q3", code_version)
     monkeypatch.undo()
     assert _differ(out / "2013Q3", published / "2013Q3") == []
-    assert not (out / ".work").exists()  # working directory removed once published
+    assert not work_directory(out, "2013Q3").exists()  # removed once published
+    assert not work_directory(out, "2013Q3").parent.exists()
+
+
+def test_rerun_after_the_previous_quarter_is_published_uses_it(
+    published: Path, small_bundles, code_version, tmp_path, monkeypatch
+) -> None:
+    """Issue 17: a 2013Q3 run fails at publish with its stage results cached while --out holds
+    no 2013Q2; 2013Q2 is published; the rerun must not reuse the assess / band results computed
+    without it (they used to be keyed on the bundle alone: movement "new" for every trust)."""
+    import shutil
+
+    out = tmp_path / "out"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("publishing failed")
+
+    monkeypatch.setattr(pipeline, "write_outputs", broken)
+    with pytest.raises(RuntimeError, match="publishing failed"):
+        _run_flow(small_bundles, out, "2013Q3", code_version)
+    monkeypatch.undo()
+    shutil.copytree(published / "2013Q2", out / "2013Q2")
+    _run_flow(small_bundles, out, "2013Q3", code_version)
+    bands = pd.read_csv(out / "2013Q3" / "bands.csv", dtype=str, keep_default_na=False)
+    reference = pd.read_csv(published / "2013Q3" / "bands.csv", dtype=str, keep_default_na=False)
+    assert bands["movement"].tolist() == reference["movement"].tolist()
+    assert set(bands["movement"]) != {"new"}
+    assert _differ(out / "2013Q3", published / "2013Q3") == []
 
 
 def _hold_lock(out: str, ready, release) -> None:  # pragma: no cover - child process

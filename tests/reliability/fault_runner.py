@@ -11,7 +11,7 @@ an operator's ``kill -9`` or the OOM killer would. The run uses the fixed code v
 reliability tests, no MLflow, reports on.
 
 With ``cli`` the quarter runs through ``surveillance run`` (the Prefect flow, its result cache in
-``<out>/.work`` and its embedded server) instead of :func:`surveillance.pipeline.run_quarter`;
+outside ``--out`` and its Prefect server) instead of :func:`surveillance.pipeline.run_quarter`;
 the Prefect tasks call the same :mod:`surveillance.pipeline` functions, so the same stage names
 apply (and ``current_code_version`` is pinned to the tests' fixed version).
 """

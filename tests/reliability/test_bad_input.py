@@ -146,18 +146,4 @@ def test_scan_reports_first_bad_byte_exactly(tmp_path: Path) -> None:
     assert body[offset] == 0xE9
 
 
-@pytest.mark.slow  # through `surveillance run` (Prefect flow): ~30 s to start, ~2 s a case
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_cli_run_exits_1_and_publishes_nothing(case: Case, tmp_path: Path) -> None:
-    data, out = tmp_path / "data", tmp_path / "out"
-    case.build(data)
-    result = runner.invoke(
-        app,
-        ["run", "--data", str(data), "--quarter", QUARTER, "--out", str(out), "--no-mlflow"],
-        env={"COLUMNS": "200"},
-    )
-    assert result.exit_code == 1, result.output
-    text = " ".join(result.output.split())
-    assert "nothing was published" in text
-    assert case.file in text and f"[{case.rule}]" in text, text
-    assert not (out / QUARTER).exists()
+# `surveillance run` over every case (refused before Prefect starts): test_refusals.py

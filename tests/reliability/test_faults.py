@@ -188,6 +188,55 @@ def test_disk_full_gives_a_clear_error_and_publishes_nothing(hostile_bundle, tmp
         assert not list(out.glob(f".{QUARTER}.staging-*"))
 
 
+@pytest.mark.slow  # one `surveillance run` subprocess on the session's Prefect server
+def test_disk_full_through_the_cli_is_one_message(hostile_bundle, tmp_path, prefect_harness):
+    """Issue 17: the disk fills during the flow (tables fit, reports do not): one message, no
+    traceback on either stream, and nothing left in --out (no staging, write test, lock, cache)."""
+    with _mounted(["-t", "tmpfs", "-o", "size=1m", "tmpfs"], tmp_path / "small") as disk:
+        out = disk / "out"
+        args = ["--data", str(hostile_bundle), "--quarter", QUARTER, "--out", str(out)]
+        proc = subprocess.run(
+            [sys.executable, "-m", "surveillance.cli", "run", *args, "--no-mlflow"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            timeout=600,
+        )
+        left = sorted(p.name for p in disk.rglob("*"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no space left on the device" in proc.stdout
+    assert proc.stdout.strip().endswith("nothing was published")
+    assert "Traceback" not in proc.stdout and "Traceback" not in proc.stderr, proc.stderr
+    assert left == []  # the --out this run created is gone again: nothing was left in it
+
+
+def test_full_disk_leaves_no_write_test_file(tmp_path):
+    """Issue 17: the output directory's write test fails on a full disk and is removed."""
+    with _mounted(["-t", "tmpfs", "-o", "size=64k", "tmpfs"], tmp_path / "full") as disk:
+        out = disk / "out"
+        out.mkdir()
+        with contextlib.suppress(OSError), (disk / "filler").open("wb") as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        with pytest.raises(store.StoreError, match="no space left on the device") as info:
+            store.ensure_output_dir(out)
+        assert info.value is not None  # the error (and anything it references) is still alive
+        assert list(out.iterdir()) == []
+        with pytest.raises(store.StoreError, match="no space left on the device"):
+            store.check_output_dir(out)  # the check before orchestration says the same
+
+
+def test_lock_file_goes_with_the_run(hostile_bundle, tmp_path):
+    """Issue 17: neither a published nor a refused run leaves its lock file in --out."""
+    out = tmp_path / "out"
+    pipeline.run_quarter(run_options(hostile_bundle, out))
+    assert not (out / f".{QUARTER}.lock").exists()
+    with pytest.raises(store.AlreadyPublishedError):
+        pipeline.run_quarter(run_options(hostile_bundle, out))
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(f".{QUARTER}")) == []
+
+
 def test_disk_full_simulated_anywhere(hostile_bundle, tmp_path, monkeypatch):
     """Without a mount: every file write raises ENOSPC once the tables are written."""
     import errno
@@ -277,8 +326,8 @@ def test_out_through_a_symlinked_parent_writes_only_inside_the_resolved_out(
     assert _differences(real / "out" / QUARTER, published["b"] / QUARTER) == []
 
 
-@pytest.mark.slow  # starts Prefect's embedded server (~15 s)
 def test_read_only_output_directory_cli(hostile_bundle, tmp_path):
+    """Refused by the checks before orchestration (issue 17): seconds, no Prefect server."""
     source = tmp_path / "src"
     source.mkdir()
     with _mounted(["--bind", "-o", "ro", str(source)], tmp_path / "ro") as ro:
@@ -307,7 +356,10 @@ CLI_STAGES = ["mortality", "assess_flags", "render_reports", "store.publish"]
 
 
 @pytest.mark.slow  # 5 subprocess runs through `surveillance run` (Prefect), ~3 min on 2 cores
-def test_sigkill_under_prefect_then_rerun_resumes_identically(published, hostile_bundle, tmp_path):
+def test_sigkill_under_prefect_then_rerun_resumes_identically(
+    published, hostile_bundle, tmp_path, prefect_harness
+):
+    """The runs share the session's Prefect server (``PREFECT_API_URL`` is inherited)."""
     out = tmp_path / "out"
     for stage in CLI_STAGES:
         proc = _run(hostile_bundle, out, stage, mode="cli")
@@ -317,4 +369,7 @@ def test_sigkill_under_prefect_then_rerun_resumes_identically(published, hostile
     proc = _run(hostile_bundle, out, "none", mode="cli")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert _differences(out / QUARTER, published["b"] / QUARTER) == []
-    assert not (out / ".work" / QUARTER).exists()  # the result cache goes once published
+    from flows.quarterly import work_directory
+
+    assert not work_directory(out, QUARTER).exists()  # the result cache goes once published
+    assert not (out / ".work").exists()
