@@ -372,15 +372,40 @@ def chart_thresholds(
     surface: ThresholdSurface,
     exact_below: int = 100,
     delta: float = 0.005,
+    refine_below: int = 3000,
+    refine_delta: float = 0.01,
+    refine_tol: float = 0.05,
 ) -> NDArray[np.float64]:
     """Limits for many charts (rows sorted by chart, delimited by ``offsets``; ``p`` = each
-    chart's in-control risks for one horizon): the fitted ``surface`` for charts with at least
-    ``exact_below`` patients, and for smaller charts the exact smallest ``h`` whose false-alarm
-    probability over the chart's own patients is at most the surface's target
-    (time-inhomogeneous Markov chain, parallel over charts).
+    chart's in-control risks for one horizon), for the surface's target false-alarm probability
+    over the chart's own patients in their order.
 
-    Small charts have a step-like false-alarm probability in ``h`` that no smooth surface can
-    follow; for them the target is often not attainable at all and the limit errs low-risk.
+    - ``n < exact_below`` patients: the exact smallest ``h`` (bisection to 1e-3) whose
+      probability by the time-inhomogeneous Brook-Evans chain (grid step ``delta``) is at most
+      the target. Such charts have a step-like probability in ``h`` that no smooth surface can
+      follow; the target is often not attainable and the limit sits on the step just below it.
+    - ``exact_below <= n < refine_below``: the fitted ``surface``'s value refined on the same
+      exact chain (grid step ``refine_delta``) by secant / Illinois steps until the probability
+      is within ``exp(+-refine_tol)`` of the target (``_cusum_kernels.refine_limit``; one chain
+      pass when the surface is already that close).
+    - larger charts: the surface (accurate there, see the module docstring).
+
+    Parameters
+    ----------
+    offsets, p
+        Chart row delimiters (``n_charts + 1``, no empty chart) and the rows' in-control risks.
+    surface
+        A fitted :class:`ThresholdSurface` (its target and odds ratio are used).
+    exact_below, delta
+        Volume below which charts are calibrated by bisection, and that chain's grid step.
+    refine_below, refine_delta, refine_tol
+        Volume below which the surface's value is refined, that chain's grid step, and the
+        accepted ``|log(P / target)|``. ``refine_below=exact_below`` gives the surface alone above.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``h`` per chart.
     """
     pa = _risk_array(p)
     o = check_offsets(offsets, pa.shape[0])
@@ -391,26 +416,42 @@ def chart_thresholds(
         )
     if surface.h_table_ is None:
         raise ValueError("surface: call fit() first")
+    if not (delta > 0 and refine_delta > 0 and refine_tol > 0):
+        raise ValueError("delta, refine_delta and refine_tol: must be positive")
     mean, spread = surface.chart_features(o, pa)
     h = surface.predict(n, mean, spread)
+    log_r = np.log(_odds_ratio(surface.odds_ratio))
     small = np.flatnonzero(n < exact_below).astype(np.int64)
     if small.size:
         out = np.empty(small.shape[0])
-        _k.calibrate_sequences(
+        _k.smallest_limits(o, pa, small, log_r, surface.target, delta, 60, _M_MAX, 20.0, 1e-3, out)
+        h[small] = out
+    mid = np.flatnonzero((n >= exact_below) & (n < refine_below)).astype(np.int64)
+    if mid.size:
+        out = np.empty(mid.shape[0])
+        evals = np.empty(mid.shape[0], dtype=np.int64)
+        _k.refine_limits(
             o,
             pa,
-            small,
-            np.log(_odds_ratio(surface.odds_ratio)),
+            mid,
+            h[mid].copy(),
+            log_r,
             surface.target,
-            delta,
+            refine_delta,
             60,
-            1000,
-            20.0,
+            _M_MAX,
+            refine_tol,
             1e-3,
+            40,
             out,
+            evals,
         )
-        h[small] = out
+        h[mid] = out
     return h
+
+
+#: most grid nodes of a per-chart chain (h up to 30 at step 0.01)
+_M_MAX = 3000
 
 
 def _dwl_table(odds_ratio: float, nodes: int):
