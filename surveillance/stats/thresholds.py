@@ -372,9 +372,9 @@ def chart_thresholds(
     surface: ThresholdSurface,
     exact_below: int = 100,
     delta: float = 0.005,
-    refine_below: int = 3000,
-    refine_delta: float = 0.01,
-    refine_tol: float = 0.05,
+    refine_below: int | None = None,
+    refine_delta: float = 0.02,
+    refine_tol: float = 0.1,
 ) -> NDArray[np.float64]:
     """Limits for many charts (rows sorted by chart, delimited by ``offsets``; ``p`` = each
     chart's in-control risks for one horizon), for the surface's target false-alarm probability
@@ -384,11 +384,14 @@ def chart_thresholds(
       probability by the time-inhomogeneous Brook-Evans chain (grid step ``delta``) is at most
       the target. Such charts have a step-like probability in ``h`` that no smooth surface can
       follow; the target is often not attainable and the limit sits on the step just below it.
-    - ``exact_below <= n < refine_below``: the fitted ``surface``'s value refined on the same
-      exact chain (grid step ``refine_delta``) by secant / Illinois steps until the probability
-      is within ``exp(+-refine_tol)`` of the target (``_cusum_kernels.refine_limit``; one chain
-      pass when the surface is already that close).
-    - larger charts: the surface (accurate there, see the module docstring).
+    - ``exact_below <= n < refine_below``, and larger charts outside the surface's grid (more
+      patients or a lower mean risk than it was fitted for): the fitted ``surface``'s value
+      refined on the same exact chain by secant / Illinois steps until the probability is within
+      ``exp(+-refine_tol)`` of the target (``_cusum_kernels.refine_limit``; one chain pass when
+      the surface is already that close). Grid step ``refine_delta`` (its bias, about +2-5% in
+      the probability, errs conservative), or 0.01 for charts expecting fewer than 2 deaths,
+      whose step-like probability a coarse grid blurs.
+    - other charts: the surface.
 
     Parameters
     ----------
@@ -416,6 +419,7 @@ def chart_thresholds(
         )
     if surface.h_table_ is None:
         raise ValueError("surface: call fit() first")
+    refine_below = REFINE_BELOW if refine_below is None else int(refine_below)
     if not (delta > 0 and refine_delta > 0 and refine_tol > 0):
         raise ValueError("delta, refine_delta and refine_tol: must be positive")
     mean, spread = surface.chart_features(o, pa)
@@ -426,18 +430,27 @@ def chart_thresholds(
         out = np.empty(small.shape[0])
         _k.smallest_limits(o, pa, small, log_r, surface.target, delta, 60, _M_MAX, 20.0, 1e-3, out)
         h[small] = out
-    mid = np.flatnonzero((n >= exact_below) & (n < refine_below)).astype(np.int64)
-    if mid.size:
-        out = np.empty(mid.shape[0])
-        evals = np.empty(mid.shape[0], dtype=np.int64)
+    # refined: charts under refine_below, and any the surface would extrapolate for (volume
+    # or mean risk beyond its grid: it clips them)
+    outside = (n > surface.volumes[-1]) | (mean < surface.mean_risks[0])
+    refine = (n >= exact_below) & ((n < refine_below) | outside)
+    # few expected deaths: the probability is step-like in h and a coarse grid's ramp (a few
+    # grid steps wide) misplaces the step, so those charts get the bisection's fine grid
+    few = mean * n < _FEW_DEATHS
+    for charts, step in ((refine & ~few, refine_delta), (refine & few, _FEW_DELTA)):
+        idx = np.flatnonzero(charts).astype(np.int64)
+        if idx.size == 0:
+            continue
+        out = np.empty(idx.shape[0])
+        evals = np.empty(idx.shape[0], dtype=np.int64)
         _k.refine_limits(
             o,
             pa,
-            mid,
-            h[mid].copy(),
+            idx,
+            h[idx].copy(),
             log_r,
             surface.target,
-            refine_delta,
+            step,
             60,
             _M_MAX,
             refine_tol,
@@ -446,12 +459,20 @@ def chart_thresholds(
             out,
             evals,
         )
-        h[mid] = out
+        h[idx] = out
     return h
 
 
-#: most grid nodes of a per-chart chain (h up to 30 at step 0.01)
+#: charts with fewer patients than this get the surface's limit refined on their own chain
+#: (larger ones keep the surface's value: the time budget of a national quarter, see the module
+#: docstring)
+REFINE_BELOW = 3000
+#: most grid nodes of a per-chart chain (h up to 15 at step 0.005, 60 at step 0.02)
 _M_MAX = 3000
+#: expected deaths below which a refined chart's chain uses the fine grid step ``delta``
+_FEW_DEATHS = 2.0
+#: and that fine grid step (a step's ramp is then about 0.01-0.03 wide in h)
+_FEW_DELTA = 0.01
 
 
 def _dwl_table(odds_ratio: float, nodes: int):

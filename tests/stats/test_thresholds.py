@@ -164,19 +164,23 @@ def test_refined_limits_hit_the_target_by_exact_chain_and_simulation(small_surfa
     surface_only = chart_thresholds(offsets, p, small_surface, refine_below=100)
     h = chart_thresholds(offsets, p, small_surface)
     log_r = np.log(2.0)
+    refined = 0
     for c in range(3):
         seq = np.ascontiguousarray(p[offsets[c] : offsets[c + 1]])
         exact = kernels.ra_sequence_signal_probability(seq, log_r, h[c], 3000)[-1]
-        # refined to |log(P / target)| <= 0.05 on a step-0.01 grid (its bias is about +1%)
-        assert abs(np.log(exact / 0.01)) < 0.08
+        # refined to |log(P / target)| <= 0.1 on a step-0.02 grid (bias a few % conservative)
+        assert abs(np.log(exact / 0.01)) < 0.12
         before = kernels.ra_sequence_signal_probability(seq, log_r, surface_only[c], 3000)[-1]
-        assert abs(np.log(before / 0.01)) > abs(np.log(exact / 0.01))  # the surface errs more
+        if abs(np.log(before / 0.01)) > 0.15:  # the surface was off: the chain moved it closer
+            assert abs(np.log(before / 0.01)) > abs(np.log(exact / 0.01))
+            refined += 1
         # direct simulation of the chart's own sequence: 200,000 runs, s.e. 2.2% of target
         top = np.empty(200_000)
         kernels.simulate_ra_running_max(seq, False, log_r, seq.shape[0], top.shape[0], 40 + c, top)
         mc = np.mean(top >= h[c])
         se = np.sqrt(0.01 * 0.99 / top.shape[0])
-        assert abs(mc - 0.01) < 4 * se + 0.08 * 0.01
+        assert abs(mc - 0.01) < 4 * se + 0.12 * 0.01
+    assert refined >= 1  # the skewed mixes take the surface off target
 
 
 def test_refine_finds_the_step_below_target_on_a_step_like_chart():
