@@ -12,7 +12,20 @@
    the surface was fitted on, so shape mismatch is part of the measured error.
    Checked at target 0.001 and 0.01.
 
-Usage: ``python benchmarks/thresholds.py [--skip-slow]`` (skip-slow: 2,400 charts, fewer sims).
+3. ``--accuracy`` (only this part; its results go under ``product_accuracy``, the other keys
+   keep the last full run's values): the PRODUCT path, ``monitor.chart_thresholds`` with default
+   settings (surface from the disk cache, count floor included), on stratified samples (up to
+   ``--per-band`` charts per volume band 1-19, 20-99, 100-499, 500-1999, 2000+; seeded) of the
+   12-month charts of a synthetic bundle (``--data``, default an ``m5`` nation built in a temp
+   dir) with risks from a fitted ``RiskModel``; of the same case mixes resampled to national
+   volume (15 million window spells); and of harder case mixes (skewed, bimodal, a few very
+   high-risk patients). Achieved probability by the exact sequence chain (grid 0.002) at odds
+   ratio 2 / target 0.001 and odds ratios 1.5 and 3 / target 0.001/3; share within +-20%, with
+   the step rule of :func:`step_within` for charts whose probability is a step function of h.
+   Also times the product path on the national-volume charts. Target: >= 95% within.
+
+Usage: ``python benchmarks/thresholds.py [--skip-slow] [--accuracy [--data DIR]]`` (skip-slow:
+2,400 charts, fewer sims).
 """
 
 from __future__ import annotations
