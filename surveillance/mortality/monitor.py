@@ -11,9 +11,10 @@ in-control case mix = 0.1% by default) is exactly the chart's situation.
 Thresholds: ``threshold_method="surface"`` (default) uses
 :func:`surveillance.stats.thresholds.chart_thresholds`: a fitted ``ThresholdSurface`` (by the
 chart's 12-month volume, mean risk and equivalent logit-normal spread of its own risks; fitted
-once, ~30 s, and cached on disk by :func:`threshold_surface`) for charts of 100 or more patients,
-and the exact Markov chain of the chart's own patient sequence below that. Charts expecting
-fewer than ``discrete_expected`` (0.5) deaths also get a Poisson count floor (:func:`count_floor`).
+once, ~30 s, and cached on disk by :func:`threshold_surface`), its value refined on the exact
+Markov chain of the chart's own patient sequence for charts under ``REFINE_BELOW`` (3,000)
+patients, and bisection on that chain under 100 patients. Charts the surface alone sets (``REFINE_BELOW`` patients or more) expecting fewer than ``discrete_expected`` (0.5)
+deaths also get a Poisson count floor (:func:`count_floor`).
 ``"simulation"`` calibrates every chart by direct simulation of its own case mix (small runs).
 Settings live in ``models/risk/monitoring.yaml`` (:func:`load_cusum_settings`).
 
@@ -66,7 +67,7 @@ from surveillance.stats.detectors import (
     run_detector,
 )
 from surveillance.stats.detectors import detector_limits as stats_detector_limits
-from surveillance.stats.thresholds import ThresholdSurface, calibrate_threshold
+from surveillance.stats.thresholds import REFINE_BELOW, ThresholdSurface, calibrate_threshold
 from surveillance.stats.thresholds import chart_thresholds as stats_chart_thresholds
 
 #: alerts.csv contract columns (DESIGN.md section 6), kept in surveillance.contracts
@@ -301,7 +302,9 @@ def chart_thresholds(
         # equivalent logit-normal spread of the chart's own risks), the exact sequence chain of
         # the chart's own patients below that (surveillance.stats.thresholds.chart_thresholds)
         h = stats_chart_thresholds(charts.offsets, charts.p, surface)
-        small = n * mean < settings.discrete_expected
+        # the floor only where the surface alone set h: below REFINE_BELOW patients h is already
+        # the chain's (step-aware), which the looser Poisson bound would only push a step higher
+        small = (n * mean < settings.discrete_expected) & (n >= REFINE_BELOW)
         if small.any():
             h[small] = np.maximum(h[small], count_floor(n[small] * mean[small], settings))
         return h

@@ -550,3 +550,191 @@ def calibrate_sequences(offsets, p, charts, log_r, target, delta, m_min, m_max, 
             else:
                 lo = mid
         out[a] = hi
+
+
+# --------------------------------------------------------------------------------------------
+# Per-chart chains on a uniform grid: one patient's step is a shift of the whole grid
+
+
+@njit(cache=True, inline="always")
+def _shift_split(src, dst, top, shift, mass, m):
+    """Add ``mass * src`` moved by ``shift`` nodes to ``dst``. On the uniform grid every node's
+    landing point ``i + shift`` has the same fractional part, so the Brook-Evans linear split
+    (mass- and mean-preserving) is two shifted axpys; landing points below 0 go to node 0 (the
+    ``max(0, .)``), those at or beyond node ``m`` are absorbed (a signal)."""
+    k = int(np.floor(shift))
+    f = shift - k
+    a = mass * (1.0 - f)
+    b = mass * f
+    i0 = 0
+    if shift < 0.0:
+        i0 = min(int(np.ceil(-shift)), top + 1)
+        lump = 0.0
+        for i in range(i0):
+            lump += src[i]
+        dst[0] += mass * lump
+    for i in range(i0, min(top + 1, m - k)):
+        dst[i + k] += a * src[i]
+    for i in range(i0, min(top + 1, m - 1 - k)):
+        dst[i + k + 1] += b * src[i]
+
+
+@njit(cache=True)
+def grid_signal_probability(p, start, stop, log_r, h, m, work):
+    """P(first signal within patients ``start:stop``) of the upper RA-CUSUM in control.
+
+    The time-inhomogeneous Brook-Evans chain of ``ra_sequence_signal_probability`` on
+    ``x_i = i h / m`` (equal to rounding), computed as per-patient grid shifts over only the nodes
+    the chart can have reached so far. ``work``: (2, >= m) scratch array.
+    """
+    inv = m / h
+    r_minus_1 = np.exp(log_r) - 1.0
+    work[0, :m] = 0.0
+    work[0, 0] = 1.0
+    top = 0
+    cur = 0
+    for t in range(start, stop):
+        src = work[cur]
+        dst = work[1 - cur]
+        pt = p[t]
+        w_surv = -np.log1p(r_minus_1 * pt)
+        s_fail = (log_r + w_surv) * inv
+        new_top = min(m - 1, top + int(np.floor(s_fail)) + 1)
+        dst[: new_top + 1] = 0.0
+        _shift_split(src, dst, top, w_surv * inv, 1.0 - pt, m)
+        _shift_split(src, dst, top, s_fail, pt, m)
+        cur = 1 - cur
+        top = new_top
+    total = 0.0
+    for i in range(top + 1):
+        total += work[cur, i]
+    return 1.0 - total
+
+
+@njit(cache=True, inline="always")
+def _grid_nodes(h, delta, m_min, m_max):
+    return min(max(int(np.ceil(h / delta)), m_min), m_max)
+
+
+@njit(cache=True, parallel=True)
+def sequence_signal_probabilities(offsets, p, charts, h, log_r, delta, m_min, m_max, out):
+    """``grid_signal_probability`` of each chart in ``charts`` (rows ``offsets[c]:offsets[c+1]``)
+    at its limit ``h[a]``, grid step about ``delta`` (``m_min`` to ``m_max`` nodes)."""
+    for a in prange(charts.shape[0]):
+        c = charts[a]
+        work = np.empty((2, m_max))
+        m = _grid_nodes(h[a], delta, m_min, m_max)
+        out[a] = grid_signal_probability(p, offsets[c], offsets[c + 1], log_r, h[a], m, work)
+
+
+@njit(cache=True, parallel=True)
+def smallest_limits(offsets, p, charts, log_r, target, delta, m_min, m_max, h_max, tol, out):
+    """Per chart, the smallest ``h`` (bisection to ``tol``) whose ``grid_signal_probability``
+    over the chart's own patients is at most ``target`` (``calibrate_sequences`` on the shift
+    chain): where the probability is a step function of ``h`` this is the step just below
+    ``target``."""
+    for a in prange(charts.shape[0]):
+        c = charts[a]
+        work = np.empty((2, m_max))
+        lo = 0.0
+        hi = h_max
+        while hi - lo > tol:
+            mid = 0.5 * (lo + hi)
+            m = _grid_nodes(mid, delta, m_min, m_max)
+            if (
+                grid_signal_probability(p, offsets[c], offsets[c + 1], log_r, mid, m, work)
+                <= target
+            ):
+                hi = mid
+            else:
+                lo = mid
+        out[a] = hi
+
+
+@njit(cache=True)
+def _log_gap(p, start, stop, log_r, log_target, h, delta, m_min, m_max, work):
+    """``log P(first signal within start:stop at h) - log target`` on the shift chain."""
+    m = _grid_nodes(h, delta, m_min, m_max)
+    prob = grid_signal_probability(p, start, stop, log_r, h, m, work)
+    return np.log(max(prob, 1e-300)) - log_target
+
+
+@njit(cache=True)
+def refine_limit(
+    p, start, stop, log_r, log_target, h0, delta, m_min, m_max, tol, h_tol, max_iter, work
+):
+    """Root in ``h`` of ``g(h) = log P(signal within the chart at h) - log target`` from ``h0``.
+
+    Secant steps (first slope -1: the in-control tail of a likelihood-ratio CUSUM's maximum
+    falls like ``exp(-h)``, Siegmund 1985) until the root is bracketed, then the Illinois
+    variant of regula falsi. Stops when ``|g| <= tol`` or the bracket is narrower than
+    ``h_tol``; a step-like ``P`` (few deaths expected) then returns the bracket's upper end, the
+    smallest ``h`` found with ``P <= target``. Returns ``(h, number of chain evaluations)``.
+    """
+    h = h0
+    g = _log_gap(p, start, stop, log_r, log_target, h, delta, m_min, m_max, work)
+    evals = 1
+    if abs(g) <= tol:
+        return h, evals
+    lo, g_lo, hi, g_hi = -1.0, 0.0, -1.0, 0.0
+    if g > 0.0:
+        lo, g_lo = h, g
+    else:
+        hi, g_hi = h, g
+    slope = -1.0
+    side = 0  # which end the last Illinois step replaced (1 lower, 2 upper)
+    while evals < max_iter:
+        if lo >= 0.0 and hi >= 0.0:
+            if hi - lo <= h_tol:
+                return hi, evals
+            h_new = (lo * g_hi - hi * g_lo) / (g_hi - g_lo)
+            h_new = min(max(h_new, lo + 0.01 * (hi - lo)), hi - 0.01 * (hi - lo))
+        else:
+            step = min(max(-g / slope, -3.0), 3.0)
+            if abs(step) < 0.01:
+                step = 0.01 if g > 0.0 else -0.01
+            h_new = max(h + step, 0.5 * h)
+        g_new = _log_gap(p, start, stop, log_r, log_target, h_new, delta, m_min, m_max, work)
+        evals += 1
+        if abs(g_new) <= tol:
+            return h_new, evals
+        bracketed = lo >= 0.0 and hi >= 0.0
+        if not bracketed and h_new != h:
+            slope = min(max((g_new - g) / (h_new - h), -8.0), -0.2)
+        if g_new > 0.0:
+            if bracketed and side == 1:
+                g_hi *= 0.5
+            lo, g_lo, side = h_new, g_new, 1
+        else:
+            if bracketed and side == 2:
+                g_lo *= 0.5
+            hi, g_hi, side = h_new, g_new, 2
+        h, g = h_new, g_new
+    return (hi if hi >= 0.0 else h), evals
+
+
+@njit(cache=True, parallel=True)
+def refine_limits(
+    offsets, p, charts, h0, log_r, target, delta, m_min, m_max, tol, h_tol, max_iter, out, evals
+):
+    """``refine_limit`` for each chart in ``charts`` (rows ``offsets[c]:offsets[c+1]``) from its
+    starting limit ``h0[a]``; ``evals[a]``: chain evaluations used."""
+    log_target = np.log(target)
+    for a in prange(charts.shape[0]):
+        c = charts[a]
+        work = np.empty((2, m_max))
+        out[a], evals[a] = refine_limit(
+            p,
+            offsets[c],
+            offsets[c + 1],
+            log_r,
+            log_target,
+            h0[a],
+            delta,
+            m_min,
+            m_max,
+            tol,
+            h_tol,
+            max_iter,
+            work,
+        )

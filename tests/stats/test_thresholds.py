@@ -118,10 +118,10 @@ def test_chart_thresholds_small_charts_are_exact_and_large_use_the_surface(small
     sizes = np.array([12, 40, 300])
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     p = rng.uniform(0.05, 0.3, offsets[-1])
-    h = chart_thresholds(offsets, p, small_surface, exact_below=100)
+    h = chart_thresholds(offsets, p, small_surface, exact_below=100, refine_below=100)
 
-    def grid(hh):  # the chain's grid for limit hh: step 0.005, 60 to 1000 nodes
-        return min(1000, max(60, int(np.ceil(hh / 0.005))))
+    def grid(hh):  # the chain's grid for limit hh: step 0.005, 60 to 3000 nodes
+        return min(3000, max(60, int(np.ceil(hh / 0.005))))
 
     for c in range(2):  # small charts: smallest h (to 1e-3) with P(signal) <= target
         seq = p[offsets[c] : offsets[c + 1]]
@@ -136,6 +136,107 @@ def test_chart_thresholds_small_charts_are_exact_and_large_use_the_surface(small
         assert below.probability > 0.01
     mean, spread = small_surface.chart_features(offsets, p)
     assert h[2] == pytest.approx(small_surface.predict(300, mean[2], spread[2])[()], rel=1e-12)
+
+
+def test_shift_chain_is_the_brook_evans_sequence_chain():
+    # the grid-shift implementation against the node-by-node chain (independent code)
+    rng = np.random.default_rng(31)
+    p = special.expit(rng.normal(-3.0, 1.2, 400))
+    work = np.empty((2, 800))
+    for h, m in ((0.9, 60), (3.7, 500), (6.2, 777)):
+        for log_r in (np.log(1.5), np.log(2.0), np.log(3.0)):
+            ref = kernels.ra_sequence_signal_probability(p, log_r, h, m)[-1]
+            ours = kernels.grid_signal_probability(p, 0, 400, log_r, h, m, work)
+            assert ours == pytest.approx(ref, rel=1e-9, abs=1e-15)
+
+
+def _skewed_charts(sizes, seed):
+    """Charts with a long tail of high-risk patients (gamma logit risk), unlike the surface's
+    logit-normal family."""
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    p = special.expit(-3.5 + 1.5 * rng.gamma(0.5, 1.0, offsets[-1]) / np.sqrt(0.5))
+    return offsets, np.clip(p, 1e-6, 0.99)
+
+
+def test_refined_limits_hit_the_target_by_exact_chain_and_simulation(small_surface):
+    offsets, p = _skewed_charts(np.array([150, 420, 900]), seed=5)
+    surface_only = chart_thresholds(offsets, p, small_surface, refine_below=100)
+    h = chart_thresholds(offsets, p, small_surface)
+    log_r = np.log(2.0)
+    refined = 0
+    for c in range(3):
+        seq = np.ascontiguousarray(p[offsets[c] : offsets[c + 1]])
+        exact = kernels.ra_sequence_signal_probability(seq, log_r, h[c], 3000)[-1]
+        # refined to |log(P / target)| <= 0.1 on a step-0.02 grid (bias a few % conservative)
+        assert abs(np.log(exact / 0.01)) < 0.12
+        before = kernels.ra_sequence_signal_probability(seq, log_r, surface_only[c], 3000)[-1]
+        if abs(np.log(before / 0.01)) > 0.15:  # the surface was off: the chain moved it closer
+            assert abs(np.log(before / 0.01)) > abs(np.log(exact / 0.01))
+            refined += 1
+        # direct simulation of the chart's own sequence: 200,000 runs, s.e. 2.2% of target
+        top = np.empty(200_000)
+        kernels.simulate_ra_running_max(seq, False, log_r, seq.shape[0], top.shape[0], 40 + c, top)
+        mc = np.mean(top >= h[c])
+        se = np.sqrt(0.01 * 0.99 / top.shape[0])
+        assert abs(mc - 0.01) < 4 * se + 0.12 * 0.01
+    assert refined >= 1  # the skewed mixes take the surface off target
+
+
+def test_refine_finds_the_step_below_target_on_a_step_like_chart():
+    # 150 patients at 0.2% risk: P(signal) jumps with each extra death needed
+    p = np.full(150, 0.002)
+    offsets = np.array([0, 150], dtype=np.int64)
+    charts = np.array([0], dtype=np.int64)
+    out, evals = np.empty(1), np.empty(1, dtype=np.int64)
+    kernels.refine_limits(
+        offsets,
+        p,
+        charts,
+        np.array([2.5]),
+        np.log(2.0),
+        0.001,
+        0.005,
+        60,
+        3000,
+        0.05,
+        1e-3,
+        60,
+        out,
+        evals,
+    )
+    ref = np.empty(1)
+    kernels.smallest_limits(
+        offsets, p, charts, np.log(2.0), 0.001, 0.005, 60, 3000, 20.0, 1e-4, ref
+    )
+    work = np.empty((2, 3000))
+    prob = kernels.grid_signal_probability(
+        p, 0, 150, np.log(2.0), out[0], int(np.ceil(out[0] / 0.005)), work
+    )
+    assert prob <= 0.001 * 1.05
+    at_step = kernels.grid_signal_probability(
+        p, 0, 150, np.log(2.0), ref[0], int(np.ceil(ref[0] / 0.005)), work
+    )
+    # independent: with 0.2% risk a false alarm within 150 needs k deaths; the step value is
+    # about the binomial tail P(N >= k) for the k the limit asks for
+    assert prob == pytest.approx(at_step, rel=0.02)
+
+
+def test_chart_thresholds_are_deterministic_and_per_chart(small_surface):
+    import numba
+
+    offsets, p = _skewed_charts(np.array([30, 150, 700, 60, 400]), seed=8)
+    first = chart_thresholds(offsets, p, small_surface)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one_thread = chart_thresholds(offsets, p, small_surface)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(first, one_thread)
+    # a chart's limit depends on its own patients only
+    alone = chart_thresholds(offsets[2:4] - offsets[2], p[offsets[2] : offsets[3]], small_surface)
+    assert alone[0] == first[2]
 
 
 def test_equivalent_spread_round_trips_the_logit_normal_family():
