@@ -23,8 +23,10 @@ and ideal baselines with every detector but the GLR (too slow for 19,000 charts;
 level in ``benchmarks/detectors.py``). Reported per nation and pooled: planted charts with 30+
 expected deaths a year detected within the window (first signal at or after the start month) and
 the median delay (months, 1 = the start month) for OR 2 and OR 3; the measured false-alarm rate
-per chart-year over the in-control charts (no planted deterioration, trust not in the worse
-minority) with its standard error; and the typical-trust O/E (a typical trust's true expected
+per chart-year with its standard error, over the in-control charts of near-typical trusts (no
+planted deterioration, the trust's true effect within 0.05 of the median trust's: the issue's
+"no trust effect") and, more broadly, over every chart outside the worse minority and the planted
+ones (their trusts' own effects, up to +-0.3, count as false alarms there); and the typical-trust O/E (a typical trust's true expected
 deaths, odds moved from each trust's own true effect to the median trust's, over the chart's).
 
 Targets (issue 13): >= 90% of the planted 30+ charts detected, >= 95% of what the ideal chart
@@ -241,6 +243,9 @@ def evaluate(charts, first: np.ndarray, truth: dict, sums: dict, near: set[str])
         "early_alarms": int(planted["early_alarm"].sum()),
         "in_control_charts": int(in_control.sum()),
         "in_control_alarms": int((first[in_control] >= 0).sum()),
+        # the issue's in-control charts: no trust effect (here: the trust's true effect within
+        # TYPICAL_BAND of the typical trust's) and nothing planted
+        "typical_alarms": int((first[typical] >= 0).sum()),
         # observed / expected over the in-control charts of trusts near the typical trust
         "typical_trust_oe": float(
             sums["observed"][typical].sum() / sums["expected"][typical].sum()
@@ -399,9 +404,15 @@ def pool(per_nation: list[dict]) -> list[dict]:
     for (baseline, det), grp in pd.DataFrame(rows).groupby(["baseline", "detector"], sort=False):
         ic = int(grp["in_control_charts"].sum())
         fa = int(grp["in_control_alarms"].sum())
+        tc = int(grp["typical_trust_charts"].sum())
+        ta = int(grp["typical_alarms"].sum())
         item = {
             "baseline": baseline,
             "detector": det,
+            "typical_false_alarms": ta,
+            "typical_chart_years": tc,
+            "typical_false_alarm_rate": ta / tc if tc else None,
+            "typical_false_alarm_rate_se": float(np.sqrt(max(ta, 1)) / tc) if tc else None,
             "planted_30plus": int(grp["planted_30plus"].sum()),
             "detected": int(grp["detected"].sum()),
             "false_alarms": fa,
@@ -478,7 +489,10 @@ def main() -> int:
     targets = {
         "detected_share >= 0.90": chosen["detected_share"] >= 0.90,
         "share_of_ideal >= 0.95": (chosen["share_of_ideal"] or 0) >= 0.95,
-        "false_alarm_rate <= 0.001": chosen["false_alarm_rate"] <= 0.001,
+        "false_alarm_rate (near-typical in-control charts) <= 0.001": chosen[
+            "typical_false_alarm_rate"
+        ]
+        <= 0.001,
         "typical_true_oe within 1 +- 0.02": all(abs(v - 1) <= 0.02 for v in oe),
     }
     summary = (
@@ -486,8 +500,10 @@ def main() -> int:
         f"{chosen['detected']}/{chosen['planted_30plus']} planted 30+ charts detected "
         f"({chosen['detected_share']:.0%}; OR 2 {chosen['or2_detected']}, OR 3 "
         f"{chosen['or3_detected']}), {chosen['share_of_ideal']:.0%} of the ideal chart, "
-        f"false alarms {chosen['false_alarms']}/{chosen['in_control_chart_years']} chart-years "
-        f"({chosen['false_alarm_rate']:.4%}), typical-trust O/E (true typical expected over the "
+        f"false alarms {chosen['typical_false_alarms']}/{chosen['typical_chart_years']} "
+        f"chart-years of near-typical trusts ({chosen['typical_false_alarm_rate']:.4%}; "
+        f"{chosen['false_alarms']}/{chosen['in_control_chart_years']} = "
+        f"{chosen['false_alarm_rate']:.4%} over all trusts outside the worse minority), typical-trust O/E (true typical expected over the "
         f"chart's) {oe}; targets: "
         + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items())
     )
