@@ -31,6 +31,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from surveillance.contracts import INDICATOR_COLUMNS
 from surveillance.errors import ConfigError, ContractError, Violation
 from surveillance.periods import Quarter
 from surveillance.sources.ae import PACKAGED_FILE as AE_PACKAGED
@@ -52,17 +53,6 @@ TRUST_COLUMNS = (
     "special_measures",
     "last_inspection_date",
     "last_rating",
-)
-INDICATOR_COLUMNS = (
-    "trust_code",
-    "indicator_id",
-    "period_start",
-    "period_end",
-    "numerator",
-    "denominator",
-    "value",
-    "standard_error",
-    "band",
 )
 
 
