@@ -69,6 +69,15 @@ def alert_paths(
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in PATH_COLUMNS})
     if alerts.empty:
         return empty
+    if "detector" in alerts.columns:
+        other = sorted(set(alerts["detector"].astype(str)) - {"cusum"})
+        if other:
+            # a multi-part detector's charts cannot be redrawn as one CUSUM from the recorded
+            # threshold (an O/E test's is a count of deaths): its run publishes cusum_paths.csv
+            raise SurveillanceError(
+                f"alert_paths: alerts from detector component(s) {other} cannot be redrawn from "
+                "the spells; use the run's own cusum_paths.csv"
+            )
     p = np.asarray(p, dtype=float)
     if len(p) != len(spells):
         raise SurveillanceError(f"alert_paths: {len(p)} risks for {len(spells)} spells")

@@ -110,3 +110,20 @@ def test_no_alerts_no_paths():
         "2013Q3",
     )
     assert out.empty and list(out.columns) == PATH_COLUMNS
+
+
+def test_multi_part_detector_alerts_are_not_redrawn_as_one_cusum():
+    """An O/E-test alert's threshold is a death count: redrawing it as a CUSUM would mislead."""
+    from surveillance.errors import SurveillanceError
+
+    alerts = pd.DataFrame(
+        {
+            "trust_code": ["T1"],
+            "diagnosis_group": ["G"],
+            "signal_month": ["2013-09"],
+            "threshold": [41.0],
+            "detector": ["oe_test"],
+        }
+    )
+    with pytest.raises(SurveillanceError, match="oe_test"):
+        alert_paths(pd.DataFrame({"trust_code": ["T1"]}), np.zeros(1), alerts, "2013Q3")
