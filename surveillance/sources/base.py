@@ -102,3 +102,16 @@ class SourceAdapter:
     ) -> FeedResult:  # pragma: no cover - interface
         """Indicator rows for ``quarter`` (only ``trust_codes`` when given)."""
         raise NotImplementedError
+
+
+def load_yaml_model(path: Path | str, model: type):
+    """A source's YAML config validated by the pydantic ``model``; any fault in the file is a
+    :class:`~surveillance.errors.ConfigError` naming it."""
+    import yaml
+
+    from surveillance.errors import ConfigError
+
+    try:
+        return model.model_validate(yaml.safe_load(Path(path).read_text()))
+    except Exception as exc:  # noqa: BLE001 - any fault in the file is a config error naming it
+        raise ConfigError(f"{path}: {exc}") from None

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict
 
-from surveillance.contracts import INDICATOR_COLUMNS
-from surveillance.errors import ConfigError, ContractError, Violation
+from surveillance.contracts import COLUMN_KINDS, INDICATOR_COLUMNS
+from surveillance.errors import ContractError, Violation
 from surveillance.periods import Quarter
 from surveillance.sources.ae import PACKAGED_FILE as AE_PACKAGED
 from surveillance.sources.ae import AeAttendancesAdapter
+from surveillance.sources.base import load_yaml_model
 from surveillance.sources.cwt import CancerWaitingTimesAdapter
 from surveillance.sources.kh03 import Kh03Adapter
 from surveillance.sources.staff_survey import StaffSurveyAdapter
@@ -44,16 +44,7 @@ CONFIG_FILE = Path(__file__).with_name("real_trusts.yaml")
 ODS_FILE = "nhs_trusts_ods_etr.csv"
 #: the etr extract's columns used (0-based; the file has no header)
 ODS_CODE, ODS_NAME, ODS_GROUPING, ODS_OPEN, ODS_CLOSE = 0, 1, 2, 10, 11
-TRUST_COLUMNS = (
-    "trust_code",
-    "trust_name",
-    "region",
-    "trust_type",
-    "foundation_trust",
-    "special_measures",
-    "last_inspection_date",
-    "last_rating",
-)
+TRUST_COLUMNS = tuple(COLUMN_KINDS["trusts"])  # trusts.csv columns (input contract)
 
 
 class RealTrustsConfig(BaseModel):
@@ -64,10 +55,7 @@ class RealTrustsConfig(BaseModel):
 
 def load_config(path: Path = CONFIG_FILE) -> RealTrustsConfig:
     """``real_trusts.yaml``, validated."""
-    try:
-        return RealTrustsConfig.model_validate(yaml.safe_load(Path(path).read_text()))
-    except Exception as exc:  # noqa: BLE001 - any fault in the file is a config error naming it
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_yaml_model(path, RealTrustsConfig)
 
 
 def read_ods(path: Path) -> pd.DataFrame:

@@ -35,13 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict
 
-from surveillance.errors import ConfigError, ContractError, Violation
+from surveillance.errors import ContractError, Violation
 from surveillance.periods import Quarter
 from surveillance.sources.ae import _empty, _finish
-from surveillance.sources.base import FeedResult, SourceAdapter
+from surveillance.sources.base import FeedResult, SourceAdapter, load_yaml_model
 
 ITEMS_FILE = Path(__file__).with_name("staff_survey_items.yaml")
 KEY_COLUMNS = ("ODS code", "Year", "Weighting")
@@ -68,10 +67,7 @@ class SurveyConfig(BaseModel):
 
 def load_items(path: Path = ITEMS_FILE) -> SurveyConfig:
     """The staff-survey item map (``staff_survey_items.yaml``), validated."""
-    try:
-        return SurveyConfig.model_validate(yaml.safe_load(Path(path).read_text()))
-    except Exception as exc:  # noqa: BLE001 - any fault in the file is a config error naming it
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_yaml_model(path, SurveyConfig)
 
 
 def _rows(mask: pd.Series) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from surveillance import __version__
+from surveillance.contracts import COLUMN_KINDS
 from surveillance.periods import Quarter
 from surveillance.synth.config import DOMAINS
 from surveillance.synth.indicators import generate_indicators, load_profiles
@@ -20,16 +21,7 @@ from surveillance.synth.spells import MONITORED_MONTHS, SpellWindow, write_spell
 from surveillance.synth.staffing import generate_staffing, wards
 from surveillance.synth.world import Nation, build_nation
 
-TRUST_COLUMNS = [
-    "trust_code",
-    "trust_name",
-    "region",
-    "trust_type",
-    "foundation_trust",
-    "special_measures",
-    "last_inspection_date",
-    "last_rating",
-]
+TRUST_COLUMNS = list(COLUMN_KINDS["trusts"])  # trusts.csv columns (input contract)
 BUNDLE_FILES = (
     "trusts.csv",
     "indicators.csv",
