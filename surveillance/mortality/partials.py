@@ -34,10 +34,8 @@ from surveillance.mortality.distributed import combine_counts, pattern_counts
 from surveillance.mortality.encode import (
     SPELL_COLUMNS,
     EncodedSpells,
-    covariate_digits,
     encode_spells,
     month_number,
-    pattern_index,
 )
 from surveillance.mortality.indicators import (
     IndicatorGroups,
@@ -222,9 +220,7 @@ def spell_partial(
         if alert_model is None:
             chart_p, cells = p, None
         else:
-            digits = covariate_digits(chunk, alert_model.spec, end, enc.admission_day)
-            pattern = pattern_index(digits, alert_model.sizes_)
-            del digits
+            pattern = alert_model.patterns(chunk, enc.admission_day)
             chart_p = alert_model.predict_encoded(enc, pattern)
             del pattern
             cells = baseline_sums(enc, chart_p, alert_model, end)

@@ -125,11 +125,13 @@ class RiskModel:
         Treatment coding (first level the reference) for every covariate but a ``linear`` year
         index, whose one coefficient is the change in log-odds per year forward (level k, k
         years before the reference year, has value -k)."""
-        j = COVARIATE_NAMES.index(name)
-        size = int(self.sizes_[j])
-        if name == "year_index" and self.spec.covariates.year_index.encoding == "linear":
+        size = int(self.sizes_[COVARIATE_NAMES.index(name)])
+        if self._linear_year(name):
             return -np.arange(size, dtype=float)[:, None]
         return np.eye(size)[:, 1:]
+
+    def _linear_year(self, name: str) -> bool:
+        return name == "year_index" and self.spec.covariates.year_index.encoding == "linear"
 
     def _design(self, digits: np.ndarray, covariates: list[str]) -> np.ndarray:
         """Intercept plus each covariate's level rows (:meth:`_level_matrix`) for ``covariates``."""
@@ -144,7 +146,7 @@ class RiskModel:
         terms = ["intercept"]
         for name in covariates:
             j = COVARIATE_NAMES.index(name)
-            if self._level_matrix(name).shape[1] == 1 and name == "year_index":
+            if self._linear_year(name):
                 terms.append("year_index[trend per year]")
             else:
                 terms += [f"{name}[{lvl}]" for lvl in names[j][1:]]
@@ -162,8 +164,13 @@ class RiskModel:
         if cached is not None and cached[0]() is spells and cached[1] == len(spells):
             return cached[2], cached[3]
         enc = encode_spells(spells, self.outcome, self.spec.period_date)
-        digits = covariate_digits(spells, self.spec, self._end, enc.admission_day)
-        return enc, pattern_index(digits, self.sizes_)
+        return enc, self.patterns(spells, enc.admission_day)
+
+    def patterns(self, spells: pd.DataFrame, admission_day: np.ndarray) -> np.ndarray:
+        """Covariate pattern number of each spell (``admission_day`` from its encoding), for the
+        fitted reference month: what :meth:`encode` gives beside the encoding."""
+        digits = covariate_digits(spells, self.spec, self._end, admission_day)
+        return pattern_index(digits, self.sizes_)
 
     def fit(
         self, spells: pd.DataFrame, end: Quarter | str | pd.Timestamp | None = None
