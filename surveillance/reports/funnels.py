@@ -10,7 +10,8 @@ What is plotted per type (``observed``/``expected`` as the assessment wrote them
 
 * ``ratio``: O/E against E; SHMI method on the log scale, CQC method on the square-root scale.
 * ``proportion``: r/n against n when ``flags.csv`` carries the extra ``denominator`` column
-  (observed = r); otherwise O/E against E on the log (Poisson) scale, labelled as such.
+  (observed = r), the axis in percent (``FunnelData.percent``); otherwise O/E against E on the
+  log (Poisson) scale, labelled as such.
 * ``rate`` and ``count``: O/E against E on the log scale.
 * ``score``: value against precision 1/se^2, se recovered from ``(value - target) / z``.
 * ``external_band``, ``rule``, ``cusum_z``: no funnel (they are not assessed on one).
@@ -51,6 +52,8 @@ class FunnelData:
     xlabel: str
     ylabel: str
     note: str
+    #: y is a proportion: its axis is shown in percent (86%, not 0.86)
+    percent: bool = False
 
 
 def _grid(xmax: float) -> np.ndarray:
@@ -155,6 +158,7 @@ def funnel_plot_data(
         overdispersion = "additive"
     multiplicative = overdispersion == "multiplicative"
     note = ""
+    percent = False
     if indicator_type == "score":
         z = pd.to_numeric(rows["z"], errors="coerce").to_numpy(float)
         target = float(np.nanmedian(exp[keep])) if keep.any() else float("nan")
@@ -190,7 +194,8 @@ def funnel_plot_data(
         xgrid = _grid(float(np.nanmax(x[keep]))) if keep.any() else _grid(1.0)
         limits = _stats_limits("PR", "SHMI", p0, xgrid, tau2, phi, multiplicative)
         target = p0
-        xlabel, ylabel = "denominator", "proportion"
+        xlabel, ylabel = "denominator", "proportion (%)"
+        percent = True
     else:
         method = (_method_of(rows) or sr_method or "SHMI").upper()
         x = np.where(keep, exp, np.nan)
@@ -217,6 +222,7 @@ def funnel_plot_data(
         xlabel=xlabel,
         ylabel=ylabel,
         note=note,
+        percent=percent,
     )
 
 

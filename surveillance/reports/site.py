@@ -13,7 +13,7 @@ import math
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,14 @@ from surveillance.reports.figures import (
 from surveillance.reports.funnels import FunnelData, funnel_plot_data
 from surveillance.reports.paths import alert_paths_from_bundle
 from surveillance.reports.run import RunData, read_run
+from surveillance.reports.suppress import (
+    COMPLEMENT_TEXT,
+    complementary_suppression,
+    counts_patients,
+    is_small_count,
+    safe_series,
+    suppress_count,
+)
 
 DOMAINS = (
     ("safe", "Safe"),
@@ -43,7 +51,8 @@ DOMAINS = (
     ("responsive", "Responsive"),
     ("well_led", "Well-led"),
 )
-#: Indicator types whose ``observed`` is a count of patients (or cases) and so is suppressed 1-4.
+#: Indicator types whose ``observed`` is a count (of patients, or of events: which counts are of
+#: patients, and so suppressed 1-4, is :func:`surveillance.reports.suppress.counts_patients`).
 COUNT_TYPES = frozenset({"ratio", "proportion", "rate", "count", "rule"})
 FLAG_TEXT = {
     "elevated_risk": "elevated risk",
@@ -64,20 +73,10 @@ _TEMPLATES = Path(__file__).resolve().parent / "templates"
 # --- small-number suppression and formatting ------------------------------------------------------
 
 
-def is_small_count(value: Any) -> bool:
-    """True for a count of 1 to 4 (suppressed as "<5" wherever it is published)."""
-    v = _float(value)
-    return v is not None and 1 <= v <= 4
-
-
-def suppress_count(value: Any) -> str:
-    """A published patient count: "<5" for 1 to 4, "" when missing, else the integer."""
-    v = _float(value)
-    if v is None:
-        return ""
-    if 1 <= v <= 4:
-        return "<5"
-    return f"{v:,.0f}"
+def _patients(value: Any) -> str:
+    """The ``patients`` filter: a patient count suppressed 1-4 (a count hidden so that a
+    suppressed one cannot be worked out from a total is already :data:`COMPLEMENT_TEXT`)."""
+    return COMPLEMENT_TEXT if value == COMPLEMENT_TEXT else suppress_count(value)
 
 
 def _float(value: Any) -> float | None:
@@ -214,6 +213,7 @@ class _Context:
                 ylabel=data.ylabel,
                 id_prefix=f"f-{_safe_stem(indicator_id)}",
                 compact=True,
+                percent=data.percent,
             )
         return self.figures[indicator_id]
 
@@ -227,7 +227,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["patients"] = suppress_count
+    env.filters["patients"] = _patients
     env.filters["num"] = _num
     env.filters["pct"] = _pct
     env.filters["limit"] = _limit
@@ -282,9 +282,16 @@ def _indicator_infos(cat: pd.DataFrame, flags: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def _observed_text(typ: str, value: Any) -> str:
+def _observed_text(typ: str, value: Any, info: dict | None = None) -> str:
+    """``observed`` for a page: a patient count suppressed 1-4, another count as it is."""
     if typ in COUNT_TYPES:
-        return suppress_count(value)
+        patients = info is None or counts_patients(
+            info["indicator_id"], typ, info.get("derived_from", "")
+        )
+        if patients:
+            return suppress_count(value)
+        v = _float(value)
+        return "" if v is None else f"{v:,.0f}"
     return _num(value, 3)
 
 
@@ -294,9 +301,12 @@ def _expected_text(typ: str, value: Any) -> str:
     return _num(value, 1 if typ in COUNT_TYPES else 3)
 
 
-def _suppressed_funnel(data: FunnelData, typ: str) -> tuple[FunnelData, int]:
-    """Hide points whose observed count is 1 to 4 (their position would reveal the count)."""
-    if typ not in COUNT_TYPES:
+def _suppressed_funnel(data: FunnelData, info: dict) -> tuple[FunnelData, int]:
+    """Hide points whose observed patient count is 1 to 4 (their position would reveal it)."""
+    typ = info["type"]
+    if typ not in COUNT_TYPES or not counts_patients(
+        info["indicator_id"], typ, info.get("derived_from", "")
+    ):
         return data, 0
     # For O/E plots observed = y * x; for proportion plots numerator = y * x as well.
     with np.errstate(invalid="ignore"):
@@ -306,21 +316,7 @@ def _suppressed_funnel(data: FunnelData, typ: str) -> tuple[FunnelData, int]:
         return data, 0
     y = np.where(small, np.nan, data.y)
     x = np.where(small, np.nan, data.x)
-    return (
-        FunnelData(
-            data.indicator_id,
-            data.trust_codes,
-            x,
-            y,
-            data.flags,
-            data.target,
-            data.limits,
-            data.xlabel,
-            data.ylabel,
-            data.note,
-        ),
-        int(small.sum()),
-    )
+    return replace(data, x=x, y=y), int(small.sum())
 
 
 def _funnels(
@@ -333,7 +329,7 @@ def _funnels(
         data = funnel_plot_data(rows, i["type"], i["sr_method"], i["overdispersion"])
         if data is None or not np.isfinite(data.x).any():
             continue
-        data, n_small = _suppressed_funnel(data, i["type"])
+        data, n_small = _suppressed_funnel(data, i)
         out[str(indicator_id)] = data
         suppressed[str(indicator_id)] = n_small
     return out, suppressed
@@ -797,7 +793,7 @@ def _drivers(ctx: _Context, trust_flags: list[dict]) -> list[dict]:
                 "flag": f["flag"],
                 "flag_text": FLAG_TEXT.get(f["flag"], f["flag"]),
                 "z_adjusted": _float(f["z_adjusted"]),
-                "detail": _detail(info["type"], f["observed"], f["expected"], f.get("cusum")),
+                "detail": _detail(info["type"], f["observed"], f["expected"], f.get("cusum"), info),
                 "persistent": _is_true(f.get("persistent")),
                 "in_banding": _text(f.get("in_banding")).lower() not in ("false", "0", "0.0"),
             }
@@ -805,7 +801,9 @@ def _drivers(ctx: _Context, trust_flags: list[dict]) -> list[dict]:
     return out
 
 
-def _detail(typ: str, observed: Any, expected: Any, cusum: Any = None) -> str:
+def _detail(
+    typ: str, observed: Any, expected: Any, cusum: Any = None, info: dict | None = None
+) -> str:
     """One line of the numbers behind a flag, with small counts suppressed."""
     if typ == "cusum_z":
         if _float(cusum) is not None:
@@ -813,7 +811,7 @@ def _detail(typ: str, observed: Any, expected: Any, cusum: Any = None) -> str:
         return f"CUSUM {_num(observed, 2)} against threshold {_num(expected, 2)}"
     if typ == "external_band":
         return "publisher's own band"
-    obs = _observed_text(typ, observed)
+    obs = _observed_text(typ, observed, info)
     if not obs:
         return ""
     exp = _expected_text(typ, expected)
@@ -829,6 +827,9 @@ def _na_text(ctx: _Context, f: dict) -> str:
 
 
 def _alert_figures(ctx: _Context, code: str, a: dict) -> tuple[str, str]:
+    """The CUSUM and VLAD of an alerted chart, at the resolution small-number suppression allows
+    (:func:`surveillance.reports.suppress.safe_series`); a note instead when the chart holds 1-4
+    deaths in all."""
     p = ctx.paths_by_chart.get((code, str(a["diagnosis_group"])))
     if p is None or p.empty:
         return "", ""
@@ -840,12 +841,28 @@ def _alert_figures(ctx: _Context, code: str, a: dict) -> tuple[str, str]:
     signal = (
         p["signal"].map(_is_true).to_numpy() if "signal" in p.columns else np.zeros(len(p), bool)
     )
+    signal_months = [m for m, s in zip(months, signal, strict=True) if s]
     thr = p["threshold"] if "threshold" in p.columns else np.full(len(p), _float(a["threshold"]))
     group = a["diagnosis_group"]
-    cusum = cusum_svg(months, p["cusum"], thr, signal, title=f"{group}: risk-adjusted CUSUM")
-    vlad = ""
-    if {"observed", "expected"} <= set(p.columns):
-        vlad = vlad_svg(months, p["observed"], p["expected"], title=f"{group}: VLAD")
+    if not {"observed", "expected"} <= set(p.columns):
+        return "", ""  # without deaths per month the path cannot be checked for small numbers
+    safe = safe_series(months, p["observed"], p["expected"], p["cusum"])
+    if safe is None:
+        note = Markup(
+            '<p class="muted">The CUSUM and VLAD charts are not shown: the chart holds fewer than '
+            "5 deaths (small-number suppression).</p>"
+        )
+        return note, ""
+    h = np.asarray(thr, float)
+    cusum = cusum_svg(
+        safe.months,
+        safe.cusum,
+        h[:1] if np.allclose(h, h[0]) else h[[months.index(m) for m in safe.months]],
+        title=f"{group}: risk-adjusted CUSUM",
+        signal_months=signal_months,
+        note=safe.note,
+    )
+    vlad = vlad_svg(safe.months, title=f"{group}: VLAD", vlad=safe.vlad, note=safe.note)
     return cusum, vlad
 
 
@@ -922,9 +939,15 @@ def _trust_context(ctx: _Context, b: dict) -> dict:
         item["cusum_svg"], item["vlad_svg"] = Markup(cusum), Markup(vlad)
         talerts.append(item)
     tmort = []
-    for m in ctx.mortality_by_trust.get(code, []):
+    trust_mortality = ctx.mortality_by_trust.get(code, [])
+    hidden = complementary_suppression(
+        {str(m["diagnosis_group"]): m["observed"] for m in trust_mortality}
+    )
+    for m in trust_mortality:
         row = {k: m[k] for k in MORTALITY_COLUMNS if k != "trust_code"}
-        row["suppressed"] = is_small_count(m["observed"])
+        row["suppressed"] = is_small_count(m["observed"]) or str(m["diagnosis_group"]) in hidden
+        if str(m["diagnosis_group"]) in hidden:
+            row["observed"] = COMPLEMENT_TEXT
         tmort.append(row)
     tmort.sort(key=lambda r: (r["diagnosis_group"] != "ALL", str(r["diagnosis_group"])))
     history = [
@@ -1096,6 +1119,8 @@ def _funnel_context(ctx: _Context, indicator_id: str, data: FunnelData) -> dict:
         point_ids=[f"t-{_safe_stem(c)}" for c in data.trust_codes],
         width=720,
         height=420,
+        percent=data.percent,
+        label_outliers=True,
     )
     rows = ctx.flags_by_indicator.get(indicator_id, [])
     flagged = []
@@ -1114,7 +1139,7 @@ def _funnel_context(ctx: _Context, indicator_id: str, data: FunnelData) -> dict:
                 else "../index.html",
                 "flag": f["flag"],
                 "flag_text": FLAG_TEXT.get(f["flag"], f["flag"]),
-                "observed_text": _observed_text(info["type"], f["observed"]),
+                "observed_text": _observed_text(info["type"], f["observed"], info),
                 "expected_text": _expected_text(info["type"], f["expected"]),
                 "z_adjusted": f["z_adjusted"],
             }
