@@ -483,9 +483,41 @@ def _bands(rng: np.random.Generator, flags: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("trust_code")
 
 
+def _mortality_row(code: str, group: str, o: float, e: float) -> tuple:
+    z95, z998 = 1.959964, 3.090232
+    lim = {
+        k: (float(np.exp(-z / np.sqrt(e))), float(np.exp(z / np.sqrt(e))))
+        for k, z in (("95", z95), ("998", z998))
+    }
+    ratio = o / e
+    banding = (
+        "higher_than_expected"
+        if ratio > lim["998"][1]
+        else "lower_than_expected"
+        if ratio < lim["998"][0]
+        else "as_expected"
+    )
+    return (
+        code,
+        group,
+        o,
+        e,
+        round(ratio, 6),
+        lim["95"][0],
+        lim["95"][1],
+        lim["998"][0],
+        lim["998"][1],
+        banding,
+    )
+
+
 def _mortality(rng: np.random.Generator) -> pd.DataFrame:
+    """Trust x group ratios; ``ALL`` is the sum of the trust's groups (an ``OTHER`` group holds
+    the deaths of the groups not listed), as the contract's ``all_totals`` rule requires, so a
+    suppressed group could be worked out from the total if nothing else were hidden."""
     rows = []
     for code, *_ in TRUSTS:
+        totals: dict[str, tuple[float, float]] = {}
         for group, scale in (
             ("ALL", 900.0),
             ("AMI", 40.0),
@@ -497,33 +529,14 @@ def _mortality(rng: np.random.Generator) -> pd.DataFrame:
             o = float(rng.poisson(e * rr))
             if (code, group) == ("RAA", "FRACTURED_NOF"):
                 o, e = 3.0, 1.37  # small count: must show as "<5" in reports
-            z95, z998 = 1.959964, 3.090232
-            lim = {
-                k: (float(np.exp(-z / np.sqrt(e))), float(np.exp(z / np.sqrt(e))))
-                for k, z in (("95", z95), ("998", z998))
-            }
-            ratio = o / e
-            banding = (
-                "higher_than_expected"
-                if ratio > lim["998"][1]
-                else "lower_than_expected"
-                if ratio < lim["998"][0]
-                else "as_expected"
-            )
-            rows.append(
-                (
-                    code,
-                    group,
-                    o,
-                    e,
-                    round(ratio, 6),
-                    lim["95"][0],
-                    lim["95"][1],
-                    lim["998"][0],
-                    lim["998"][1],
-                    banding,
-                )
-            )
+            totals[group] = (o, e)
+        all_o, all_e = totals.pop("ALL")
+        other_o = all_o - sum(o for o, _ in totals.values())
+        other_e = round(all_e - sum(e for _, e in totals.values()), 2)
+        totals["OTHER"] = (other_o, other_e)
+        rows.append(_mortality_row(code, "ALL", all_o, all_e))
+        for group, (o, e) in totals.items():
+            rows.append(_mortality_row(code, group, o, e))
     cols = [
         "trust_code",
         "diagnosis_group",
