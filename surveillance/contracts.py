@@ -139,6 +139,19 @@ OUTPUT_COLUMNS: dict[str, list[str]] = {
     "mortality.csv": MORTALITY_COLUMNS,
     "bands.csv": BANDS_COLUMNS,
 }
+#: columns added to the output contracts after DESIGN.md section 6 (issue 16): every run writes
+#: them right after the DESIGN columns, in this order, and other tools may read them by name.
+#: Nothing was renamed or removed; runs published before have none, so readers of a published
+#: run require only the DESIGN columns (:data:`OUTPUT_COLUMNS`).
+#: ``trust_name``/``indicator_name``: flags.csv readable without a join; ``caution``: an alert
+#: on a chart expecting fewer deaths than ``alert_min_expected`` (models/risk/monitoring.yaml);
+#: ``infinite_note``: which numbers of the row were infinite (written empty: no CSV holds inf).
+ADDED_COLUMNS: dict[str, list[str]] = {
+    "flags.csv": ["trust_name", "indicator_name", "infinite_note"],
+    "alerts.csv": ["caution"],
+    "mortality.csv": ["infinite_note"],
+    "bands.csv": [],
+}
 #: indicators.csv columns in order (input contract, DESIGN.md section 4)
 INDICATOR_COLUMNS = [
     "trust_code",

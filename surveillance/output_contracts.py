@@ -29,6 +29,13 @@ indicator, ``p_band_*`` (override bands, no bootstrap), ``previous_band`` (no pr
 events on a log scale without zero correction; ``exp`` of the limits of a cell with E near 0); no
 other number may.
 
+The data dictionary (``data_dictionary.csv``, :func:`data_dictionary`) is built from
+:data:`PUBLISHED_COLUMNS`, the one description of every column of every published CSV; a
+published column without one is refused (rule ``undocumented_column``). The columns
+:data:`surveillance.contracts.ADDED_COLUMNS` were added to the contract after DESIGN.md section 6
+(names, the alert caution, the note on infinite numbers); they follow the DESIGN columns and are
+checked when present. No published CSV holds ``inf`` (:func:`blank_infinities`).
+
 Rule names (``Violation.rule``):
 
 ===========================  =====================================================================
@@ -83,6 +90,7 @@ import numpy as np
 import pandas as pd
 
 from surveillance.contracts import (
+    ADDED_COLUMNS,
     ALERTS_COLUMNS,
     BANDS_COLUMNS,
     FLAGS_COLUMNS,
@@ -569,6 +577,9 @@ def _flags_rules(trust_codes: frozenset[str] | None) -> list[OutputRule]:
         *_text_rules(f, "method", required=False),
         *_number_rules(f, "phi", nonnegative=_everywhere),
         *_number_rules(f, "tau2", nonnegative=_everywhere),
+        # added columns (checked when present)
+        *_text_rules(f, "trust_name"),
+        *_text_rules(f, "indicator_name"),
     ]
 
 
@@ -693,6 +704,7 @@ def _alerts_rules(period: AlertPeriod | None = None) -> list[OutputRule]:
         *_number_rules(f, "expected", required=True, positive=_everywhere),
         *_number_rules(f, "false_alarm_rate", required=True, probability=(False, False)),
         *_enum_rules(f, "status", ALERT_STATUSES),
+        *_text_rules(f, "caution", required=False),  # added column (checked when present)
     ]
     if period is not None:
         shown = ", ".join(period.current)
@@ -1032,7 +1044,8 @@ def output_schema(
     if not frame.index.equals(pd.RangeIndex(len(frame))):
         frame = frame.reset_index(drop=True)
     table = _Frame(file, frame)
-    checks: dict[str, list] = {c: [] for c in contract}
+    added = [c for c in ADDED_COLUMNS.get(file, []) if c not in contract]
+    checks: dict[str, list] = {c: [] for c in [*contract, *added]}
     for number, rule in enumerate(output_rules(file, trust_codes, period)):
         key = f"{rule.rule}#{number}"
 
@@ -1054,6 +1067,8 @@ def output_schema(
             pa.Check(run, name=key, ignore_na=False, n_failure_cases=MAX_ROWS_PER_RULE)
         )
     columns = {c: pa.Column(checks=checks[c], nullable=True, required=True) for c in contract}
+    # the added columns are checked when present (runs published before have none)
+    columns.update({c: pa.Column(checks=checks[c], nullable=True, required=False) for c in added})
     order = pa.Check(lambda df: _column_order_ok(list(df.columns), contract), name="column_order")
     return pa.DataFrameSchema(columns, checks=[order], strict=False, name=file)
 
@@ -1243,8 +1258,470 @@ def iter_output_rules(
             yield file, rule.column, rule.rule
 
 
+# --------------------------------------------------------------------------------------------
+# The data dictionary: every column of every published CSV (one source of truth)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnDoc:
+    """One column of a published file, as ``data_dictionary.csv`` describes it.
+
+    ``type`` is one of ``text``, ``integer``, ``number``, ``boolean``, ``month`` (``YYYY-MM``),
+    ``date`` (ISO 8601); ``unit`` is empty for codes and labels. ``may_hold_small_numbers`` is
+    true for a count of patients (or a value the count can be worked out from, e.g. a ratio
+    beside its expected count) that may be 1 to 4: such columns are kept exact in the analytic
+    CSVs, which are therefore restricted, and suppressed in the reports (DESIGN.md section 6).
+    """
+
+    column: str
+    meaning: str
+    type: str
+    unit: str = ""
+    may_hold_small_numbers: bool = False
+
+
+def _c(column: str, meaning: str, type_: str, unit: str = "", small: bool = False) -> ColumnDoc:
+    return ColumnDoc(column, meaning, type_, unit, small)
+
+
+_TRUST = _c("trust_code", "ODS code of the trust", "text")
+_INDICATOR = _c("indicator_id", "catalogue id of the indicator", "text")
+_GROUP = _c("diagnosis_group", "diagnosis group of the risk models (ALL: every group)", "text")
+_INFINITE_NOTE = _c(
+    "infinite_note",
+    "which numbers of the row were infinite and why (written as empty cells: the CSVs hold no "
+    "inf); empty when none",
+    "text",
+)
+
+#: file -> its columns in order: the DESIGN.md section 6 contract columns, the columns added to
+#: the contract (:data:`surveillance.contracts.ADDED_COLUMNS`), then the extras the run writes
+PUBLISHED_COLUMNS: dict[str, tuple[ColumnDoc, ...]] = {
+    "flags.csv": (
+        _TRUST,
+        _INDICATOR,
+        _c("domain", "CQC key question: safe, effective, caring, responsive, well_led", "text"),
+        _c("type", "indicator type (how it is assessed, DESIGN.md section 5)", "text"),
+        _c(
+            "observed",
+            "the trust's value: events or patients (ratio, count, rule, proportion numerator), "
+            "a rate's numerator, a score, or the largest monthly CUSUM (cusum_z)",
+            "number",
+            "as the indicator",
+            True,
+        ),
+        _c(
+            "expected",
+            "expected value under the national target (expected events, denominator x national "
+            "proportion, national mean score, or the CUSUM threshold for cusum_z)",
+            "number",
+            "as the indicator",
+        ),
+        _c("z", "z-score before overdispersion adjustment", "number", "standard deviations"),
+        _c(
+            "z_adjusted",
+            "z-score after the overdispersion adjustment (positive = worse)",
+            "number",
+            "standard deviations",
+        ),
+        _c(
+            "p_value",
+            "one-sided p-value of the trust's value (worse direction)",
+            "number",
+            "probability",
+        ),
+        _c("flag", "no_evidence, risk, elevated_risk or not_applicable", "text"),
+        _c("method", "transform and overdispersion adjustment applied", "text"),
+        _c("phi", "overdispersion factor of the indicator (national)", "number", "ratio"),
+        _c(
+            "tau2",
+            "additive between-trust variance of the indicator (national)",
+            "number",
+            "transformed scale squared",
+        ),
+        _c("trust_name", "name of the trust (trusts.csv)", "text"),
+        _c("indicator_name", "name of the indicator (catalogue)", "text"),
+        _INFINITE_NOTE,
+        _c("value", "the input value (scores, rates) as read", "number", "as the indicator"),
+        _c(
+            "denominator",
+            "denominator of proportions and rates (patients, attendances, hours)",
+            "number",
+            "as the indicator",
+        ),
+        _c(
+            "reason",
+            "why the trust is not_applicable (validity gate, coverage, specialist)",
+            "text",
+        ),
+        _c("in_banding", "whether the indicator counts towards the band this quarter", "boolean"),
+        _c("persistent", "flagged this quarter and last quarter", "boolean"),
+        _c("polarity", "higher_is_worse or lower_is_worse", "text"),
+        _c("z_sd", "standard deviation of the adjusted z (1 / overdispersion scale)", "number"),
+        _c("threshold_risk", "z_adjusted (or p-value) threshold for risk", "number"),
+        _c("threshold_elevated", "z_adjusted (or p-value) threshold for elevated_risk", "number"),
+        _c("p_risk", "p-value threshold for risk (count and rule types)", "number", "probability"),
+        _c("p_elevated", "p-value threshold for elevated_risk", "number", "probability"),
+        _c("band", "the publisher's own band (external_band type)", "text"),
+        _c("cusum", "largest monthly CUSUM of the quarter (cusum_z type)", "number"),
+    ),
+    "alerts.csv": (
+        _TRUST,
+        _GROUP,
+        _c("signal_month", "month of the signal", "month"),
+        _c(
+            "first_signal_month",
+            "month of the chart's first signal in the 12-month window",
+            "month",
+        ),
+        _c("cusum", "chart value at the signal (before the restart)", "number"),
+        _c("threshold", "the chart's threshold h", "number"),
+        _c("observed", "deaths from the window start to the signal", "integer", "deaths", True),
+        _c("expected", "expected deaths from the window start to the signal", "number", "deaths"),
+        _c(
+            "false_alarm_rate",
+            "probability of any false alarm in 12 months the threshold is set for",
+            "number",
+            "probability",
+        ),
+        _c("status", "new (first signal this quarter) or persisting", "text"),
+        _c(
+            "caution",
+            "why the alert needs care before follow-up (expected deaths below the minimum of "
+            "monitoring.yaml, alert_min_expected); empty when none",
+            "text",
+        ),
+        _c("signals_in_month", "number of signals of the chart in the month", "integer", "signals"),
+        _c(
+            "chart_volume",
+            "patients (spells) in the chart's 12-month window",
+            "integer",
+            "patients",
+            True,
+        ),
+        _c("detector", "alert detector (component) that signalled", "text"),
+        _c("risk_model", "risk model of the charts", "text"),
+    ),
+    "mortality.csv": (
+        _TRUST,
+        _GROUP,
+        _c("observed", "deaths in the 12 months", "integer", "deaths", True),
+        _c("expected", "expected deaths (risk model)", "number", "deaths"),
+        _c("ratio", "observed / expected (empty when expected is 0)", "number", "ratio", True),
+        _c("lower95", "lower 95% funnel limit of the ratio", "number", "ratio"),
+        _c(
+            "upper95",
+            "upper 95% funnel limit (empty if infinite: see infinite_note)",
+            "number",
+            "ratio",
+        ),
+        _c("lower998", "lower 99.8% funnel limit of the ratio", "number", "ratio"),
+        _c(
+            "upper998",
+            "upper 99.8% funnel limit (empty if infinite: see infinite_note)",
+            "number",
+            "ratio",
+        ),
+        _c(
+            "banding",
+            "higher than expected, as expected or lower than expected (99.8% limits)",
+            "text",
+        ),
+        _INFINITE_NOTE,
+        _c("spells", "spells (patients) in the 12 months", "integer", "patients", True),
+        _c(
+            "z",
+            "z-score of the ratio before overdispersion adjustment",
+            "number",
+            "standard deviations",
+        ),
+        _c(
+            "z_adjusted", "z-score after overdispersion adjustment", "number", "standard deviations"
+        ),
+        _c("phi", "overdispersion factor of the diagnosis group", "number", "ratio"),
+        _c("tau2", "additive between-trust variance of the group", "number"),
+        _c("previous_observed", "deaths in the previous 12 months", "integer", "deaths", True),
+        _c("previous_expected", "expected deaths in the previous 12 months", "number", "deaths"),
+        _c("previous_ratio", "previous 12 months' observed / expected", "number", "ratio", True),
+        _c("previous_banding", "previous 12 months' banding", "text"),
+        _c("persistent", "outlier this year and last (Keogh selection)", "boolean"),
+        _c("palliative_rate", "share of spells coded palliative", "number", "proportion"),
+        _c(
+            "palliative_death_rate",
+            "share of deaths coded palliative",
+            "number",
+            "proportion",
+            True,
+        ),
+        _c("mean_comorbidity", "mean Charlson-style comorbidity index", "number", "index"),
+        _c(
+            "dq_palliative_rate_quarter",
+            "palliative coding rate in the run's quarter",
+            "number",
+            "proportion",
+        ),
+        _c(
+            "dq_palliative_death_rate_quarter",
+            "palliative share of deaths in the run's quarter",
+            "number",
+            "proportion",
+            True,
+        ),
+        _c(
+            "dq_mean_comorbidity_quarter",
+            "mean comorbidity index in the run's quarter",
+            "number",
+            "index",
+        ),
+        _c(
+            "dq_palliative_death_rate_change_z",
+            "adjusted z of the change in palliative share of deaths since last quarter",
+            "number",
+            "standard deviations",
+        ),
+        _c(
+            "dq_mean_comorbidity_change_z",
+            "adjusted z of the change in mean comorbidity since last quarter",
+            "number",
+            "standard deviations",
+        ),
+        _c("dq_sudden_change_12m", "coding measures with a sudden change in the 12 months", "text"),
+    ),
+    "bands.csv": (
+        _TRUST,
+        _c("trust_name", "name of the trust", "text"),
+        _c("region", "NHS region (QSG report)", "text"),
+        _c(
+            "applicable",
+            "indicators applicable to the trust and used in banding",
+            "integer",
+            "indicators",
+        ),
+        _c("risks", "indicators flagged risk", "integer", "indicators"),
+        _c("elevated_risks", "indicators flagged elevated_risk", "integer", "indicators"),
+        _c("score", "points: 1 per risk, 2 per elevated risk", "number", "points"),
+        _c("max_score", "2 x applicable", "number", "points"),
+        _c("proportion_score", "score / max_score", "number", "proportion"),
+        _c(
+            "band", "priority band 1 (inspect first) to 6, recently_inspected or not_banded", "text"
+        ),
+        _c(
+            "band_reason",
+            "why the band: score, special_measures, recently_inspected, too_few_indicators",
+            "text",
+        ),
+        *(
+            _c(
+                f"p_band_{b}",
+                f"probability of band {b} over resampled scorings",
+                "number",
+                "probability",
+            )
+            for b in range(1, 7)
+        ),
+        _c("previous_band", "last quarter's band", "text"),
+        _c("movement", "up, down, same or new", "text"),
+    ),
+    "cusum_paths.csv": (
+        _TRUST,
+        _GROUP,
+        _c("month", "month of the chart", "month"),
+        _c("cusum", "chart value at the month's end", "number"),
+        _c("threshold", "the chart's threshold h", "number"),
+        _c("observed", "deaths in the month", "integer", "deaths", True),
+        _c("expected", "expected deaths in the month", "number", "deaths"),
+        _c("signal", "the chart signalled in the month", "boolean"),
+    ),
+    "explanations.csv": (
+        _TRUST,
+        _INDICATOR,
+        _c("domain", "CQC key question", "text"),
+        _c("points", "points the flag adds to the score", "integer", "points"),
+        _c("z_adjusted", "adjusted z of the flag", "number", "standard deviations"),
+        _c("rank", "rank of the indicator among the trust's drivers (1 = strongest)", "integer"),
+    ),
+    "excluded_indicators.csv": (
+        _INDICATOR,
+        _c("applicable", "trusts with an applicable value", "integer", "trusts"),
+        _c("in_scope", "trusts the indicator applies to", "integer", "trusts"),
+        _c("coverage", "applicable / in_scope", "number", "proportion"),
+        _c(
+            "min_coverage",
+            "minimum national coverage for banding (catalogue)",
+            "number",
+            "proportion",
+        ),
+        _c("reason", "why the indicator is left out of banding", "text"),
+    ),
+    "sources.csv": (
+        _c("source", "publisher feed", "text"),
+        _INDICATOR,
+        _c("status", "ok, missing or late", "text"),
+        _c("reason", "why missing or late", "text"),
+        _c("file", "feed file read", "text"),
+        _c("sha256", "sha256 of the feed file", "text"),
+        _c("latest_period", "latest period in the feed", "text"),
+        _c("provisional", "months used that the publisher marks provisional", "text"),
+    ),
+    "staffing_wards.csv": (
+        _TRUST,
+        _c("ward_code", "ward code", "text"),
+        _c("ward_name", "ward name", "text"),
+        _c("months", "ward-months with planned registered-nurse hours", "integer", "months"),
+        _c("months_under_90", "months with registered-nurse fill under 90%", "integer", "months"),
+        _c("share_under_90", "months_under_90 / months", "number", "proportion"),
+        _c("rn_fill", "registered-nurse fill rate: actual / planned hours", "number", "proportion"),
+        _c("ward_months", "ward-months in the quarter", "integer", "months"),
+        _c("mean_fill_rate", "mean fill rate", "number", "proportion"),
+        _c("frequently_under_90", "under 90% fill in enough months to be listed", "boolean"),
+    ),
+    "band_history.csv": (
+        _TRUST,
+        _c("quarter", "quarter", "text"),
+        _c("band", "band in that quarter", "text"),
+    ),
+    "quarantine.csv": (
+        _c("file", "input file of the bad row", "text"),
+        _c("row", "row number in the file", "integer"),
+        _c("column", "column that broke the rule", "text"),
+        _c("rule", "input contract rule broken", "text"),
+        _c("message", "what is wrong", "text"),
+        _TRUST,
+        _INDICATOR,
+        _c("period_start", "indicators.csv period start", "date"),
+        _c("period_end", "indicators.csv period end", "date"),
+        _c("spell_id", "spells.parquet spell id", "text"),
+        _c("ward_code", "staffing.csv ward", "text"),
+        _c("month", "staffing.csv month", "month"),
+        _c("staff_group", "staffing.csv staff group", "text"),
+        _c("shift", "staffing.csv shift", "text"),
+        _c("received_date", "intelligence.csv date received", "date"),
+        _c("source", "intelligence.csv source", "text"),
+        _c("inspection_date", "inspections.csv inspection date", "date"),
+    ),
+    "data_dictionary.csv": (
+        _c("file", "published file", "text"),
+        _c("column", "column of the file", "text"),
+        _c("meaning", "what the column holds", "text"),
+        _c("unit", "unit of the values (empty for codes and labels)", "text"),
+        _c("type", "text, integer, number, boolean, month (YYYY-MM) or date", "text"),
+        _c(
+            "may_hold_small_numbers",
+            "the column may hold (or reveal) a patient count of 1 to 4",
+            "boolean",
+        ),
+    ),
+}
+
+#: the columns of the data dictionary itself
+DICTIONARY_COLUMNS = ["file", "column", "meaning", "unit", "type", "may_hold_small_numbers"]
+
+
+def column_docs(file: str) -> dict[str, ColumnDoc]:
+    """The documented columns of a published file, by name (empty for an unknown file)."""
+    return {d.column: d for d in PUBLISHED_COLUMNS.get(file, ())}
+
+
+def data_dictionary(columns: Mapping[str, Iterable[str]]) -> pd.DataFrame:
+    """``data_dictionary.csv`` for the published files' actual columns.
+
+    Parameters
+    ----------
+    columns : mapping
+        File name -> its columns, in file order (what the run wrote).
+
+    Returns
+    -------
+    DataFrame
+        :data:`DICTIONARY_COLUMNS`, one row per file x column, files in name order.
+
+    Raises
+    ------
+    OutputContractError
+        When a published column has no entry in :data:`PUBLISHED_COLUMNS` (rule
+        ``undocumented_column``): every published column is documented, or nothing is published.
+    """
+    rows, missing = [], []
+    for file in sorted(columns):
+        docs = column_docs(file)
+        for column in columns[file]:
+            doc = docs.get(str(column))
+            if doc is None:
+                missing.append(
+                    Violation(
+                        file=file,
+                        rule="undocumented_column",
+                        column=str(column),
+                        message="column has no entry in output_contracts.PUBLISHED_COLUMNS",
+                    )
+                )
+                continue
+            rows.append(
+                {
+                    "file": file,
+                    "column": doc.column,
+                    "meaning": doc.meaning,
+                    "unit": doc.unit,
+                    "type": doc.type,
+                    "may_hold_small_numbers": doc.may_hold_small_numbers,
+                }
+            )
+    if missing:
+        raise OutputContractError(missing)
+    return pd.DataFrame.from_records(rows, columns=DICTIONARY_COLUMNS)
+
+
+def blank_infinities(frame: pd.DataFrame, note_column: str = "infinite_note") -> pd.DataFrame:
+    """A copy of ``frame`` with every infinite number written as an empty cell and the reason in
+    ``note_column`` (created when absent; empty where the row had none), so no CSV holds ``inf``.
+
+    Infinite values are legitimate in memory (a funnel limit of a cell expecting almost no
+    deaths, the z of zero events on a log scale: see the module docstring); a spreadsheet cannot
+    read ``inf``, and "infinite" is said in words instead.
+    """
+    out = frame.copy()
+    notes = [[] for _ in range(len(out))]
+    for column in out.columns:
+        series = out[column]
+        if not pd.api.types.is_float_dtype(series.dtype):
+            continue
+        values = series.to_numpy(dtype=float)
+        bad = np.isinf(values)
+        if not bad.any():
+            continue
+        for i in np.flatnonzero(bad):
+            sign = "+" if values[i] > 0 else "-"
+            notes[i].append(f"{column} {sign}infinite{_INFINITE_WHY.get(column, '')}")
+        out[column] = np.where(bad, np.nan, values)
+    text = ["; ".join(n) for n in notes]
+    if note_column in out.columns:
+        old = out[note_column].fillna("").astype(str).to_numpy()
+        text = ["; ".join(x for x in (o, t) if x) for o, t in zip(old, text, strict=True)]
+    out[note_column] = text
+    return out
+
+
+#: why a column can be infinite (the reason written in ``infinite_note``)
+_INFINITE_WHY = {
+    "upper95": " (expected deaths too few for a finite funnel limit)",
+    "upper998": " (expected deaths too few for a finite funnel limit)",
+    "lower95": " (expected deaths too few for a finite funnel limit)",
+    "lower998": " (expected deaths too few for a finite funnel limit)",
+    "z": " (zero events on a log scale)",
+    "z_adjusted": " (zero events on a log scale)",
+}
+
+
 __all__ = [
+    "ADDED_COLUMNS",
     "ALERTS_COLUMNS",
+    "ColumnDoc",
+    "DICTIONARY_COLUMNS",
+    "PUBLISHED_COLUMNS",
+    "blank_infinities",
+    "column_docs",
+    "data_dictionary",
     "ALERT_WINDOW_MONTHS",
     "AlertPeriod",
     "BANDS_COLUMNS",

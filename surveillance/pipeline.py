@@ -42,7 +42,13 @@ import numpy as np
 import pandas as pd
 
 from surveillance import store
-from surveillance.contracts import ALERTS_COLUMNS, BANDS_COLUMNS, FLAGS_COLUMNS, MORTALITY_COLUMNS
+from surveillance.contracts import (
+    ADDED_COLUMNS,
+    ALERTS_COLUMNS,
+    BANDS_COLUMNS,
+    FLAGS_COLUMNS,
+    MORTALITY_COLUMNS,
+)
 from surveillance.errors import ContractError, SurveillanceError
 from surveillance.manifest import (
     TIMINGS_FILE,
@@ -780,13 +786,34 @@ def track(
 # writing and publishing
 
 
-def ordered(frame: pd.DataFrame, contract: list[str]) -> pd.DataFrame:
-    """Contract columns in order, then any extra columns (DESIGN.md section 6)."""
+def ordered(
+    frame: pd.DataFrame, contract: list[str], added: list[str] | None = None
+) -> pd.DataFrame:
+    """Contract columns in order, then the columns ``added`` to the contract
+    (:data:`surveillance.contracts.ADDED_COLUMNS`; a missing one is written empty), then any
+    extra columns (DESIGN.md section 6)."""
     missing = [c for c in contract if c not in frame.columns]
     if missing:
         raise SurveillanceError(f"output is missing contract column(s) {missing}")
-    extras = [c for c in frame.columns if c not in contract]
-    return frame[contract + extras]
+    added = [c for c in (added or []) if c not in contract]
+    frame = frame.assign(**{c: "" for c in added if c not in frame.columns})
+    extras = [c for c in frame.columns if c not in contract and c not in added]
+    return frame[contract + added + extras]
+
+
+def with_names(flags: pd.DataFrame, trusts: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
+    """``flags`` with ``trust_name`` (trusts.csv) and ``indicator_name`` (the catalogue)."""
+    trust_names = dict(
+        zip(trusts["trust_code"].astype(str), trusts["trust_name"].astype(str), strict=True)
+    )
+    names = catalogue["name"] if "name" in catalogue.columns else pd.Series(dtype=str)
+    indicator_names = {str(k): str(v) for k, v in names.items()}
+    codes = flags["trust_code"].astype(str)
+    ids = flags["indicator_id"].astype(str)
+    return flags.assign(
+        trust_name=codes.map(trust_names).fillna(codes).to_numpy(dtype=object),
+        indicator_name=ids.map(indicator_names).fillna(ids).to_numpy(dtype=object),
+    )
 
 
 @dataclass
@@ -809,17 +836,27 @@ def write_outputs(
     """Write the contract tables, ``sources.csv`` and ``quarantine.csv``; return row counts
     (``quarter``: also check the alerts against the run's 12-month window and quarter)."""
     staging = Path(staging)
+    trusts = results.validated.bundle.trusts
     tables = {
-        "flags.csv": ordered(results.flags, FLAGS_COLUMNS),
-        "alerts.csv": ordered(results.mortality.alerts, ALERTS_COLUMNS),
-        "mortality.csv": ordered(results.mortality.table, MORTALITY_COLUMNS),
-        "bands.csv": ordered(results.bands, BANDS_COLUMNS),
+        "flags.csv": ordered(
+            with_names(results.flags, trusts, catalogue), FLAGS_COLUMNS, ADDED_COLUMNS["flags.csv"]
+        ),
+        "alerts.csv": ordered(
+            results.mortality.alerts, ALERTS_COLUMNS, ADDED_COLUMNS["alerts.csv"]
+        ),
+        "mortality.csv": ordered(
+            results.mortality.table, MORTALITY_COLUMNS, ADDED_COLUMNS["mortality.csv"]
+        ),
+        "bands.csv": ordered(results.bands, BANDS_COLUMNS, ADDED_COLUMNS["bands.csv"]),
     }
-    from surveillance.output_contracts import check_outputs
+    from surveillance.output_contracts import blank_infinities, check_outputs
 
     # the output contracts (DESIGN.md section 6): a malformed table stops the run unpublished
-    check_outputs(tables, results.validated.bundle.trusts["trust_code"].astype(str), quarter)
+    check_outputs(tables, trusts["trust_code"].astype(str), quarter)
     for name, frame in tables.items():
+        # infinite numbers (allowed in memory) are written as empty cells with a reason
+        if "infinite_note" in frame.columns:
+            frame = blank_infinities(frame)
         store.write_csv(frame, staging / name, sort_by=OUTPUT_KEYS[name])
     store.write_csv(sources_frame(results.assembly.sources), staging / "sources.csv", sort_by=None)
     store.write_csv(
@@ -829,11 +866,13 @@ def write_outputs(
     )
     from surveillance.banding.explain import contributions
 
-    store.write_csv(
-        contributions(results.flags, top_n=None, excluded=results.excluded),
-        staging / "explanations.csv",
-        sort_by=["trust_code", "rank"],
-    )
+    explanations = contributions(results.flags, top_n=None, excluded=results.excluded)
+    explanations = explanations.assign(
+        z_adjusted=pd.to_numeric(explanations["z_adjusted"], errors="coerce").replace(
+            [np.inf, -np.inf], np.nan
+        )
+    )  # the flag's infinite_note (flags.csv) says why; no CSV holds inf
+    store.write_csv(explanations, staging / "explanations.csv", sort_by=["trust_code", "rank"])
     if results.wards is not None and len(results.wards):
         keys = [c for c in ("trust_code", "ward_code") if c in results.wards.columns]
         store.write_csv(results.wards, staging / "staffing_wards.csv", sort_by=keys)
@@ -1270,6 +1309,11 @@ def write_and_publish(
     with store.staged_run(opts.out, opts.quarter, force=opts.force, hold_lock=hold_lock) as staging:
         start = time.perf_counter()
         counts = write_outputs(staging, results, catalogue, opts.quarter)
+        from surveillance.run_readme import DICTIONARY_FILE, write_run_description
+
+        # README.md and data_dictionary.csv: the folder describes itself (issue 16)
+        write_run_description(staging, fp.quarter, fp.run_id, fp.code)
+        counts = {**counts, DICTIONARY_FILE: count_rows(staging / DICTIONARY_FILE)}
         timings["write"] = time.perf_counter() - start
         if opts.render_reports:
             start = time.perf_counter()
@@ -1388,11 +1432,10 @@ def publish_month(
     rid = run_id(month, inputs, "", {"risk_model.json": model_sha}, code)
     from surveillance.output_contracts import check_output
 
-    check_output("alerts.csv", ordered(alerts, ALERTS_COLUMNS), period=month)
+    alerts = ordered(alerts, ALERTS_COLUMNS, ADDED_COLUMNS["alerts.csv"])
+    check_output("alerts.csv", alerts, period=month)
     with store.staged_run(out, month, force=force) as staging:
-        store.write_csv(
-            ordered(alerts, ALERTS_COLUMNS), staging / "alerts.csv", sort_by=MONTHLY_ALERT_KEYS
-        )
+        store.write_csv(alerts, staging / "alerts.csv", sort_by=MONTHLY_ALERT_KEYS)
         model_run = model_path.parent.parent.name
         manifest = Manifest(
             run_id=rid,

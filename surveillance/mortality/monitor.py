@@ -95,6 +95,9 @@ class CusumSettings:
     glr_grid_points: int = 16
     glr_n_sims: int = 20_000  # glr: in-control simulations per chart for its limit
     oe_share: float = 0.5  # cusum_oe: share of the budget spent on the window's O/E test
+    # an alert whose chart expected fewer deaths than this (window start to the signal) carries
+    # a caution (alerts.csv ``caution``; :func:`alert_caution`)
+    alert_min_expected: float = 1.0
 
 
 def load_cusum_settings(path: Path | str | None = None) -> CusumSettings:
@@ -124,6 +127,7 @@ def load_cusum_settings(path: Path | str | None = None) -> CusumSettings:
         glr_grid_points: int = Field(16, ge=2, le=200)
         glr_n_sims: int = Field(20_000, ge=1000)
         oe_share: float = Field(0.5, gt=0.0, lt=1.0)
+        alert_min_expected: float = Field(1.0, ge=0.0)
 
         @field_validator("detector")
         @classmethod
@@ -461,9 +465,65 @@ def signal_table(
             "detector": settings.detector,
         }
     )
+    out.insert(
+        out.columns.get_loc("status") + 1,
+        "caution",
+        alert_caution(observed, expected, settings.alert_min_expected),
+    )
     if run is not None:  # a multi-part detector: the component that signalled, its own limit
         out["threshold"] = run.threshold[r]
         out["detector"] = np.asarray(run.components)[run.component[r]]
+    return out
+
+
+def alert_caution(observed: np.ndarray, expected: np.ndarray, min_expected: float) -> np.ndarray:
+    """The caution of each alert (empty text when none): the minimum-expected rule.
+
+    A CUSUM chart of very few, low-risk patients can cross its threshold on one or two deaths:
+    an alert on 2 deaths against 0.009 expected in a chart of 4 patients meets the false-alarm
+    calibration but says little about care, and cannot be set beside a 45 against 27.2 alert as
+    an equal. An alert whose chart expected fewer than ``min_expected`` deaths from the window
+    start to the signal (alerts.csv ``expected``) is kept (``alerts.csv`` is the record of every
+    signal) and carries a caution; the reports show it beside the alert and the analyst
+    notebooks pass over such alerts when they pick one to study.
+
+    The national system: the Imperial College (Dr Foster Unit) mortality alerts sent to the
+    CQC since 2007 run risk-adjusted log-likelihood CUSUMs per trust and diagnosis group with
+    thresholds for a 0.1% false-alarm rate in 12 months and screen every alert before it is
+    sent (Bottle & Aylin 2008; Cecil et al. 2018: 654 of 860 alerts, 76%, were sent). We
+    assume, as this service's issue 16 states, that the screening includes a minimum expected
+    count; we did not find the number in those publications, so ``min_expected`` (default 1
+    expected death, ``alert_min_expected`` in ``models/risk/monitoring.yaml``) is our own
+    choice, not the national system's published value. 0 switches the rule off.
+
+    Parameters
+    ----------
+    observed, expected : arrays
+        Deaths and expected deaths from the window start to each alert's signal.
+    min_expected : float
+        Fewest expected deaths for an alert without caution.
+
+    Returns
+    -------
+    object array of str, one per alert.
+
+    References
+    ----------
+    Bottle A, Aylin P. Intelligent information: a national system for monitoring clinical
+    performance. Health Serv Res 2008;43:10-31.
+    Cecil E, Wilkinson S, Bottle A, et al. National hospital mortality surveillance system: a
+    descriptive analysis. BMJ Qual Saf 2018;27:974-981.
+    """
+    # observed is not written into the text: the caution is shown in the reports, where a
+    # count of 1-4 deaths must not appear
+    e = np.asarray(expected, float)
+    small = np.isfinite(e) & (e < min_expected)
+    out = np.full(len(e), "", dtype=object)
+    for i in np.flatnonzero(small):
+        out[i] = (
+            f"few expected deaths: {e[i]:.2g} expected against the minimum {min_expected:g} "
+            "for an alert; a signal on very few patients, treat with care"
+        )
     return out
 
 
@@ -573,7 +633,8 @@ def monitor_charts(
     (:func:`signal_table`).
     """
     if len(charts.volume) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS}), None
+        empty = {c: pd.Series(dtype=object) for c in [*ALERT_COLUMNS, "caution"]}
+        return pd.DataFrame(empty), None
     run = None
     if settings.detector == "cusum":
         h = chart_thresholds(charts, settings, surface)

@@ -67,11 +67,20 @@ def _subset(source: Path, target: Path, codes: set[str], spells: bool = True) ->
 
 
 def _as_written(results: pipeline.QuarterResults) -> Tables:
-    """The four tables exactly as :func:`pipeline.write_outputs` hands them to the writer."""
+    """The four tables exactly as :func:`pipeline.write_outputs` hands them to the checks (with
+    the columns added to the contract: names, caution, infinite_note)."""
+    from surveillance.catalogue import load_catalogue
+    from surveillance.contracts import ADDED_COLUMNS
+
+    named = pipeline.with_names(results.flags, results.validated.bundle.trusts, load_catalogue())
     return {
-        "flags.csv": pipeline.ordered(results.flags, FLAGS_COLUMNS),
-        "alerts.csv": pipeline.ordered(results.mortality.alerts, ALERTS_COLUMNS),
-        "mortality.csv": pipeline.ordered(results.mortality.table, MORTALITY_COLUMNS),
+        "flags.csv": pipeline.ordered(named, FLAGS_COLUMNS, ADDED_COLUMNS["flags.csv"]),
+        "alerts.csv": pipeline.ordered(
+            results.mortality.alerts, ALERTS_COLUMNS, ADDED_COLUMNS["alerts.csv"]
+        ),
+        "mortality.csv": pipeline.ordered(
+            results.mortality.table, MORTALITY_COLUMNS, ADDED_COLUMNS["mortality.csv"]
+        ),
         "bands.csv": pipeline.ordered(results.bands, BANDS_COLUMNS),
     }
 
@@ -456,6 +465,8 @@ def _flags_cases() -> list[Case]:
         Case(f, "flag", "allowed_values", _cell(f, "flag", "alarm")),
         *_type_cases(f, "method", "text"),
     ]
+    for column in ("trust_name", "indicator_name"):  # added to the contract (issue 16)
+        cases += [*_type_cases(f, column, "text"), _required(f, column)]
     for column in ("phi", "tau2"):
         cases += [
             *_type_cases(f, column, "number"),
@@ -570,6 +581,7 @@ def _alerts_cases() -> list[Case]:
             "status_consistent",
             _cell(f, "status", "new", lambda a: (a["status"] == "persisting").to_numpy()),
         ),
+        *_type_cases(f, "caution", "text"),  # added to the contract (issue 16)
     ]
     return cases
 
