@@ -366,6 +366,8 @@ def _alert_charts(alerts: pd.DataFrame) -> list[dict]:
                 "signal_months": months,
                 "signal_month": months[-1],
                 **{k: latest[k] for k in ALERT_NUMBERS},
+                # the minimum-expected rule (alerts.csv ``caution``, empty in older runs)
+                "caution": _text(latest.get("caution")),
             }
         )
     return charts

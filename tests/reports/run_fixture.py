@@ -427,6 +427,10 @@ def _flags(rng: np.random.Generator) -> pd.DataFrame:
     frame.loc[m, "denominator"] = frame.loc[m, "trust_code"].map(
         dict(zip(codes, planned, strict=True))
     )
+    # the columns added to the contract (surveillance.contracts.ADDED_COLUMNS)
+    frame["trust_name"] = frame["trust_code"].map({t[0]: t[1] for t in TRUSTS})
+    frame["indicator_name"] = frame["indicator_id"].map({r[0]: r[1] for r in CATALOGUE_ROWS})
+    frame["infinite_note"] = ""
     frame["reason"] = np.where(frame.flag == "not_applicable", "no data for this trust", "")
     frame["in_banding"] = True
     frame["persistent"] = (frame.trust_code == "RAA") & (frame.indicator_id == "shmi")
@@ -580,7 +584,8 @@ def _alerts_and_paths(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFr
                     (code, group, m, first, c, h, obs_total, round(exp_total, 4), 0.001, status)
                 )
     # A third alert with a small observed count (must be suppressed in reports).
-    alerts.append(("REE", "FRACTURED_NOF", "2013-08", "2013-08", 4.7, 4.5, 4.0, 1.1, 0.001, "new"))
+    # It expected 0.9 deaths: below the minimum expected (1) for an alert, so it carries a caution.
+    alerts.append(("REE", "FRACTURED_NOF", "2013-08", "2013-08", 4.7, 4.5, 4.0, 0.9, 0.001, "new"))
     a_cols = [
         "trust_code",
         "diagnosis_group",
@@ -603,10 +608,13 @@ def _alerts_and_paths(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFr
         "expected",
         "signal",
     ]
+    frame = pd.DataFrame(alerts, columns=a_cols)
+    # the columns added to the contract (surveillance.contracts.ADDED_COLUMNS)
+    from surveillance.mortality.monitor import alert_caution
+
+    frame["caution"] = alert_caution(frame["observed"], frame["expected"], 1.0)
     return (
-        pd.DataFrame(alerts, columns=a_cols).sort_values(
-            ["trust_code", "diagnosis_group", "signal_month"]
-        ),
+        frame.sort_values(["trust_code", "diagnosis_group", "signal_month"]),
         pd.DataFrame(paths, columns=p_cols),
     )
 

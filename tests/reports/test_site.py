@@ -154,7 +154,7 @@ def test_small_counts_suppressed(site: Path, fixture_run: Path):
     )
     assert alert_row.group(1) == "&lt;5"
     ree = (site / "trusts" / "REE.html").read_text(encoding="utf-8")
-    assert "observed deaths &lt;5, expected 1.1" in ree
+    assert "observed deaths &lt;5, expected 0.9" in ree
     # Never events of 1-4 never appear as numbers; their funnel points are not drawn.
     flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
     ne = flags[flags.indicator_id == "never_events"]

@@ -90,3 +90,21 @@ def test_only_patient_counts_are_suppressed(site: Path):
     # the data-quality rule counts late uploads (REE: 1): shown as 1, not "<5"
     ree = (site / "trusts" / "REE.html").read_text(encoding="utf-8")
     assert "count 1" in ree and "count &lt;5" not in ree
+
+
+def test_alert_on_few_expected_deaths_carries_a_caution(site: Path, fixture_run: Path):
+    """The minimum-expected rule: REE's FRACTURED_NOF alert expected 0.9 deaths (< 1), so the
+    trust page and the index say so; the alerts expecting more have no caution."""
+    alerts = pd.read_csv(fixture_run / "alerts.csv", dtype=str, keep_default_na=False)
+    cautioned = alerts[alerts["caution"] != ""]
+    assert cautioned[["trust_code", "diagnosis_group"]].values.tolist() == [
+        ["REE", "FRACTURED_NOF"]
+    ]
+    ree = (site / "trusts" / "REE.html").read_text(encoding="utf-8")
+    assert (
+        "<strong>Caution:</strong> few expected deaths: 0.9 expected against the minimum 1" in ree
+    )
+    raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    assert "Caution:" not in raa
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert index.count("caution: few expected deaths</span>") == 1
