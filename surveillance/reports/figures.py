@@ -700,13 +700,19 @@ def funnel_axes(
     percent: bool = False,
     log: bool | None = None,
     legend_loc: str = "best",
+    highlight: int | None = None,
+    highlight_label: str = "",
 ):
     """Draw a funnel plot on a matplotlib ``Axes`` (same conventions as :func:`funnel_svg`).
+
+    ``highlight`` (a position) rings one unit and names it ``highlight_label`` (the unit
+    studied; its colour still says its flag).
 
     Fit for print: the point colours have a legend entry each, ``labels`` name up to
     :data:`MAX_OUTLIER_LABELS` flagged points, ``percent`` formats a proportion axis as
     percentages, and a ratio axis (target 1) whose positive values span :data:`LOG_SPAN` or more
-    is drawn on a log scale (``log=None``). The y range follows the points and the target, so
+    is drawn on a log scale (``log=None``); ``legend_loc="below"`` puts the legend under the
+    axes, where it cannot cover a limit line. The y range follows the points and the target, so
     limits of units with tiny expected counts (astronomically wide, e.g. 1e-53 to 1e+52) are
     clipped at the frame instead of setting the scale.
     """
@@ -769,10 +775,33 @@ def funnel_axes(
                 xytext=(4, 4),
                 fontsize=7,
             )
+    if highlight is not None and ok[highlight]:
+        ax.scatter(
+            [x[highlight]],
+            [y[highlight]],
+            s=90,
+            facecolors="none",
+            edgecolors="#000",
+            linewidths=1.5,
+            zorder=4,
+            label=highlight_label or None,
+        )
+        if highlight_label:
+            ax.annotate(
+                _short(highlight_label),
+                (x[highlight], y[highlight]),
+                textcoords="offset points",
+                xytext=(7, -12),
+                fontsize=8,
+                fontweight="bold",
+            )
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel + (" (log scale)" if log else ""))
-    ax.legend(loc=legend_loc, fontsize=8, framealpha=0.9)
+    if legend_loc == "below":  # under the axes: the legend never covers a limit line
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8)
+    else:
+        ax.legend(loc=legend_loc, fontsize=8, framealpha=0.9)
     return ax
 
 

@@ -87,12 +87,17 @@ def test_mortality_alert_deep_dive(fixture_run: Path):
         "mortality_alert_deep_dive.ipynb", {"SURVEILLANCE_RUN_DIR": str(fixture_run)}
     )
     alerts = pd.read_csv(fixture_run / "alerts.csv", dtype={"trust_code": str})
-    new = alerts[alerts.status == "new"].assign(excess=lambda a: a.cusum / a.threshold)
+    # the new alert with the largest excess of deaths among those meeting the minimum expected
+    # count (1, monitoring.yaml); REE's FRACTURED_NOF (0.9 expected, a caution) is never picked
+    new = alerts[(alerts.status == "new") & (alerts.expected >= 1.0)]
+    new = new.assign(excess=new.observed - new.expected)
     top = new.sort_values(["excess", "trust_code"], ascending=[False, True]).iloc[0]
     assert (result["trust_code"], result["diagnosis_group"]) == (
         top.trust_code,
         top.diagnosis_group,
     )
+    assert (top.trust_code, top.diagnosis_group) == ("RAA", "AMI")
+    assert result["meets_min_expected"] is True
     assert result["oe"] == pytest.approx(top.observed / top.expected, rel=1e-6)
     assert result["has_path"] is (top.trust_code in ("RAA", "RCC"))
 
