@@ -62,8 +62,21 @@ def test_demo_alerts_have_cusum_and_vlad_charts(demo_run: Path, demo_site: Path,
     alerts = pd.read_csv(demo_run / "alerts.csv", dtype={"trust_code": str})
     if alerts.empty:
         pytest.skip("the demo run has no mortality alerts this quarter")
+    paths_file = demo_run / "cusum_paths.csv"
+    if paths_file.is_file():
+        paths = pd.read_csv(paths_file, dtype={"trust_code": str})
+    else:
+        from surveillance.reports import read_run
+        from surveillance.reports.paths import alert_paths_from_bundle
+
+        paths = alert_paths_from_bundle(demo_run, demo_bundle, alerts, read_run(demo_run).quarter)
+    deaths = paths.groupby([paths["trust_code"].astype(str), "diagnosis_group"])["observed"].sum()
     for (code, group), _ in alerts.groupby(["trust_code", "diagnosis_group"]):
         html = (demo_site / "trusts" / f"{code}.html").read_text(encoding="utf-8")
+        if 1 <= deaths[(code, group)] <= 4:
+            # small-number suppression: a chart of 1-4 deaths in all is not drawn
+            assert "the chart holds fewer than 5 deaths" in html, (code, group)
+            continue
         assert f"{escape(group)}: risk-adjusted CUSUM" in html, (code, group)
         assert f"{escape(group)}: VLAD" in html, (code, group)
 
@@ -117,3 +130,10 @@ def test_demo_funnels_agree_with_the_flags(demo_run: Path):
         np.testing.assert_array_equal(outside[ok], (np.abs(z) > 3.090232)[ok], err_msg=ind)
         checked += int(ok.sum())
     assert checked > 1000
+
+
+def test_demo_site_exposes_no_small_patient_count(demo_run: Path, demo_site: Path):
+    """The outsider's read-back of tests/reports/leakcheck.py on the synthetic nation's site."""
+    from leakcheck import small_count_leaks
+
+    assert small_count_leaks(demo_site, demo_run) == []
