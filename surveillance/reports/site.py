@@ -947,8 +947,9 @@ def _trust_context(ctx: _Context, b: dict) -> dict:
     )
     for m in trust_mortality:
         row = {k: m[k] for k in MORTALITY_COLUMNS if k != "trust_code"}
-        row["suppressed"] = is_small_count(m["observed"]) or str(m["diagnosis_group"]) in hidden
-        if str(m["diagnosis_group"]) in hidden:
+        small = is_small_count(m["observed"])
+        row["suppressed"] = small or str(m["diagnosis_group"]) in hidden
+        if str(m["diagnosis_group"]) in hidden and not small:
             row["observed"] = COMPLEMENT_TEXT
         tmort.append(row)
     tmort.sort(key=lambda r: (r["diagnosis_group"] != "ALL", str(r["diagnosis_group"])))

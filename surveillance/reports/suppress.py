@@ -155,11 +155,13 @@ def safe_periods(deaths: ArrayLike) -> list[tuple[int, int]] | None:
         if running == 0 or running > SMALL_COUNT_MAX:
             periods.append((start, i))
             start, running = i + 1, 0.0
-    if start < len(d):  # a small remainder joins the last period (the total is not small)
-        if periods:
-            periods[-1] = (periods[-1][0], len(d) - 1)
-        else:
-            periods.append((start, len(d) - 1))
+    if start < len(d):
+        # a small remainder (1-4 deaths) joins the periods before it until together they hold
+        # 5 or more (a period of 0 deaths would not hide it); the total is not small, so this ends
+        first = start
+        while periods and d[first:].sum() <= SMALL_COUNT_MAX:
+            first = periods.pop()[0]
+        periods.append((first, len(d) - 1))
     return periods
 
 

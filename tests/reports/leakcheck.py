@@ -139,10 +139,11 @@ def _json_leaks(where: str, value, key: str = "") -> list[str]:
 
 
 def _number(cell: str) -> float | None:
-    try:
-        return float(cell.replace(",", ""))
-    except ValueError:
+    """A count as written in a cell or attribute: digits only (3.221 is a score, not a count)."""
+    text = cell.replace(",", "").strip()
+    if not re.fullmatch(r"\d+(\.0+)?", text):
         return None
+    return float(text)
 
 
 def _table_leaks(where: str, rows: list[tuple[str, list[str]]]) -> list[str]:

@@ -62,6 +62,10 @@ def test_vlad_grouping_hides_every_small_month():
     for a, b in periods:
         assert deaths[a : b + 1].sum() == 0 or deaths[a : b + 1].sum() >= 5
     assert safe_periods([0, 1, 0, 3]) is None  # 4 deaths in all: nothing can be drawn
+    # a small remainder after a month of 0 deaths reaches back past it to a period of 5+
+    # (found on the synthetic nation: R70's chart ended 0, 1 after a period of 5)
+    assert safe_periods([0, 1, 3, 1, 0, 1]) == [(0, 0), (1, 5)]
+    assert safe_periods([5, 0, 0, 2]) == [(0, 3)]
     months = [f"2013-{m:02d}" for m in range(1, 13)]
     expected = np.full(12, 0.5)
     s = safe_series(months, deaths, expected)
