@@ -1312,7 +1312,11 @@ def write_and_publish(
         from surveillance.run_readme import DICTIONARY_FILE, write_run_description
 
         # README.md and data_dictionary.csv: the folder describes itself (issue 16)
-        write_run_description(staging, fp.quarter, fp.run_id, fp.code)
+        others = ["manifest.json", "timings.json", "models/", "reports/"]
+        others = [o for o in others if o != "reports/" or opts.render_reports]
+        if not (staging / "models").is_dir():
+            others.remove("models/")
+        write_run_description(staging, fp.quarter, fp.run_id, fp.code, others)
         counts = {**counts, DICTIONARY_FILE: count_rows(staging / DICTIONARY_FILE)}
         timings["write"] = time.perf_counter() - start
         if opts.render_reports:
@@ -1436,6 +1440,10 @@ def publish_month(
     check_output("alerts.csv", alerts, period=month)
     with store.staged_run(out, month, force=force) as staging:
         store.write_csv(alerts, staging / "alerts.csv", sort_by=MONTHLY_ALERT_KEYS)
+        from surveillance.run_readme import write_run_description
+
+        # README.md, data_dictionary.csv
+        write_run_description(staging, month, rid, code, others=("manifest.json",))
         model_run = model_path.parent.parent.name
         manifest = Manifest(
             run_id=rid,
@@ -1445,7 +1453,9 @@ def publish_month(
             model_configs={f"{model_run}/models/risk_model.json": model_sha},
             code_version=code,
             options={"kind": "monthly_mortality", "risk_model_from": model_run},
-            row_counts={"alerts.csv": count_rows(staging / "alerts.csv")},
+            row_counts={
+                name: count_rows(staging / name) for name in ("alerts.csv", "data_dictionary.csv")
+            },
             outputs=hash_outputs(staging),
         )
         write_manifest(manifest, staging)

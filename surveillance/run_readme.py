@@ -9,7 +9,7 @@ file is, how many rows it has, and that the analytic CSVs hold small numbers and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,17 @@ FILE_TEXT: dict[str, str] = {
 }
 
 
+#: what a run writes besides its CSVs
+OTHER_TEXT: dict[str, str] = {
+    "manifest.json": "what the run was made from: input hashes, configuration, code, outputs",
+    "timings.json": "how long each stage took (changes on every rerun; not hashed)",
+    "models/": "the fitted risk models (JSON)",
+    "reports/": "the report site: index.html, one page per trust, QSG reports, funnels",
+}
+#: the quarterly run's (without ``reports/`` when reports are not rendered)
+QUARTER_OTHERS = ("manifest.json", "timings.json", "models/", "reports/")
+
+
 def _csv_columns(run_dir: Path) -> dict[str, list[str]]:
     out = {}
     for path in sorted(run_dir.glob("*.csv")):
@@ -65,9 +76,14 @@ def write_data_dictionary(run_dir: Path | str) -> Path:
 
 
 def readme_text(
-    run_dir: Path | str, quarter: str, run_id: str, code: Mapping[str, Any] | None = None
+    run_dir: Path | str,
+    quarter: str,
+    run_id: str,
+    code: Mapping[str, Any] | None = None,
+    others: Sequence[str] = QUARTER_OTHERS,
 ) -> str:
-    """The README of a run folder (markdown), from the files present in ``run_dir``."""
+    """The README of a run folder (markdown), from the CSVs present in ``run_dir`` and the
+    ``others`` (keys of :data:`OTHER_TEXT`) the run writes besides them, before or after."""
     run_dir = Path(run_dir)
     code = dict(code or {})
     version = code.get("package") or code.get("version") or ""
@@ -104,14 +120,8 @@ def readme_text(
         rows = max(sum(1 for line in path.open("rb") if line.strip()) - 1, 0)
         what = FILE_TEXT.get(path.name, "")
         lines.append(f"| `{path.name}` | {rows} | {what} |")
-    others = [
-        ("manifest.json", "what the run was made from: input hashes, configuration, code, outputs"),
-        ("timings.json", "how long each stage took (changes on every rerun; not hashed)"),
-        ("models/", "the fitted risk models (JSON)"),
-        ("reports/", "the report site: index.html, one page per trust, QSG reports, funnels"),
-    ]
-    for name, what in others:
-        lines.append(f"| `{name}` | | {what} |")
+    for name in others:
+        lines.append(f"| `{name}` | | {OTHER_TEXT[name]} |")
     lines += [
         "",
         "## Reading the tables",
@@ -136,13 +146,17 @@ def readme_text(
 
 
 def write_run_description(
-    run_dir: Path | str, quarter: str, run_id: str, code: Mapping[str, Any] | None = None
+    run_dir: Path | str,
+    quarter: str,
+    run_id: str,
+    code: Mapping[str, Any] | None = None,
+    others: Sequence[str] = QUARTER_OTHERS,
 ) -> list[Path]:
     """Write ``data_dictionary.csv`` then ``README.md`` into ``run_dir``; return their paths."""
     run_dir = Path(run_dir)
     dictionary = write_data_dictionary(run_dir)
     readme = run_dir / README_FILE
-    readme.write_text(readme_text(run_dir, quarter, run_id, code), encoding="utf-8")
+    readme.write_text(readme_text(run_dir, quarter, run_id, code, others), encoding="utf-8")
     return [dictionary, readme]
 
 
