@@ -79,6 +79,16 @@ def _patients(value: Any) -> str:
     return COMPLEMENT_TEXT if value == COMPLEMENT_TEXT else suppress_count(value)
 
 
+#: ward staffing columns that are proportions (shown as percentages: 86%, not 0.86)
+_WARD_PROPORTIONS = frozenset({"share_under_90", "rn_fill", "mean_fill_rate"})
+
+
+def _ward_cell(column: str, value: Any, is_float: bool) -> str:
+    if column in _WARD_PROPORTIONS:
+        return _pct(value)
+    return _num(value, 3) if is_float else _text(value)
+
+
 def _float(value: Any) -> float | None:
     try:
         v = float(value)
@@ -507,7 +517,7 @@ def build_site(
             ward_records.append(
                 {
                     "trust_code": r["trust_code"],
-                    **{c: _num(r[c], 3) if c in floats else _text(r[c]) for c in cols},
+                    **{c: _ward_cell(c, r[c], c in floats) for c in cols},
                 }
             )
     paths = run.extras.get("cusum_paths")
