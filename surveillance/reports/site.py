@@ -3,7 +3,8 @@ region and a national funnel plot per indicator (DESIGN.md sections 1 and 6).
 
 Every page is self-contained (inline CSS, JS and SVG; no network), rendered by Jinja2 with
 autoescaping on, and says what the bands are and are not. Counts of 1 to 4 patients are shown as
-"<5" (the analytic CSVs keep the true values). Output is deterministic: the same run gives
+"<5" and cannot be worked out from anything else on a page (charts over time, table totals): the
+rules are in :mod:`surveillance.reports.suppress` (the analytic CSVs keep the true values). Output is deterministic: the same run gives
 byte-identical pages.
 """
 
