@@ -1291,10 +1291,11 @@ def _is_data_quality(info: dict) -> bool:
     return info["indicator_id"].startswith("dq_") or info["name"].lower().startswith("data quality")
 
 
-#: a band whose own probability is below this is "uncertain" (QSG question 3: watch it)
+#: a band whose own probability is below this is "uncertain"
 UNCERTAIN_BELOW = 0.5
-#: an uncertain band makes the "most worried" list when a higher-priority band is this likely
-WORRY_HIGHER_BAND = 0.25
+#: an uncertain band is worth the QSG's attention when bands 1-2 (most worried) or bands 1-3
+#: (watch it) together are at least this likely; a band 6 that may be a band 5 is not
+UNCERTAIN_MATTERS = 0.25
 
 
 def _qsg_trust(ctx: _Context, b: dict, excluded_ids: set[str]) -> dict:
@@ -1322,11 +1323,13 @@ def _qsg_trust(ctx: _Context, b: dict, excluded_ids: set[str]) -> dict:
     new_alerts = [a for a in talerts if a["status"] == "new"]
     basis = band_basis(b)
     p_band = _float(b.get(f"p_band_{band}")) if band.isdigit() and basis == "score" else None
-    p_higher = (
-        sum(_float(b.get(f"p_band_{k}")) or 0.0 for k in range(1, int(band)))
-        if p_band is not None
-        else 0.0
-    )
+
+    def p_at_most(k: int) -> float:
+        if p_band is None:
+            return 0.0
+        return sum(_float(b.get(f"p_band_{j}")) or 0.0 for j in range(1, k + 1))
+
+    uncertain = p_band is not None and p_band < UNCERTAIN_BELOW
     n_concerns = len(counted) + len(talerts)
     single = ""
     if n_concerns == 1:
@@ -1349,13 +1352,8 @@ def _qsg_trust(ctx: _Context, b: dict, excluded_ids: set[str]) -> dict:
         )
     if new_alerts:
         reasons.append("new mortality alert: " + "; ".join(_alert_text(a) for a in new_alerts))
-    if (
-        p_band is not None
-        and int(band) > 2
-        and p_band < UNCERTAIN_BELOW
-        and p_higher >= WORRY_HIGHER_BAND
-    ):
-        reasons.append(f"uncertain band {band}: {_pct(p_higher)} chance of a higher-priority band")
+    if uncertain and int(band) > 2 and p_at_most(2) >= UNCERTAIN_MATTERS:
+        reasons.append(f"uncertain band {band}: {_pct(p_at_most(2))} chance of band 1 or 2")
     if single and band not in ("1", "2") and soft:
         reasons.append(f"a concern from a single source: {single}")
     # ranking: bands 1-2 by band then score, then new alerts, uncertain bands, single sources
@@ -1393,7 +1391,7 @@ def _qsg_trust(ctx: _Context, b: dict, excluded_ids: set[str]) -> dict:
         "order": (tier, band_order(band), -(_float(b["proportion_score"]) or 0.0), code),
         "p_band": p_band,
         "p_band_text": f"chance of this band {_pct(p_band)}" if p_band is not None else "",
-        "uncertain": p_band is not None and p_band < UNCERTAIN_BELOW,
+        "watch": uncertain and (int(band) <= 3 or p_at_most(3) >= UNCERTAIN_MATTERS),
         "likely_text": ", ".join(f"band {k} {p:.0%}" for p, k in top),
         "single": single,
         "single_soft": bool(single) and bool(soft),
@@ -1458,17 +1456,19 @@ def _qsg_actions(trusts: list[dict], missing_sources: list[dict]) -> list[dict]:
                     "other indicators, mortality ratios above all, before reading them.",
                 }
             )
-    for t in trusts:
-        if t["n_missing"]:
-            names = next(g["names"] for g in t["gaps"] if g["kind"] == "missing")
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            actions.append(
-                {
-                    "kind": "Request data",
-                    "t": t,
-                    "text": f"no data received for {t['n_missing']} indicator(s) ({shown}).",
-                }
-            )
+    gaps = sorted(
+        (t for t in trusts if t["n_missing"]), key=lambda t: (-t["n_missing"], t["trust_code"])
+    )
+    if gaps:
+        most = ", ".join(f"{t['trust_name']} ({t['n_missing']})" for t in gaps[:3])
+        actions.append(
+            {
+                "kind": "Request data",
+                "t": None,
+                "text": f"{len(gaps)} trust(s) sent no data for some indicators that other trusts "
+                f"reported (most: {most}); ask them for it (see Missing data by trust below).",
+            }
+        )
     for m in missing_sources:
         actions.append(
             {
@@ -1479,7 +1479,7 @@ def _qsg_actions(trusts: list[dict], missing_sources: list[dict]) -> list[dict]:
             }
         )
     for t in trusts:
-        if t["uncertain"]:
+        if t["watch"]:
             actions.append(
                 {
                     "kind": "Watch",

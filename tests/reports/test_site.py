@@ -15,7 +15,7 @@ from sitecheck import broken_links, parse
 from surveillance.errors import SurveillanceError
 from surveillance.reports import build_site, read_run, suppress_count
 from surveillance.reports.funnels import funnel_plot_data
-from surveillance.reports.site import slugify
+from surveillance.reports.site import plain, slugify
 
 
 def _parse(path: Path):
@@ -113,7 +113,9 @@ def test_band_counts_and_movements(site: Path, fixture_run: Path):
     html = (site / "index.html").read_text(encoding="utf-8")
     bands = pd.read_csv(fixture_run / "bands.csv", dtype=str)
     counts = re.findall(r'<span class="band [^"]+">([^<]+)</span><b>(\d+)</b>', html)
-    assert dict((b, int(n)) for b, n in counts) == bands["band"].value_counts().to_dict()
+    want = {plain("band", b): n for b, n in bands["band"].value_counts().items()}
+    assert dict((b, int(n)) for b, n in counts) == want
+    assert ("inspected recently", 1) in {(b, int(n)) for b, n in counts}
     moved = bands[bands["previous_band"].notna() & (bands["previous_band"] != bands["band"])]
     section = html.split('id="movements"')[1].split('id="alerts"')[0]
     for code in bands["trust_code"]:
@@ -191,7 +193,7 @@ def test_trust_page_explains_flags_by_domain(site: Path, fixture_run: Path, cata
             assert in_dom == sorted(in_dom, key=lambda x: x != "elevated_risk")
         assert len(order) == len(flagged)
     raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
-    assert raa.count('class="prob"') == 1 and "risk-adjusted CUSUM" in raa and "VLAD" in raa
+    assert raa.count('class="probs"') == 1 and "risk-adjusted CUSUM" in raa and "VLAD" in raa
     assert "Ward 1 (Acute Medicine)" in raa and "Ward 7 (Elderly care)" in raa
     assert "Ward 9 (Surgery)" not in raa  # under 90% in 1 of 12 months: not frequent
     assert "frequently under 90" not in raa
@@ -223,52 +225,128 @@ def test_funnel_points_agree_with_flags(fixture_run: Path):
     )
 
 
-def test_qsg_reports_answer_three_questions(site: Path, fixture_run: Path):
+QSG_QUESTIONS = (
+    "1. What do the data and soft intelligence say about where there may be concerns?",
+    "2. Where are we most worried?",
+    "3. Do we need to do more to address concerns or gather intelligence?",
+)
+
+
+def _qsg_sections(site: Path, region: str) -> tuple[str, str, str]:
+    html = (site / "qsg" / f"{slugify(region)}.html").read_text(encoding="utf-8")
+    q1, rest = html.split('id="q1"')[1].split('id="q2"')
+    q2, q3 = rest.split('id="q3"')
+    return q1, q2, q3
+
+
+def test_qsg_reports_answer_three_questions(site: Path, fixture_run: Path, catalogue):
+    """The three questions in the QSG's own words and order; "most worried" holds bands 1-2,
+    new alerts, uncertain bands that may belong in bands 1-2 and single-source soft concerns
+    (never a band 6 trust for its band alone), ranked, each with why."""
     bands = pd.read_csv(fixture_run / "bands.csv", dtype=str)
     alerts = pd.read_csv(fixture_run / "alerts.csv", dtype=str)
     flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    counted = flags[flags.in_banding & flags.flag.isin(["risk", "elevated_risk"])]
+    soft_ids = set(catalogue.index[catalogue.derived_from == "intelligence"])
     for region, rb in bands.groupby("region"):
         html = (site / "qsg" / f"{slugify(region)}.html").read_text(encoding="utf-8")
-        q1, rest = html.split('id="q1"')[1].split('id="q2"')
-        q2, q3 = rest.split('id="q3"')
+        text = " ".join(parse(site / "qsg" / f"{slugify(region)}.html").text)
+        positions = [text.index(q) for q in QSG_QUESTIONS]
+        assert positions == sorted(positions), region
+        assert "Where do we need more intelligence" not in text
         assert "@media print" in html
+        q1, q2, q3 = _qsg_sections(site, region)
         for _, b in rb.iterrows():
             name = _escaped(b.trust_name)
             assert name in q1
             new_alert = ((alerts.trust_code == b.trust_code) & (alerts.status == "new")).any()
-            worried = (
-                b.band in ("1", "2")
-                or new_alert
-                or (
-                    b.band.isdigit()
-                    and str(b.previous_band).isdigit()
-                    and int(b.band) < int(b.previous_band)
-                )
+            p = [float(b[f"p_band_{k}"]) if b.band.isdigit() else 0.0 for k in range(1, 7)]
+            uncertain_high = (
+                b.band.isdigit()
+                and int(b.band) > 2
+                and p[int(b.band) - 1] < 0.5
+                and p[0] + p[1] >= 0.25
             )
-            n_elev = ((flags.trust_code == b.trust_code) & (flags.flag == "elevated_risk")).sum()
-            worried = worried or n_elev >= 2
-            assert (name in q2) == worried, (region, b.trust_code)
-            na = flags[(flags.trust_code == b.trust_code) & (flags.flag == "not_applicable")]
-            if len(na):
-                assert name in q3.split("Single-source")[0]
-        assert "cancer_62d" in q3
-        dq = q3.split("Data-quality concerns")[1].split("Single-source")[0]
-        for _, b in rb.iterrows():
-            flagged_dq = (
-                (flags.trust_code == b.trust_code)
-                & (flags.indicator_id.str.startswith("dq_"))
-                & flags.flag.isin(["risk", "elevated_risk"])
-            ).any()
-            assert (_escaped(b.trust_name) in dq) == flagged_dq, b.trust_code
-    # Kendal (RKK) has one flag only? check the single-source rule against an independent count.
-    for _, b in bands.iterrows():
-        n = ((flags.trust_code == b.trust_code) & flags.flag.isin(["risk", "elevated_risk"])).sum()
-        # alerts count once per chart (trust x diagnosis group), whatever its signal months
-        n += alerts.loc[alerts.trust_code == b.trust_code, "diagnosis_group"].nunique()
-        html = (site / "qsg" / f"{slugify(b.region)}.html").read_text(encoding="utf-8")
-        single = html.split("Single-source concerns")[1].split("Uncertain bands")[0]
-        if n == 1:
-            assert _escaped(b.trust_name) in single, b.trust_code
+            mine = counted[counted.trust_code == b.trust_code]
+            n_charts = alerts.loc[alerts.trust_code == b.trust_code, "diagnosis_group"].nunique()
+            soft_only = len(mine) and set(mine.indicator_id) <= soft_ids and not n_charts
+            single_soft = soft_only and (len(mine) + n_charts == 1 or len(mine) > 1)
+            worried = b.band in ("1", "2") or new_alert or uncertain_high or single_soft
+            assert (name in q2) == bool(worried), (region, b.trust_code)
+            if b.band == "6" and not new_alert:
+                assert name not in q2, b.trust_code
+    # ranked: London's band 1 (with a new alert) before its band 2
+    _, q2, q3 = _qsg_sections(site, "London")
+    assert q2.index("Aldgate") < q2.index("&lt;script&gt;")
+    assert "Why: band 1 by its score" in q2 and "new mortality alert: AMI" in q2
+    # suggested actions, concrete and per trust
+    assert "<strong>Follow up</strong> &middot; <a" in q3 and "Aldgate" in q3
+    assert "<strong>Corroborate</strong>" in q3 and "Validated whistleblowing alerts" in q3
+    _, q2, q3 = _qsg_sections(site, "South")
+    assert "Kendal Royal NHS Trust" in q2 and "uncertain band 3: 30% chance of band 1 or 2" in q2
+    assert "<strong>Watch</strong> &middot; " in q3 and "band 3 is uncertain" in q3
+    assert "<strong>Request data</strong>" in q3 and "Luton Valley NHS Trust (1)" in q3
+    missing = q3.split('id="missing-data"')[1].split("</details>")[0]
+    assert "1 no data received (Staff survey: engagement)" in missing
+    assert "1 too few cases to assess" in missing  # Hove's monthly chart
+    _, _, q3 = _qsg_sections(site, "Midlands & East")
+    assert "<strong>Check the data</strong>" in q3 and "late or missing NRLS uploads" in q3
+
+
+def test_qsg_excluded_and_raw_reasons_once(site: Path, fixture_run: Path, catalogue):
+    """Nationally excluded indicators are listed once per report, in plain words; no page
+    shows the raw filter text (or the small expected count inside it)."""
+    for page in _pages(site):
+        text = " ".join(parse(page).text)
+        assert "min_denominator" not in text and "0.120607" not in text, page
+    name = catalogue.loc["inpatient_survey", "name"]
+    for qsg in (site / "qsg").glob("*.html"):
+        html = qsg.read_text(encoding="utf-8")
+        q3 = html.split('id="q3"')[1]
+        excluded = q3.split('id="excluded"')[1].split("</details>")[0]
+        assert excluded.count(name) == 1 and html.count(name) == 1
+        assert (
+            "assessable at 5 of 12 trusts (at least 50% needed); mostly no data received"
+            in excluded
+        )
+
+
+def test_counts_agree_with_bands_csv(site: Path, fixture_run: Path):
+    """An indicator left out of banding is never counted: the QSG tables, the index summary and
+    the trust pages count elevated risks and risks exactly as bands.csv does."""
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype={"trust_code": str})
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    left_out = flags[~flags.in_banding & flags.flag.isin(["risk", "elevated_risk"])]
+    assert set(left_out.trust_code) == {"RAA", "REE"}  # the fixture's trap
+    seen = {}
+    for qsg in (site / "qsg").glob("*.html"):
+        rows = re.findall(
+            r'<tr data-trust="(\w+)" data-elevated="(\d+)" data-risks="(\d+)">',
+            qsg.read_text(encoding="utf-8"),
+        )
+        seen.update({c: (int(e), int(r)) for c, e, r in rows})
+    want = {b.trust_code: (b.elevated_risks, b.risks) for b in bands.itertuples()}
+    assert seen == want
+    index = " ".join(parse(site / "index.html").text)
+    assert (
+        f"({bands.elevated_risks.sum()} elevated risks and {bands.risks.sum()} risks count in the "
+        f"bands, and {len(left_out)} more flag(s) on indicators left out of banding)"
+    ) in " ".join(index.split())
+    data = next(
+        s for s in parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
+    )
+    rows = {r["trust_code"]: r for r in json.loads(data["body"])}
+    for b in bands.itertuples():
+        assert rows[b.trust_code]["flags_text"] == f"{b.elevated_risks} / {b.risks}"
+        page = (site / "trusts" / f"{b.trust_code}.html").read_text(encoding="utf-8")
+        summary = page.split('id="summary"')[1].split("</section>")[0]
+        assert (
+            f"{b.elevated_risks} elevated risk(s) and {b.risks} risk(s) count in the band"
+            in summary
+        )
+    raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    card = raa.split('id="ind-inpatient_survey"')[1].split('<div class="ind"')[0]
+    assert "(left out of banding this quarter)" in card
 
 
 def test_rebuild_is_byte_identical(fixture_run: Path, catalogue, tmp_path: Path):
