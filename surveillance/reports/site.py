@@ -377,6 +377,8 @@ def _indicator_infos(cat: pd.DataFrame, flags: pd.DataFrame) -> dict[str, dict]:
             "means": _text(get("means")) or "No description in the catalogue.",
             "does_not_mean": _text(get("does_not_mean")) or "No description in the catalogue.",
             "in_catalogue": row is not None,
+            "domain_text": plain("domain", domain),
+            "type_text": plain("type", typ),
         }
     return out
 

@@ -339,7 +339,7 @@ def test_counts_agree_with_bands_csv(site: Path, fixture_run: Path):
     for b in bands.itertuples():
         assert rows[b.trust_code]["flags_text"] == f"{b.elevated_risks} / {b.risks}"
         page = (site / "trusts" / f"{b.trust_code}.html").read_text(encoding="utf-8")
-        summary = page.split('id="summary"')[1].split("</section>")[0]
+        summary = page.split('id="summary"')[1].split('id="detail"')[0]
         assert (
             f"{b.elevated_risks} elevated risk(s) and {b.risks} risk(s) count in the band"
             in summary
@@ -561,3 +561,245 @@ def test_run_summary_counts_new_alerts_by_chart(fixture_run: Path):
     alerts = pd.read_csv(fixture_run / "alerts.csv", dtype=str)
     assert (alerts.status == "new").sum() == 3
     assert summarise(fixture_run).new_alerts == 2
+
+
+def _summary(site: Path, code: str) -> str:
+    page = (site / "trusts" / f"{code}.html").read_text(encoding="utf-8")
+    return page.split('id="summary"')[1].split('id="detail"')[0]
+
+
+def test_trust_summary_leads_the_page(site: Path, fixture_run: Path):
+    """The summary: the band with its probabilities as visible text, flagged indicators by
+    domain (value vs expected), new and persisting alerts, what bands are and are not; the
+    detail (cards, charts, full mortality table) after it, collapsed."""
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype={"trust_code": str}).set_index(
+        "trust_code"
+    )
+    raa_page = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    summary = _summary(site, "RAA")
+    assert raa_page.index('id="summary"') < raa_page.index('id="detail"')
+    cells = re.findall(r'<span class="p">([^<]*)</span>', summary)
+    assert cells == [f"{bands.loc['RAA', f'p_band_{k}']:.0%}" for k in range(1, 7)]
+    assert "Placed by its score: score" in summary and "screening tool" in summary
+    # flagged indicators by domain: counts and the first indicators, linking to their cards
+    rows = re.findall(
+        r'<tr><td>([\w-]+)</td><td class="num">(?:<span class="flag-elevated_risk">)?(\d+)',
+        summary,
+    )
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    mine = flags[(flags.trust_code == "RAA") & flags.flag.isin(["risk", "elevated_risk"])]
+    domains = {"safe": "Safe", "effective": "Effective", "caring": "Caring", "well_led": "Well-led"}
+    assert [d for d, _ in rows] == [domains[d] for d in domains if d in set(mine.domain)]
+    elev = mine[mine.in_banding & (mine.flag == "elevated_risk")].groupby("domain").size()
+    assert {d: int(n) for d, n in rows} == {
+        domains[d]: int(elev.get(d, 0)) for d in domains if d in set(mine.domain)
+    }
+    assert '<a href="#ind-shmi">Summary hospital-level mortality indicator</a>' in summary
+    shmi = mine.set_index("indicator_id").loc["shmi"]
+    assert f"{shmi.observed:,.0f} vs {shmi.expected:,.1f} expected" in summary
+    assert "2 validated case(s)" not in summary  # whistleblowing count 2 is suppressed
+    assert "&lt;5 validated case(s)" in summary
+    # alerts: RAA new, RCC persisting
+    assert "<strong>New</strong> (first signal this quarter): AMI, began 2013-08" in summary
+    rcc = _summary(site, "RCC")
+    assert "<strong>Persisting</strong> (first signal earlier in the window): STROKE" in rcc
+    # detail collapsed: the cards and alert charts sit in closed <details>
+    assert re.search(r'<details id="why">', raa_page) and re.search(
+        r'<details id="alerts">', raa_page
+    )
+    why = raa_page.split('<details id="why">')[1]
+    assert why.index('<div class="ind" id="ind-shmi">') < why.index("</details>\n\n<details id=")
+    # mortality: ALL and outliers open, the rest collapsed
+    ratios = pd.read_csv(fixture_run / "mortality.csv", dtype={"trust_code": str})
+    for code in ("RAA", "RBB", "RCC"):
+        page = (site / "trusts" / f"{code}.html").read_text(encoding="utf-8")
+        mort = page.split('<section id="mortality">')[1].split("</section>")[0]
+        open_part, _, closed = mort.partition("<details>")
+        mine = ratios[ratios.trust_code == code]
+        is_open = (mine.diagnosis_group == "ALL") | (mine.banding != "as_expected")
+        assert sorted(re.findall(r'data-group="(\w+)"', open_part)) == sorted(
+            mine.diagnosis_group[is_open]
+        )
+        assert sorted(re.findall(r'data-group="(\w+)"', closed)) == sorted(
+            mine.diagnosis_group[~is_open]
+        )
+
+
+def test_override_is_stated_with_the_score_it_overrode(site: Path, fixture_run: Path):
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype={"trust_code": str}).set_index(
+        "trust_code"
+    )
+    b = bands.loc["RCC"]
+    summary = _summary(site, "RCC")
+    assert '<span class="tag">special-measures override</span>' in summary
+    assert (
+        "Band 1 because the trust is in special measures (an override), not because of its score"
+        in summary
+    )
+    assert f"score {b.score} of {b.max_score} (proportion {b.proportion_score:.3f})" in summary
+    # its proportion sits among the score-banded band-2 and band-3 trusts' range or between them
+    assert re.search(r"would put it with the trusts in (between )?band \d", summary)
+    assert "These follow the override, not the score" in summary
+    # the index marks it
+    data = next(
+        s for s in parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
+    )
+    rows = {r["trust_code"]: r for r in json.loads(data["body"])}
+    assert rows["RCC"]["override"] == "override" and rows["RAA"]["override"] == ""
+    assert rows["RCC"]["p_band_text"] == "override"
+
+
+def test_score_band_text_reads_the_published_bands():
+    from surveillance.reports.site import score_band_text
+
+    ranges = {"1": (0.2, 0.5), "2": (0.1, 0.15), "4": (0.01, 0.05)}
+    assert score_band_text(0.3, ranges) == "band 1"
+    assert score_band_text(0.9, ranges) == "band 1"
+    assert score_band_text(0.17, ranges) == "between band 1 and band 2"
+    assert score_band_text(0.07, ranges) == "between band 2 and band 4"
+    assert score_band_text(0.0, ranges) == "band 4"
+    assert score_band_text(None, ranges) == ""
+
+
+def test_index_sorted_by_score_within_band_with_drivers(site: Path, fixture_run: Path):
+    data = next(
+        s for s in parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
+    )
+    rows = json.loads(data["body"])
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype={"trust_code": str, "band": str})
+    from surveillance.reports.site import band_order
+
+    want = bands.assign(o=bands.band.map(band_order)).sort_values(
+        ["o", "proportion_score", "trust_code"], ascending=[True, False, True]
+    )
+    assert [r["trust_code"] for r in rows] == list(want.trust_code)
+    assert [r["rank"] for r in rows] == list(range(len(rows)))
+    expl = pd.read_csv(fixture_run / "explanations.csv", dtype={"trust_code": str})
+    names = fixture_catalogue_names()
+    for r in rows:
+        top = expl[expl.trust_code == r["trust_code"]].sort_values("rank").indicator_id[:3]
+        assert [d["name"] for d in r["drivers"]] == [names[i] for i in top], r["trust_code"]
+
+
+def fixture_catalogue_names() -> dict[str, str]:
+    from run_fixture import fixture_catalogue
+
+    return fixture_catalogue()["name"].to_dict()
+
+
+def test_drivers_follow_the_published_explanations(fixture_run: Path, catalogue, tmp_path: Path):
+    """site.py does not re-rank: reversing a trust's ranks in explanations.csv reverses its
+    drivers on the index and the order of its summary and cards."""
+    import shutil
+
+    run = tmp_path / "2013Q3"
+    shutil.copytree(fixture_run, run, ignore=shutil.ignore_patterns("reports"))
+    expl = pd.read_csv(run / "explanations.csv", dtype={"trust_code": str})
+    raa = expl.trust_code == "RAA"
+    expl.loc[raa, "rank"] = expl.loc[raa, "rank"].max() + 1 - expl.loc[raa, "rank"]
+    expl.sort_values(["trust_code", "rank"]).to_csv(run / "explanations.csv", index=False)
+    site = build_site(run, catalogue=catalogue).parent
+    data = next(
+        s for s in parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
+    )
+    row = next(r for r in json.loads(data["body"]) if r["trust_code"] == "RAA")
+    new = expl[raa].sort_values("rank").indicator_id
+    names = catalogue["name"].to_dict()
+    assert [d["name"] for d in row["drivers"]] == [names[i] for i in new[:3]]
+    page = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    cards = re.findall(r'<div class="ind" id="ind-([^"]+)">', page)
+    in_rank = [i for i in new if i in cards]
+    assert len(in_rank) == len(expl[raa]) > 1
+    # within a domain the cards follow the file's (reversed) rank
+    for dom in catalogue.domain.unique():
+        got = [c for c in cards if c in in_rank and catalogue.domain[c] == dom]
+        assert got == [i for i in new if catalogue.domain[i] == dom], dom
+    summary = page.split('id="summary"')[1].split('id="detail"')[0]
+    first = [i for i in new if catalogue.domain[i] == catalogue.domain[new.iloc[0]]]
+    linked = re.findall(r'<a href="#ind-([^"]+)">', summary)
+    assert [i for i in linked if i in first] == first[:3]
+
+
+#: internal labels that must never reach a reader (issue 16 item 7)
+INTERNAL_WORDS = (
+    "recently_inspected",
+    "not_banded",
+    "cusum_z",
+    "external_band",
+    "type rule",
+    "rn fill",
+    "months under 90",
+    "months_under_90",
+    "share under 90",
+    "as_expected",
+    "higher_than_expected",
+    "no_evidence",
+    "elevated_risk",
+    "special_measures",
+)
+
+
+def test_plain_words_for_internal_labels(site: Path):
+    for page in _pages(site):
+        text = " ".join(parse(page).text)
+        for word in INTERNAL_WORDS:
+            # "months under 90% of planned hours" is the plain label; a bare "months under 90" not
+            assert not re.search(rf"{re.escape(word)}(?![%\w])", text), (
+                page.relative_to(site),
+                word,
+            )
+    raa = " ".join(parse(site / "trusts" / "RAA.html").text)
+    assert "Months under 90% of planned hours" in raa
+    jj = " ".join(parse(site / "trusts" / "RJJ.html").text)
+    assert "inspected recently" in jj and "Not banded this quarter: inspected recently" in jj
+
+
+def test_every_vocabulary_has_plain_words():
+    """One mapping covers every code the output contracts allow."""
+    from surveillance import output_contracts as oc
+    from surveillance.reports.site import LABELS
+
+    assert set(oc.INDICATOR_TYPES) <= set(LABELS["type"])
+    assert set(oc.BAND_VALUES) <= set(LABELS["band"])
+    assert set(oc.MOVEMENTS) <= set(LABELS["movement"])
+    assert set(oc.ALERT_STATUSES) <= set(LABELS["alert_status"])
+    assert set(oc.FLAG_VALUES) <= set(LABELS["flag"])
+    assert set(oc.DOMAINS) == set(LABELS["domain"])
+    for b in oc.MORTALITY_BANDING:
+        assert plain("mortality_banding", b) == b.replace("_", " ")
+        assert plain("mortality_banding", b.replace(" ", "_")) == b.replace("_", " ")
+
+
+def test_footer_shows_run_id_and_code_version(site: Path, fixture_run: Path, catalogue, tmp_path):
+    for page in _pages(site):
+        text = " ".join(" ".join(parse(page).text).split())
+        assert "Run fixture-2013Q3 · quarter 2013Q3 · code version 0.1.0." in text, page
+    # the manifest's code_version object; and, before the manifest exists, the pipeline's own
+    import shutil
+
+    run = tmp_path / "2013Q3"
+    shutil.copytree(fixture_run, run, ignore=shutil.ignore_patterns("reports"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["code_version"] = {
+        "package": "0.1.0",
+        "git_commit": "937c6f52ac0cbe20",
+        "git_dirty": True,
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    index = build_site(run, tmp_path / "a", catalogue=catalogue)
+    text = " ".join(" ".join(parse(index).text).split())
+    assert "code version 0.1.0, commit 937c6f52ac0c, with uncommitted changes." in text
+    (run / "manifest.json").unlink()
+    index = build_site(run, tmp_path / "b", catalogue=catalogue)
+    assert "Run not recorded" in " ".join(parse(index).text)
+    index = build_site(
+        run,
+        tmp_path / "c",
+        catalogue=catalogue,
+        provenance={
+            "run_id": "2013Q3-abc",
+            "code_version": {"package": "0.2.0", "git_commit": None},
+        },
+    )
+    text = " ".join(" ".join(parse(index).text).split())
+    assert "Run 2013Q3-abc · quarter 2013Q3 · code version 0.2.0." in text
