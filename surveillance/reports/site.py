@@ -773,25 +773,31 @@ def _is_true(value: Any) -> bool:
     return _text(value).lower() in ("true", "1", "1.0")
 
 
+def _code_version_text(code: Any) -> str:
+    """The manifest's ``code_version`` object as package, commit and whether the checkout had
+    uncommitted changes ("0.1.0, commit 937c6f52ac0c"); a plain string as it is."""
+    if not isinstance(code, Mapping):
+        return _text(code)
+    parts = [_text(code.get("package"))]
+    commit = _text(code.get("git_commit"))
+    if commit:
+        parts.append(f"commit {commit[:12]}")
+    if code.get("git_dirty"):
+        parts.append("with uncommitted changes")
+    return ", ".join(p for p in parts if p)
+
+
 def _provenance(run: RunData, given: Mapping[str, Any] | None) -> dict[str, str]:
     """Run id and code version for the footers: ``given`` (the pipeline's, before the manifest is
-    written), else the run's ``manifest.json``; the code version as package, commit and whether
-    the checkout had uncommitted changes (the manifest's ``code_version`` object)."""
+    written), else the run's ``manifest.json``; a re-render's own code version
+    (``reports_code_version``) is added when it differs."""
     source = dict(given) if given else run.manifest
-    run_id = _text(source.get("run_id"))
-    code = source.get("code_version")
-    if isinstance(code, Mapping):
-        parts = [_text(code.get("package"))]
-        commit = _text(code.get("git_commit"))
-        if commit:
-            parts.append(f"commit {commit[:12]}")
-        if code.get("git_dirty"):
-            parts.append("with uncommitted changes")
-        version = ", ".join(p for p in parts if p)
-    else:
-        version = _text(code)
+    version = _code_version_text(source.get("code_version"))
+    rerender = _code_version_text(source.get("reports_code_version"))
+    if rerender and rerender != version:
+        version += f"; reports rendered again with {rerender}"
     return {
-        "run_id": run_id or "not recorded",
+        "run_id": _text(source.get("run_id")) or "not recorded",
         "code_version": version or "not recorded",
     }
 
@@ -918,10 +924,17 @@ def _value_vs_expected(typ: str, f: Mapping[str, Any]) -> str:
     """A flag's numbers in a few words, small counts suppressed: "45 vs 27.2 expected"."""
     observed, expected = f.get("observed"), f.get("expected")
     if typ == "cusum_z":
-        stat = _float(f.get("cusum"))
-        stat = stat if stat is not None else _float(observed)
-        thr = "" if _float(expected) is None else f" vs threshold {_num(expected, 2)}"
-        return f"trend {_num(stat, 2)}{thr}" if stat is not None else ""
+        # the run's flags carry the chart's largest CUSUM in ``cusum`` and h in ``method``
+        # ("cusum(k=0.5,h=5.48)"); without ``cusum``, observed is the statistic, expected h
+        stat, h = _float(f.get("cusum")), None
+        if stat is not None:
+            m = re.search(r"h=([0-9.]+)", _text(f.get("method")))
+            h = float(m.group(1)) if m else None
+        else:
+            stat, h = _float(observed), _float(expected)
+        if stat is None:
+            return ""
+        return f"trend {_num(stat, 2)}" + (f" vs threshold {_num(h, 2)}" if h is not None else "")
     if typ == "external_band":
         return "the publisher's own rating"
     obs = _observed_text(typ, observed)

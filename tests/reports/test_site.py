@@ -785,10 +785,14 @@ def test_footer_shows_run_id_and_code_version(site: Path, fixture_run: Path, cat
         "git_commit": "937c6f52ac0cbe20",
         "git_dirty": True,
     }
+    manifest["reports_code_version"] = {"package": "0.1.1", "git_commit": "aaaabbbbccccdddd"}
     (run / "manifest.json").write_text(json.dumps(manifest))
     index = build_site(run, tmp_path / "a", catalogue=catalogue)
     text = " ".join(" ".join(parse(index).text).split())
-    assert "code version 0.1.0, commit 937c6f52ac0c, with uncommitted changes." in text
+    assert (
+        "code version 0.1.0, commit 937c6f52ac0c, with uncommitted changes; reports rendered "
+        "again with 0.1.1, commit aaaabbbbcccc." in text
+    )
     (run / "manifest.json").unlink()
     index = build_site(run, tmp_path / "b", catalogue=catalogue)
     assert "Run not recorded" in " ".join(parse(index).text)
@@ -803,3 +807,25 @@ def test_footer_shows_run_id_and_code_version(site: Path, fixture_run: Path, cat
     )
     text = " ".join(" ".join(parse(index).text).split())
     assert "Run 2013Q3-abc · quarter 2013Q3 · code version 0.2.0." in text
+
+
+def test_flag_numbers_in_a_few_words(site: Path):
+    from surveillance.reports.site import _value_vs_expected
+
+    # the run's cusum_z flags: the chart's CUSUM in ``cusum`` and h in ``method``
+    real = {"cusum": 7.371984, "method": "cusum(k=0.5,h=5.48)", "observed": 115, "expected": 47.2}
+    assert _value_vs_expected("cusum_z", real) == "trend 7.37 vs threshold 5.48"
+    assert _value_vs_expected("cusum_z", {"observed": 6.1, "expected": 5.48}) == (
+        "trend 6.10 vs threshold 5.48"
+    )
+    assert _value_vs_expected("ratio", {"observed": 3, "expected": 1.37}) == "<5 vs 1.4 expected"
+    assert _value_vs_expected("ratio", {"observed": 45, "expected": 27.21}) == "45 vs 27.2 expected"
+    assert _value_vs_expected("rule", {"observed": 2}) == "<5 validated case(s)"
+    assert _value_vs_expected("score", {"observed": 3.55, "expected": 3.75}) == (
+        "3.550 vs 3.750 expected"
+    )
+    raa = _summary(site, "RAA")
+    assert (
+        'Monthly mortality CUSUM</a> <span class="flag-elevated_risk">elevated risk</span> ' in raa
+    )
+    assert "trend 6.10 vs threshold 5.48" in raa
