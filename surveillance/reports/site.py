@@ -54,13 +54,6 @@ LABELS: dict[str, dict[str, str]] = {
         "recently_inspected": "inspected recently",
         "not_banded": "not banded",
     },
-    "band_reason": {
-        "score": "placed by its score",
-        "special_measures": "in special measures, so placed in band 1",
-        "recently_inspected": "inspected recently, so not banded this quarter",
-        "too_few_indicators": "too few applicable indicators to band",
-        "not_banded": "not banded",
-    },
     "type": {
         "proportion": "a proportion compared with the national rate",
         "ratio": "observed against expected (a ratio)",
@@ -108,8 +101,6 @@ LABELS: dict[str, dict[str, str]] = {
     "diagnosis_group": {"ALL": "All diagnosis groups"},
 }
 LABELS["domain"] = dict(DOMAINS)
-FLAG_TEXT = LABELS["flag"]
-BAND_REASON_TEXT = LABELS["band_reason"]
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -1566,7 +1557,7 @@ def _funnel_context(ctx: _Context, indicator_id: str, data: FunnelData) -> dict:
                 if code in ctx.trust_file
                 else "../index.html",
                 "flag": f["flag"],
-                "flag_text": FLAG_TEXT.get(f["flag"], f["flag"]),
+                "flag_text": plain("flag", f["flag"]),
                 "observed_text": _observed_text(info["type"], f["observed"]),
                 "expected_text": _expected_text(info["type"], f["expected"]),
                 "z_adjusted": f["z_adjusted"],
