@@ -905,7 +905,10 @@ def _probabilities(b: Mapping[str, Any], basis: str) -> dict:
         for k, p in enumerate(probs, start=1)
     ]
     if basis == "special_measures":
-        note = "These follow the override, not the score: every resampled scoring keeps the band."
+        note = (
+            "The override sets the band whatever the score, so these shares of resampled "
+            "scorings do not measure how certain the band is."
+        )
     else:
         note = "How certain the band is: the share of resampled scorings that put the trust in each band."
     return {"cells": cells, "note": note}

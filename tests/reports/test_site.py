@@ -639,7 +639,8 @@ def test_override_is_stated_with_the_score_it_overrode(site: Path, fixture_run: 
     assert f"score {b.score} of {b.max_score} (proportion {b.proportion_score:.3f})" in summary
     # its proportion sits among the score-banded band-2 and band-3 trusts' range or between them
     assert re.search(r"would put it with the trusts in (between )?band \d", summary)
-    assert "These follow the override, not the score" in summary
+    assert "The override sets the band whatever the score" in summary
+    assert '<span class="tag">special-measures override</span> <strong>Band 1' in summary
     # the index marks it
     data = next(
         s for s in parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
