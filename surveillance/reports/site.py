@@ -5,6 +5,14 @@ Every page is self-contained (inline CSS, JS and SVG; no network), rendered by J
 autoescaping on, and says what the bands are and are not. Counts of 1 to 4 patients are shown as
 "<5" (the analytic CSVs keep the true values). Output is deterministic: the same run gives
 byte-identical pages.
+
+Shapes (issue 16): a trust page opens with a one-screen summary (band and how it was reached, the
+band probabilities as text, flagged indicators by domain, new and persisting alerts, what bands
+are and are not) and keeps the detail collapsed below it; the index ranks by band, then score,
+with each trust's main drivers as the run published them (``explanations.csv``, never re-ranked
+here); a QSG report answers the group's three questions in its own words. Counts of flags are
+those that count in banding, so they agree with ``bands.csv``. Every label a reader sees comes
+from :data:`LABELS` through :func:`plain`.
 """
 
 from __future__ import annotations
