@@ -808,6 +808,18 @@ def test_footer_shows_run_id_and_code_version(site: Path, fixture_run: Path, cat
     )
     text = " ".join(" ".join(parse(index).text).split())
     assert "Run 2013Q3-abc · quarter 2013Q3 · code version 0.2.0." in text
+    # the pipeline renders the site before it writes the manifest: the footer comes from its
+    # fingerprint
+    from types import SimpleNamespace
+
+    from surveillance.pipeline import render_reports
+
+    staging = tmp_path / ".2013Q3.staging-test"
+    shutil.copytree(run, staging)
+    fp = SimpleNamespace(run_id="2013Q3-fp", code={"package": "0.3.0", "git_commit": None})
+    index = render_reports(staging, catalogue, fp)
+    text = " ".join(" ".join(parse(index).text).split())
+    assert "Run 2013Q3-fp · quarter 2013Q3 · code version 0.3.0." in text
 
 
 def test_flag_numbers_in_a_few_words(site: Path):
