@@ -17,9 +17,12 @@ deprivation in some trusts, clustered OR 2 and OR 3 deteriorations. The charts o
 window are run with each baseline: ``shmi_national`` (the SHMI-style model, as before issue 13),
 ``alert_national`` (the alert model, no baseline shift), ``alert_typical_trust`` (the product:
 alert model at the typical trust), ``alert_typical_weighted`` (weighted-median location),
-``alert_own_trust`` (each trust's own phase I level, for comparison) and ``ideal`` (the TRUE
-in-control risks from the oracle sidecar of ground_truth.json: the ceiling), and the typical-trust
-and ideal baselines with every detector but the GLR (too slow for 19,000 charts; compared at chart
+``alert_spell_palliative`` (the alert model on each spell's own palliative code, as before the
+charts took the trust's phase I coding rate), ``alert_own_trust`` (each trust's own phase I level,
+for comparison), ``ideal_typical`` (the TRUE in-control risks had the trust been the typical
+trust: the ceiling of any chart whose standard is the typical trust) and ``ideal`` (the TRUE
+in-control risks from the oracle sidecar of ground_truth.json, each trust's own effect included:
+the ceiling), and the typical-trust and both ideal baselines with every detector but the GLR (too slow for 19,000 charts; compared at chart
 level in ``benchmarks/detectors.py``). Reported per nation and pooled: planted charts with 30+
 expected deaths a year detected within the window (first signal at or after the start month) and
 the median delay (months, 1 = the start month) for OR 2 and OR 3; the measured false-alarm rate
@@ -322,9 +325,14 @@ def part2(seeds, scale: str, quarter: str, root: Path, detectors: list[str]) -> 
         alert = run.alert_model
         enc_a, pattern_a = alert.encode(spells)
         p_alert_typical = alert.chart_risks(enc_a, pattern_a)
-        p_alert_national = alert.predict_encoded(enc_a, pattern_a)
+        p_alert_national = alert.chart_prediction(enc_a, pattern_a)
         fit_s = time.perf_counter() - t0
         p_alert_weighted = weighted_baseline(alert, enc_a, p_alert_national, quarter)
+        # for comparison: the charts on each spell's own palliative code (before the charts
+        # took the trust's phase I coding rate), moved to the typical trust the same way
+        p_alert_spell = weighted_baseline(
+            alert, enc_a, alert.predict_encoded(enc_a, pattern_a), quarter, location=None
+        )
         # for comparison only: each trust's own phase I level (the baseline's trust effect u_t
         # on top of the typical trust), i.e. charts that test a change within the trust
         b = alert.baseline_
@@ -336,15 +344,18 @@ def part2(seeds, scale: str, quarter: str, root: Path, detectors: list[str]) -> 
             "shmi_national": p_shmi,
             "alert_national": p_alert_national,
             "alert_typical_trust": p_alert_typical,
+            "alert_spell_palliative": p_alert_spell,
             "alert_typical_weighted": p_alert_weighted,
             "alert_own_trust": p_alert_own,
+            "ideal_typical": p_typical,
             "ideal": p_true,
         }
         rows = []
         for name, p in variants.items():
             charts = build_charts(enc, p, end, base.months)
             sums = chart_sums(charts, p_true, p_typical)
-            for det in detectors if name in ("alert_typical_trust", "ideal") else [detectors[0]]:
+            full = ("alert_typical_trust", "ideal_typical", "ideal")
+            for det in detectors if name in full else [detectors[0]]:
                 t1 = time.perf_counter()
                 first = first_signals(charts, _settings(base, det), surface)
                 res = evaluate(charts, first, truth, sums, near)
@@ -367,9 +378,11 @@ def part2(seeds, scale: str, quarter: str, root: Path, detectors: list[str]) -> 
     return {"scale": scale, "quarter": quarter, "nations": per_nation, "pooled": pool(per_nation)}
 
 
-def weighted_baseline(alert, enc, p: np.ndarray, quarter: str) -> np.ndarray:
-    """The alert model's risks moved to the typical trust by the weighted-median location
-    (``baseline.location: weighted_median``) instead of the configured one."""
+def weighted_baseline(
+    alert, enc, p: np.ndarray, quarter: str, location: str | None = "weighted_median"
+) -> np.ndarray:
+    """Risks ``p`` moved to the typical trust by the alert model's baseline fitted on them, with
+    ``location`` (default the weighted median; None: the configured one)."""
     from surveillance.mortality.baseline import CellSums, typical_trust_baseline
     from surveillance.mortality.encode import month_number
     from surveillance.periods import Quarter
@@ -382,7 +395,9 @@ def weighted_baseline(alert, enc, p: np.ndarray, quarter: str) -> np.ndarray:
         p[keep],
         (len(enc.trusts), len(enc.groups)),
     )
-    spec = alert.spec.baseline.model_copy(update={"location": "weighted_median"})
+    spec = alert.spec.baseline
+    if location is not None:
+        spec = spec.model_copy(update={"location": location})
     b = typical_trust_baseline(cells, enc.trusts, enc.groups, spec)
     return b.adjust(p, b.shift_for(enc.groups)[enc.group])
 
@@ -434,10 +449,10 @@ def pool(per_nation: list[dict]) -> list[dict]:
             delays = [s["median_delay_months"] for s in sub if s["median_delay_months"] is not None]
             item[f"{odds}_median_delay_months"] = float(np.median(delays)) if delays else None
         out.append(item)
-    ideal = {r["detector"]: r["detected"] for r in out if r["baseline"] == "ideal"}
-    best_ideal = max(ideal.values()) if ideal else None
-    for r in out:
-        r["share_of_ideal"] = r["detected"] / best_ideal if best_ideal else None
+    for ceiling, key in (("ideal", "share_of_ideal"), ("ideal_typical", "share_of_ideal_typical")):
+        best = max((r["detected"] for r in out if r["baseline"] == ceiling), default=None)
+        for r in out:
+            r[key] = r["detected"] / best if best else None
     return out
 
 
@@ -499,7 +514,8 @@ def main() -> int:
         f"default ({default}, typical-trust baseline) on {len(args.seeds)} harder nations: "
         f"{chosen['detected']}/{chosen['planted_30plus']} planted 30+ charts detected "
         f"({chosen['detected_share']:.0%}; OR 2 {chosen['or2_detected']}, OR 3 "
-        f"{chosen['or3_detected']}), {chosen['share_of_ideal']:.0%} of the ideal chart, "
+        f"{chosen['or3_detected']}), {chosen['share_of_ideal']:.0%} of the ideal chart "
+        f"({chosen['share_of_ideal_typical']:.0%} of the ideal typical-trust chart), "
         f"false alarms {chosen['typical_false_alarms']}/{chosen['typical_chart_years']} "
         f"chart-years of near-typical trusts ({chosen['typical_false_alarm_rate']:.4%}; "
         f"{chosen['false_alarms']}/{chosen['in_control_chart_years']} = "

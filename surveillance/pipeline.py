@@ -953,11 +953,13 @@ def excluded_frame(
     return pd.DataFrame.from_records(rows, columns=columns)
 
 
-def render_reports(staging: Path, catalogue: pd.DataFrame) -> Path:
-    """Render the static site into ``<staging>/reports``."""
+def render_reports(staging: Path, catalogue: pd.DataFrame, fp: Fingerprint | None = None) -> Path:
+    """Render the static site into ``<staging>/reports``; the footers take the run id and code
+    version from ``fp`` (the manifest is written after the site)."""
     from surveillance.reports.site import build_site
 
-    return build_site(staging, catalogue=catalogue)
+    provenance = None if fp is None else {"run_id": fp.run_id, "code_version": fp.code}
+    return build_site(staging, catalogue=catalogue, provenance=provenance)
 
 
 def finish_manifest(
@@ -1321,7 +1323,7 @@ def write_and_publish(
         timings["write"] = time.perf_counter() - start
         if opts.render_reports:
             start = time.perf_counter()
-            render_reports(staging, catalogue)
+            render_reports(staging, catalogue, fp)
             timings["report"] = time.perf_counter() - start
         finish_manifest(staging, fp, results, catalogue, counts)
         write_timings(staging, timings, dict(extra_timings or {}))

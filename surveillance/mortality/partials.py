@@ -50,6 +50,7 @@ from surveillance.mortality.monitor import (
     load_cusum_settings,
     monitor_charts,
 )
+from surveillance.mortality.palliative import palliative_counts
 from surveillance.mortality.quality import (
     quality_changes,
     quality_context,
@@ -94,6 +95,8 @@ class FitPartial:
     trusts: np.ndarray
     groups: np.ndarray
     alert_counts: pd.DataFrame | None = None
+    # phase I palliative coding per trust x group (an alert model whose charts use the rate)
+    palliative: pd.DataFrame | None = None
 
 
 def fit_partial(
@@ -110,9 +113,19 @@ def fit_partial(
         enc = encode_spells(chunk, model.outcome, model.spec.period_date)
         counts = pattern_counts(chunk, model, end_month, enc)
         alert = None if alert_model is None else pattern_counts(chunk, alert_model, end_month, enc)
+        pall = _palliative_counts(enc, alert_model, end_month)
     except ContractError as exc:
         raise offset_rows(exc, start) from None
-    return FitPartial(counts, enc.trusts.astype(str), enc.groups.astype(str), alert)
+    return FitPartial(counts, enc.trusts.astype(str), enc.groups.astype(str), alert, pall)
+
+
+def _palliative_counts(
+    enc: EncodedSpells, alert_model: RiskModel | None, end_month: int
+) -> pd.DataFrame | None:
+    """The chunk's phase I palliative counts when ``alert_model``'s charts use the trust rate."""
+    if alert_model is None or not alert_model.palliative_at_trust_rate:
+        return None
+    return palliative_counts(enc, alert_model.fit_mask(enc.period_month, end_month))
 
 
 @dataclass(frozen=True)
@@ -148,6 +161,10 @@ def fit_from_partials(
     if alert_model is not None:
         alert = pd.concat([p.alert_counts for p in parts], ignore_index=True)
         alert_model.fit_counts(*combine_counts(alert, alert_model), end)
+        if alert_model.palliative_at_trust_rate:
+            alert_model.set_palliative_counts(
+                pd.concat([p.palliative for p in parts], ignore_index=True)
+            )
     trusts = np.array(sorted(set().union(*(p.trusts.tolist() for p in parts))), dtype=object)
     all_groups = np.array(sorted(set().union(*(p.groups.tolist() for p in parts))), dtype=object)
     return model, Levels(trusts, all_groups)
@@ -161,7 +178,11 @@ def fit_alert_model(
     counts = pattern_counts(spells, alert_model, end)
     if len(counts) == 0:
         raise SurveillanceError("spells: no rows to fit the risk models on")
-    return alert_model.fit_counts(*combine_counts(counts, alert_model), as_quarter(quarter))
+    alert_model.fit_counts(*combine_counts(counts, alert_model), as_quarter(quarter))
+    if alert_model.palliative_at_trust_rate:
+        enc = encode_spells(spells, alert_model.outcome, alert_model.spec.period_date)
+        alert_model.set_palliative_counts(_palliative_counts(enc, alert_model, end))
+    return alert_model
 
 
 # ------------------------------------------------------------------ pass 2: sums and window
@@ -221,7 +242,7 @@ def spell_partial(
             chart_p, cells = p, None
         else:
             pattern = alert_model.patterns(chunk, enc.admission_day)
-            chart_p = alert_model.predict_encoded(enc, pattern)
+            chart_p = alert_model.chart_prediction(enc, pattern)
             del pattern
             cells = baseline_sums(enc, chart_p, alert_model, end)
     except ContractError as exc:

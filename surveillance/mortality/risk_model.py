@@ -31,6 +31,12 @@ from surveillance.mortality.encode import (
     pattern_index,
 )
 from surveillance.mortality.irls import c_statistic, calibration_slope, fit_logistic_patterns
+from surveillance.mortality.palliative import (
+    PalliativeRates,
+    marginal_risk,
+    palliative_counts,
+    palliative_rates,
+)
 from surveillance.mortality.spec import COVARIATE_NAMES, RiskSpec, load_risk_spec
 from surveillance.periods import Quarter
 
@@ -197,6 +203,7 @@ class RiskModel:
         del digits
         self.__dict__.pop("_fit_encoding", None)
         fitted = self._fit_arrays(enc.group[keep], enc.groups, pattern, enc.died[keep])
+        self.set_palliative_counts(palliative_counts(enc, keep))
         if whole:  # what encode(spells) would compute: reuse it once (see encode)
             self._fit_encoding = (weakref.ref(spells), len(spells), enc, pattern)
         return fitted
@@ -385,11 +392,48 @@ class RiskModel:
     def predict_encoded(self, enc: EncodedSpells, pattern: np.ndarray) -> np.ndarray:
         return self.predict_patterns(self.group_index(enc.groups)[enc.group], pattern)
 
+    @property
+    def palliative_at_trust_rate(self) -> bool:
+        """Whether the charts take palliative care at the trust's phase I coding rate
+        (``covariates.palliative.charts: trust_rate``)."""
+        pall = self.spec.covariates.palliative
+        return pall is not None and pall.charts == "trust_rate"
+
+    def set_palliative_counts(self, counts: pd.DataFrame) -> None:
+        """Phase I palliative-coding rates (``palliative_rates_``) from per-chunk counts
+        (:func:`surveillance.mortality.palliative.palliative_counts`); only for a model whose
+        charts use them."""
+        if self.palliative_at_trust_rate:
+            self.palliative_rates_ = palliative_rates(counts)
+
+    def chart_prediction(self, enc: EncodedSpells, pattern: np.ndarray) -> np.ndarray:
+        """The alert charts' risks before the baseline shift: the prediction, or with
+        :attr:`palliative_at_trust_rate` the prediction at the trust's phase I palliative-coding
+        rate (:mod:`surveillance.mortality.palliative`)."""
+        if not self.palliative_at_trust_rate:
+            return self.predict_encoded(enc, pattern)
+        rates = getattr(self, "palliative_rates_", None)
+        if rates is None:
+            raise SurveillanceError(
+                "the alert model takes palliative care at the trust's phase I rate but has no "
+                "rates: fit it through fit_from_partials or fit_alert_model, or load it from "
+                "alert_model.json"
+            )
+        j = COVARIATE_NAMES.index("palliative")
+        stride = int(np.prod(self.sizes_[j + 1 :]))
+        digit = (pattern // stride) % int(self.sizes_[j])
+        not_coded = pattern - digit * stride
+        return marginal_risk(
+            self.predict_encoded(enc, not_coded + stride),
+            self.predict_encoded(enc, not_coded),
+            rates.rates(enc),
+        )
+
     def chart_risks(self, enc: EncodedSpells, pattern: np.ndarray) -> np.ndarray:
-        """The alert charts' in-control risks: the prediction moved to the model's baseline
-        (``baseline_``, a :class:`~surveillance.mortality.baseline.TypicalTrustBaseline` set by
-        the quarterly run; none: the prediction as it is)."""
-        p = self.predict_encoded(enc, pattern)
+        """The alert charts' in-control risks: :meth:`chart_prediction` moved to the model's
+        baseline (``baseline_``, a :class:`~surveillance.mortality.baseline.TypicalTrustBaseline`
+        set by the quarterly run; none: as it is)."""
+        p = self.chart_prediction(enc, pattern)
         baseline = getattr(self, "baseline_", None)
         if baseline is None:
             return p
@@ -414,6 +458,9 @@ class RiskModel:
         self._check_fitted()
         baseline = getattr(self, "baseline_", None)
         extra = {} if baseline is None else {"baseline": baseline.to_dict()}
+        rates = getattr(self, "palliative_rates_", None)
+        if rates is not None:
+            extra["palliative_rates"] = rates.to_dict()
         return extra | {
             "spec": self.spec.model_dump(),
             "end_month": self.end_month_,
@@ -466,4 +513,6 @@ class RiskModel:
             from surveillance.mortality.baseline import TypicalTrustBaseline
 
             model.baseline_ = TypicalTrustBaseline.from_dict(body["baseline"])
+        if "palliative_rates" in body:
+            model.palliative_rates_ = PalliativeRates.from_dict(body["palliative_rates"])
         return model

@@ -70,10 +70,16 @@ class YearCovariate(BaseModel):
 
 
 class FlagCovariate(BaseModel):
-    """A true/false column as a two-level covariate (false is the reference)."""
+    """A true/false column as a two-level covariate (false is the reference).
+
+    ``charts`` (palliative care only): ``spell`` = the alert charts' risk uses each spell's own
+    code; ``trust_rate`` = the code the trust gave such patients in phase I instead
+    (:mod:`surveillance.mortality.palliative`: the code is partly an outcome).
+    """
 
     model_config = ConfigDict(extra="forbid")
     source: str
+    charts: Literal["spell", "trust_rate"] = "spell"
 
 
 class Covariates(BaseModel):

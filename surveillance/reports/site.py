@@ -6,6 +6,14 @@ autoescaping on, and says what the bands are and are not. Counts of 1 to 4 patie
 "<5" and cannot be worked out from anything else on a page (charts over time, table totals): the
 rules are in :mod:`surveillance.reports.suppress` (the analytic CSVs keep the true values). Output is deterministic: the same run gives
 byte-identical pages.
+
+Shapes (issue 16): a trust page opens with a one-screen summary (band and how it was reached, the
+band probabilities as text, flagged indicators by domain, new and persisting alerts, what bands
+are and are not) and keeps the detail collapsed below it; the index ranks by band, then score,
+with each trust's main drivers as the run published them (``explanations.csv``, never re-ranked
+here); a QSG report answers the group's three questions in its own words. Counts of flags are
+those that count in banding, so they agree with ``bands.csv``. Every label a reader sees comes
+from :data:`LABELS` through :func:`plain`.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,12 +33,12 @@ from markupsafe import Markup
 
 from surveillance.contracts import MORTALITY_COLUMNS
 from surveillance.errors import SurveillanceError
+from surveillance.output_contracts import DOMAINS as DOMAIN_CODES
 from surveillance.periods import Quarter
 from surveillance.reports.figures import (
     FunnelFigure,
     cusum_svg,
     funnel_svg,
-    probability_svg,
     vlad_svg,
 )
 from surveillance.reports.funnels import FunnelData, funnel_plot_data
@@ -45,30 +53,116 @@ from surveillance.reports.suppress import (
     suppress_count,
 )
 
-DOMAINS = (
-    ("safe", "Safe"),
-    ("effective", "Effective"),
-    ("caring", "Caring"),
-    ("responsive", "Responsive"),
-    ("well_led", "Well-led"),
-)
+DOMAINS = tuple((d, {"well_led": "Well-led"}.get(d, d.capitalize())) for d in DOMAIN_CODES)
 #: Indicator types whose ``observed`` is a count (of patients, or of events: which counts are of
 #: patients, and so suppressed 1-4, is :func:`surveillance.reports.suppress.counts_patients`).
 COUNT_TYPES = frozenset({"ratio", "proportion", "rate", "count", "rule"})
-FLAG_TEXT = {
-    "elevated_risk": "elevated risk",
-    "risk": "risk",
-    "no_evidence": "no evidence of risk",
-    "not_applicable": "not applicable",
+
+#: Plain words for every internal label a reader may see, by vocabulary (issue 16 item 7). The
+#: codes stay in the CSVs; pages show these words. ``plain(kind, code)`` is the only look-up.
+LABELS: dict[str, dict[str, str]] = {
+    "flag": {
+        "elevated_risk": "elevated risk",
+        "risk": "risk",
+        "no_evidence": "no evidence of risk",
+        "not_applicable": "not applicable",
+    },
+    "band": {
+        **{str(b): str(b) for b in range(1, 7)},
+        "recently_inspected": "inspected recently",
+        "not_banded": "not banded",
+    },
+    "type": {
+        "proportion": "a proportion compared with the national rate",
+        "ratio": "observed against expected (a ratio)",
+        "rate": "a rate compared with the national rate",
+        "count": "a count of rare events against the number expected",
+        "score": "a survey score compared with the national mean",
+        "external_band": "the publisher's own rating",
+        "rule": "a rule: any validated case is a concern",
+        "cusum_z": "a monthly trend chart (cumulative sum of monthly scores)",
+    },
+    "movement": {
+        "up": "up (higher priority than last quarter)",
+        "down": "down (lower priority than last quarter)",
+        "same": "no change",
+        "new": "no band last quarter to compare",
+    },
+    "alert_status": {
+        "new": "new (first signal this quarter)",
+        "persisting": "persisting (first signal earlier in the window)",
+    },
+    "mortality_banding": {
+        "higher_than_expected": "higher than expected",
+        "as_expected": "as expected",
+        "lower_than_expected": "lower than expected",
+    },
+    "source_status": {
+        "missing": "missing",
+        "late": "late",
+        "pre_assembled": "received",
+        "derived": "computed by the service",
+    },
+    "column": {
+        "ward_code": "Ward code",
+        "ward_name": "Ward",
+        "months": "Months reported",
+        "ward_months": "Months reported",
+        "months_under_90": "Months under 90% of planned hours",
+        "share_under_90": "Share of months under 90% of planned hours",
+        "mean_fill_rate": "Average fill rate (actual / planned hours)",
+        "rn_fill": "Registered nurse fill rate (actual / planned hours)",
+        "care_fill": "Care staff fill rate (actual / planned hours)",
+        "day_fill": "Day shift fill rate",
+        "night_fill": "Night shift fill rate",
+    },
+    "diagnosis_group": {"ALL": "All diagnosis groups"},
 }
-BAND_REASON_TEXT = {
-    "score": "placed by its score",
-    "special_measures": "in special measures, so placed in band 1",
-    "recently_inspected": "inspected recently, so not banded this quarter",
-    "too_few_indicators": "too few applicable indicators to band",
-    "not_banded": "not banded",
-}
+LABELS["domain"] = dict(DOMAINS)
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def plain(kind: str, code: Any) -> str:
+    """The reader's words for an internal label of vocabulary ``kind`` (:data:`LABELS`); a code
+    not in the vocabulary is shown with its underscores as spaces, never as a bare code."""
+    text = _text(code)
+    words = LABELS[kind]
+    if text in words:
+        return words[text]
+    return words.get(text.replace(" ", "_"), text.replace("_", " "))
+
+
+#: why a trust x indicator is not applicable, in plain words (flags.csv ``reason``, first match)
+_NA_REASONS: tuple[tuple[str, str, str], ...] = (
+    (r"below min_denominator", "too_few", "too few cases to assess"),
+    (r"does not apply", "not_relevant", "does not apply to this kind of trust"),
+    (r"no data|missing", "missing", "no data received"),
+)
+
+
+def na_kind(reason: Any) -> tuple[str, str]:
+    """(kind, plain words) for a not-applicable reason: ``too_few`` (cases below the indicator's
+    minimum; never a gap in the data), ``not_relevant``, ``missing`` or ``other``. The counts in
+    the raw reason are left out: they can be small patient counts."""
+    text = _text(reason)
+    for pattern, kind, words in _NA_REASONS:
+        if re.search(pattern, text):
+            return kind, words
+    return "other", text or "not applicable"
+
+
+def plain_exclusion(reason: Any) -> str:
+    """A national exclusion reason (``excluded_indicators.csv``) in plain words: the coverage it
+    reached and the most common reason trusts were not applicable."""
+    text = _text(reason)
+    m = re.match(r"national coverage (\d+)/(\d+) trusts is below the minimum (\d+%)", text)
+    if not m:
+        return text
+    out = f"assessable at {m.group(1)} of {m.group(2)} trusts (at least {m.group(3)} needed)"
+    common = text.split("most common:", 1)
+    if len(common) == 2:
+        out += f"; mostly {na_kind(common[1])[1]}"
+    return out
 
 
 # --- small-number suppression and formatting ------------------------------------------------------
@@ -206,6 +300,10 @@ class _Context:
     history_by_trust: dict[str, list[dict]]
     excluded: list[dict]
     missing_sources: list[dict]
+    #: the run's explanations.csv per trust, in its rank order (the flags that count in banding)
+    drivers_by_trust: dict[str, list[dict]] = field(default_factory=dict)
+    #: proportion-score range of the trusts each band holds by score: band -> (lowest, highest)
+    score_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     figures: dict[str, FunnelFigure] = field(default_factory=dict)
 
     def figure(self, indicator_id: str) -> FunnelFigure:
@@ -289,6 +387,8 @@ def _indicator_infos(cat: pd.DataFrame, flags: pd.DataFrame) -> dict[str, dict]:
             "means": _text(get("means")) or "No description in the catalogue.",
             "does_not_mean": _text(get("does_not_mean")) or "No description in the catalogue.",
             "in_catalogue": row is not None,
+            "domain_text": plain("domain", domain),
+            "type_text": plain("type", typ),
         }
     return out
 
@@ -445,6 +545,7 @@ def build_site(
     catalogue: pd.DataFrame | None = None,
     history: pd.DataFrame | Sequence[Path | str] | None = None,
     bundle_dir: Path | str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Render the static site for a run directory and return the path of ``index.html``.
 
@@ -464,6 +565,10 @@ def build_site(
         The run's input bundle. When the run has no ``cusum_paths.csv``, the alerted charts are
         re-run from its spells and the run's saved risk model to draw the CUSUM and VLAD figures
         (:func:`surveillance.reports.paths.alert_paths_from_bundle`).
+    provenance : mapping, optional
+        ``run_id`` and ``code_version`` for the page footers when the run's ``manifest.json`` is
+        not written yet (the pipeline renders the site before the manifest, which hashes it);
+        default: read from ``manifest.json``.
     """
     run = read_run(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "reports"
@@ -508,7 +613,7 @@ def build_site(
         ward_columns = [
             {
                 "key": c,
-                "label": c.replace("_", " "),
+                "label": plain("column", c).capitalize(),
                 "numeric": pd.api.types.is_numeric_dtype(wards[c]),
             }
             for c in cols
@@ -550,10 +655,16 @@ def build_site(
         paths_by_chart=paths_by_chart,
         history_by_trust=_by(hist.to_dict("records"), "trust_code"),
         excluded=[
-            {**e, "name": info.get(e["indicator_id"], {}).get("name", e["indicator_id"])}
+            {
+                **e,
+                "name": info.get(e["indicator_id"], {}).get("name", e["indicator_id"]),
+                "reason_text": plain_exclusion(e["reason"]),
+            }
             for e in _excluded(run)
         ],
         missing_sources=_missing_sources(run),
+        drivers_by_trust=_explanations(run, flags, [e["indicator_id"] for e in _excluded(run)]),
+        score_ranges=_score_ranges(bands),
     )
 
     tmp = out.with_name(out.name + ".tmp")
@@ -566,12 +677,7 @@ def build_site(
         {"name": r, "href": f"qsg/{ctx.region_file[r]}.html", "n": int(region_counts[r])}
         for r in regions
     ]
-    common = {
-        "quarter": run.quarter,
-        "run_id": _text(run.manifest.get("run_id")),
-        "code_version": _text(run.manifest.get("code_version")),
-        "regions": region_links,
-    }
+    common = {"quarter": run.quarter, "regions": region_links, **_provenance(run, provenance)}
     templates = {
         name: env.get_template(name)
         for name in ("index.html", "trust.html", "qsg.html", "funnel.html")
@@ -661,7 +767,10 @@ def _band_counts(band_records: list[dict]) -> list[dict]:
     for b in band_records:
         counts[b["band"]] = counts.get(b["band"], 0) + 1
     keys = sorted(counts, key=lambda b: (band_order(b), b))
-    return [{"band": b, "count": counts[b], "css": band_class(b)} for b in keys]
+    return [
+        {"band": b, "text": plain("band", b), "count": counts[b], "css": band_class(b)}
+        for b in keys
+    ]
 
 
 def _moved(prev: str, band: str) -> bool:
@@ -672,6 +781,225 @@ def _is_true(value: Any) -> bool:
     return _text(value).lower() in ("true", "1", "1.0")
 
 
+def _code_version_text(code: Any) -> str:
+    """The manifest's ``code_version`` object as package, commit and whether the checkout had
+    uncommitted changes ("0.1.0, commit 937c6f52ac0c"); a plain string as it is."""
+    if not isinstance(code, Mapping):
+        return _text(code)
+    parts = [_text(code.get("package"))]
+    commit = _text(code.get("git_commit"))
+    if commit:
+        parts.append(f"commit {commit[:12]}")
+    if code.get("git_dirty"):
+        parts.append("with uncommitted changes")
+    return ", ".join(p for p in parts if p)
+
+
+def _provenance(run: RunData, given: Mapping[str, Any] | None) -> dict[str, str]:
+    """Run id and code version for the footers: ``given`` (the pipeline's, before the manifest is
+    written), else the run's ``manifest.json``; a re-render's own code version
+    (``reports_code_version``) is added when it differs."""
+    source = dict(given) if given else run.manifest
+    version = _code_version_text(source.get("code_version"))
+    rerender = _code_version_text(source.get("reports_code_version"))
+    if rerender and rerender != version:
+        version += f"; reports rendered again with {rerender}"
+    return {
+        "run_id": _text(source.get("run_id")) or "not recorded",
+        "code_version": version or "not recorded",
+    }
+
+
+def _explanations(
+    run: RunData, flags: pd.DataFrame, excluded: Sequence[str]
+) -> dict[str, list[dict]]:
+    """The flags that count in each trust's band, in the rank the run published
+    (``explanations.csv``); for a run without that file, the same ranking computed by
+    :func:`surveillance.banding.explain.contributions`, the function the pipeline writes it with.
+    Each record joins the explanation to its flags row."""
+    table = run.extras.get("explanations")
+    if table is None:
+        from surveillance.banding.explain import contributions
+
+        table = contributions(flags, top_n=None, excluded=excluded)
+    table = table.assign(
+        trust_code=table["trust_code"].astype(str),
+        indicator_id=table["indicator_id"].astype(str),
+        rank=pd.to_numeric(table["rank"], errors="coerce"),
+    ).sort_values(["trust_code", "rank"], kind="mergesort")
+    by_key = {(f["trust_code"], f["indicator_id"]): f for f in flags.to_dict("records")}
+    out: dict[str, list[dict]] = {}
+    for e in table.to_dict("records"):
+        f = by_key.get((e["trust_code"], e["indicator_id"]))
+        if f is not None:
+            out.setdefault(e["trust_code"], []).append(f)
+    return out
+
+
+def band_basis(b: Mapping[str, Any]) -> str:
+    """How a trust got its band: ``score``, ``special_measures`` (the override),
+    ``recently_inspected`` or ``not_banded`` (from ``band`` and ``band_reason``)."""
+    band, reason = _text(b["band"]), _text(b.get("band_reason")).lower()
+    if band in ("recently_inspected", "not_banded"):
+        return band
+    if "special measures" in reason or "special_measures" in reason:
+        return "special_measures"
+    return "score"
+
+
+def _score_ranges(bands: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Lowest and highest proportion score of the trusts each band holds by score."""
+    out = {}
+    scored = bands[[band_basis(b) == "score" for b in bands.to_dict("records")]]
+    p = pd.to_numeric(scored["proportion_score"], errors="coerce")
+    for band, g in p.groupby(scored["band"]):
+        if band.isdigit() and g.notna().any():
+            out[band] = (float(g.min()), float(g.max()))
+    return out
+
+
+def score_band_text(p: float | None, ranges: Mapping[str, tuple[float, float]]) -> str:
+    """Where a proportion score sits among the bands given by score: "band 4", "between band 3
+    and band 4", "above band 1" or "below band 6" (read from the published bands)."""
+    if p is None or not ranges:
+        return ""
+    keys = sorted(ranges, key=int)
+    for k in keys:
+        lo, hi = ranges[k]
+        if lo <= p <= hi:
+            return f"band {k}"
+    if p > ranges[keys[0]][1]:
+        return f"band {keys[0]}"
+    for upper, lower in zip(keys, keys[1:], strict=False):
+        if ranges[lower][1] < p < ranges[upper][0]:
+            return f"between band {upper} and band {lower}"
+    return f"band {keys[-1]}"
+
+
+def _band_text_long(ctx: _Context, b: Mapping[str, Any]) -> dict:
+    """The band in words: how it was reached and, for an override, the score it overrode."""
+    basis = band_basis(b)
+    reason = _text(b.get("band_reason"))
+    score = f"score {_num(b['score'], 0)} of {_num(b['max_score'], 0)}"
+    score += f" (proportion {_num(b['proportion_score'], 3)})"
+    out = {"basis": basis, "override": "", "sentence": ""}
+    if basis == "score":
+        out["sentence"] = f"Placed by its score: {score}."
+    elif basis == "special_measures":
+        where = score_band_text(_float(b["proportion_score"]), ctx.score_ranges)
+        out["override"] = "special-measures override"
+        out["sentence"] = (
+            f"Band {b['band']} because the trust is in special measures (an override), not because "
+            f"of its score. Its own {score} would put it with the trusts in {where} by score."
+            if where
+            else f"Band {b['band']} because the trust is in special measures (an override), not "
+            f"because of its score ({score})."
+        )
+    elif basis == "recently_inspected":
+        detail = f" ({reason})" if reason and reason != "recently_inspected" else ""
+        out["sentence"] = f"Not banded this quarter: inspected recently{detail}. Its {score}."
+    else:
+        detail = (
+            f" ({reason})" if reason and reason not in ("not_banded", "too_few_indicators") else ""
+        )
+        out["sentence"] = f"Not banded: too few indicators apply to this trust{detail}."
+    return out
+
+
+def _probabilities(b: Mapping[str, Any], basis: str) -> dict:
+    """The band probabilities as visible cells (not only tooltips), with what they mean."""
+    probs = [_float(b.get(f"p_band_{k}")) for k in range(1, 7)]
+    if not any(p is not None and p > 0 for p in probs):
+        return {"cells": [], "note": ""}
+    cells = [
+        {
+            "band": str(k),
+            "css": band_class(str(k)),
+            "text": _pct(p) if p is not None else "",
+            "current": str(k) == _text(b["band"]),
+            "weight": round(100 * (p or 0.0)),
+        }
+        for k, p in enumerate(probs, start=1)
+    ]
+    if basis == "special_measures":
+        note = (
+            "The override sets the band whatever the score, so these shares of resampled "
+            "scorings do not measure how certain the band is."
+        )
+    else:
+        note = "How certain the band is: the share of resampled scorings that put the trust in each band."
+    return {"cells": cells, "note": note}
+
+
+def _value_vs_expected(typ: str, f: Mapping[str, Any], info: dict | None = None) -> str:
+    """A flag's numbers in a few words, small patient counts suppressed: "45 vs 27.2 expected"."""
+    observed, expected = f.get("observed"), f.get("expected")
+    if typ == "cusum_z":
+        # the run's flags carry the chart's largest CUSUM in ``cusum`` and h in ``method``
+        # ("cusum(k=0.5,h=5.48)"); without ``cusum``, observed is the statistic, expected h
+        stat, h = _float(f.get("cusum")), None
+        if stat is not None:
+            m = re.search(r"h=([0-9.]+)", _text(f.get("method")))
+            h = float(m.group(1)) if m else None
+        else:
+            stat, h = _float(observed), _float(expected)
+        if stat is None:
+            return ""
+        return f"trend {_num(stat, 2)}" + (f" vs threshold {_num(h, 2)}" if h is not None else "")
+    if typ == "external_band":
+        return "the publisher's own rating"
+    obs = _observed_text(typ, observed, info)
+    if not obs:
+        return ""
+    if typ == "rule":
+        return f"{obs} validated case(s)"
+    exp = _expected_text(typ, expected)
+    return f"{obs} vs {exp} expected" if exp else obs
+
+
+def _flag_item(ctx: _Context, f: Mapping[str, Any], in_banding: bool) -> dict:
+    info = ctx.info[f["indicator_id"]]
+    return {
+        **info,
+        "type_text": plain("type", info["type"]),
+        "anchor": _safe_stem(f["indicator_id"]),
+        "flag": f["flag"],
+        "flag_text": plain("flag", f["flag"]),
+        "z_adjusted": _float(f["z_adjusted"]),
+        "value_text": _value_vs_expected(info["type"], f, info),
+        "persistent": _is_true(f.get("persistent")),
+        "in_banding": in_banding,
+    }
+
+
+def _flag_items(ctx: _Context, code: str) -> list[dict]:
+    """A trust's flagged indicators: those that count in its band in the published rank
+    (``explanations.csv``), then any flagged on an indicator left out of banding."""
+    counted = ctx.drivers_by_trust.get(code, [])
+    seen = {f["indicator_id"] for f in counted}
+    out = [_flag_item(ctx, f, True) for f in counted]
+    for f in ctx.flags_by_trust.get(code, []):
+        if f["flag"] in ("risk", "elevated_risk") and f["indicator_id"] not in seen:
+            out.append(_flag_item(ctx, f, False))
+    return out
+
+
+def _counted(ctx: _Context, code: str) -> dict[str, int]:
+    """Elevated risks and risks that count in the band (agree with bands.csv)."""
+    counted = ctx.drivers_by_trust.get(code, [])
+    return {
+        "elevated": sum(f["flag"] == "elevated_risk" for f in counted),
+        "risk": sum(f["flag"] == "risk" for f in counted),
+    }
+
+
+def _driver_names(ctx: _Context, code: str, n: int = 3) -> list[dict]:
+    return [
+        {"name": ctx.info[f["indicator_id"]]["name"], "flag": f["flag"]}
+        for f in ctx.drivers_by_trust.get(code, [])[:n]
+    ]
+
+
 def _index_context(ctx: _Context, band_records: list[dict], flags: pd.DataFrame) -> dict:
     charts = [a for code in sorted(ctx.alerts_by_trust) for a in ctx.alerts_by_trust[code]]
     new_alerts_by_trust = {
@@ -680,36 +1008,39 @@ def _index_context(ctx: _Context, band_records: list[dict], flags: pd.DataFrame)
     }
     columns = [
         {"key": "trust_name", "label": "Trust", "sort": "trust_name", "numeric": False},
-        {"key": "region", "label": "Region", "sort": "region", "numeric": False},
-        {"key": "band", "label": "Band", "sort": "band_order", "numeric": False},
-        {"key": "p_band_text", "label": "P(band)", "sort": "p_band", "numeric": True},
-        {"key": "score", "label": "Score", "sort": "score", "numeric": True},
+        {"key": "region", "label": "Region", "sort": "region", "numeric": False, "css": "opt"},
+        {"key": "band", "label": "Band", "sort": "rank", "numeric": False},
+        {"key": "p_band_text", "label": "Chance of this band", "sort": "p_band", "numeric": True},
         {
-            "key": "proportion_score_text",
-            "label": "Proportion",
+            "key": "score_text",
+            "label": "Proportion score",
             "sort": "proportion_score",
             "numeric": True,
         },
         {
-            "key": "elevated_risks",
-            "label": "Elevated risks",
+            "key": "flags_text",
+            "label": "Elevated / risks",
             "sort": "elevated_risks",
             "numeric": True,
         },
-        {"key": "risks", "label": "Risks", "sort": "risks", "numeric": True},
+        {"key": "drivers", "label": "Main drivers", "sort": "drivers_text", "numeric": False},
         {
-            "key": "previous_band",
-            "label": "Previous band",
+            "key": "movement_text",
+            "label": "Since last quarter",
             "sort": "previous_order",
             "numeric": False,
+            "css": "opt",
         },
-        {"key": "movement", "label": "Movement", "sort": "movement", "numeric": False},
         {"key": "new_alerts", "label": "New alerts", "sort": "new_alerts", "numeric": True},
     ]
     rows = []
     for b in band_records:
         code, band = b["trust_code"], b["band"]
+        basis = band_basis(b)
         p_band = _float(b.get(f"p_band_{band}")) if band.isdigit() else None
+        prev = b["previous_band"]
+        movement = _text(b["movement"])
+        drivers = _driver_names(ctx, code)
         rows.append(
             {
                 "trust_code": code,
@@ -717,23 +1048,52 @@ def _index_context(ctx: _Context, band_records: list[dict], flags: pd.DataFrame)
                 "href": f"trusts/{ctx.trust_file[code]}.html",
                 "region": b["region"],
                 "band": band,
+                "band_text": plain("band", band),
                 "band_class": band_class(band),
                 "band_order": band_order(band),
+                "override": "override" if basis == "special_measures" else "",
                 "p_band": p_band,
-                "p_band_text": _pct(p_band),
+                "p_band_text": "override" if basis == "special_measures" else _pct(p_band),
                 "score": _json_value(_float(b["score"])),
                 "proportion_score": _json_value(_float(b["proportion_score"])),
-                "proportion_score_text": _num(b["proportion_score"], 3),
+                "score_text": _num(b["proportion_score"], 3),
                 "elevated_risks": _json_value(_float(b["elevated_risks"])),
                 "risks": _json_value(_float(b["risks"])),
-                "previous_band": b["previous_band"],
-                "previous_order": band_order(b["previous_band"]) if b["previous_band"] else 9,
-                "movement": _text(b["movement"]),
+                "flags_text": f"{_num(b['elevated_risks'], 0)} / {_num(b['risks'], 0)}",
+                "drivers": drivers,
+                "drivers_text": "; ".join(d["name"] for d in drivers),
+                "previous_band": prev,
+                "previous_order": band_order(prev) if prev else 9,
+                "movement": movement,
+                "movement_text": (
+                    f"{movement} from {plain('band', prev)}"
+                    if movement in ("up", "down")
+                    else plain("movement", movement)
+                    if movement != "same"
+                    else "same band"
+                ),
                 "new_alerts": int(new_alerts_by_trust.get(code, 0)),
             }
         )
-    rows.sort(key=lambda r: (r["band_order"], r["trust_code"]))
-    movements = [r for r in rows if _moved(r["previous_band"], r["band"])]
+    # band first, then the score within the band (highest first): the planner's order
+    rows.sort(
+        key=lambda r: (
+            r["band_order"],
+            -(r["proportion_score"] if r["proportion_score"] is not None else -1.0),
+            r["trust_code"],
+        )
+    )
+    for i, r in enumerate(rows):
+        r["rank"] = i
+    movements = [
+        {
+            **r,
+            "previous_text": plain("band", r["previous_band"]),
+            "movement_words": plain("movement", r["movement"]),
+        }
+        for r in rows
+        if _moved(r["previous_band"], r["band"])
+    ]
     # the window's alerts, one row per chart: new ones (began this quarter) first
     window_alerts = []
     for a in sorted(charts, key=lambda a: (a["status"] != "new", a["trust_code"])):
@@ -757,18 +1117,23 @@ def _index_context(ctx: _Context, band_records: list[dict], flags: pd.DataFrame)
             {
                 "name": ctx.info[i]["name"],
                 "href": f"funnels/{ctx.funnel_file[i]}.html" if i in ctx.funnel_file else "",
-                "type": ctx.info[i]["type"],
+                "type_text": plain("type", ctx.info[i]["type"]),
             }
             for i in indicator_ids
             if ctx.info[i]["domain"] == key
         ]
         if items:
             domains.append({"label": label, "indicators": items})
+    counted = [_counted(ctx, b["trust_code"]) for b in band_records]
+    flagged = flags[flags["flag"].isin(["risk", "elevated_risk"])]
     return {
         "n_trusts": len(band_records),
         "n_indicators": len(indicator_ids),
-        "n_flags_elevated": int((flags["flag"] == "elevated_risk").sum()),
-        "n_flags_risk": int((flags["flag"] == "risk").sum()),
+        # the flags that count in banding, as bands.csv counts them
+        "n_flags_elevated": sum(c["elevated"] for c in counted),
+        "n_flags_risk": sum(c["risk"] for c in counted),
+        "n_flags_left_out": int(len(flagged)) - sum(c["elevated"] + c["risk"] for c in counted),
+        "n_overrides": sum(r["override"] != "" for r in rows),
         "n_alert_charts": len(charts),
         "n_new_alerts": sum(a["status"] == "new" for a in charts),
         "n_persisting_alerts": sum(a["status"] == "persisting" for a in charts),
@@ -782,61 +1147,6 @@ def _index_context(ctx: _Context, band_records: list[dict], flags: pd.DataFrame)
         "window_alerts": window_alerts,
         "domains": domains,
     }
-
-
-def _drivers(ctx: _Context, trust_flags: list[dict]) -> list[dict]:
-    """Flagged indicators of one trust, ranked as ``surveillance.banding.explain.contributions``
-    ranks them: elevated risks first, then adjusted z (largest first), then indicator id."""
-
-    def key(f: dict) -> tuple:
-        z = _float(f["z_adjusted"])
-        return (
-            0 if f["flag"] == "elevated_risk" else 1,
-            -(z if z is not None else -np.inf),
-            f["indicator_id"],
-        )
-
-    out = []
-    for f in sorted((f for f in trust_flags if f["flag"] in ("risk", "elevated_risk")), key=key):
-        info = ctx.info[f["indicator_id"]]
-        out.append(
-            {
-                **info,
-                "anchor": _safe_stem(f["indicator_id"]),
-                "flag": f["flag"],
-                "flag_text": FLAG_TEXT.get(f["flag"], f["flag"]),
-                "z_adjusted": _float(f["z_adjusted"]),
-                "detail": _detail(info["type"], f["observed"], f["expected"], f.get("cusum"), info),
-                "persistent": _is_true(f.get("persistent")),
-                "in_banding": _text(f.get("in_banding")).lower() not in ("false", "0", "0.0"),
-            }
-        )
-    return out
-
-
-def _detail(
-    typ: str, observed: Any, expected: Any, cusum: Any = None, info: dict | None = None
-) -> str:
-    """One line of the numbers behind a flag, with small counts suppressed."""
-    if typ == "cusum_z":
-        if _float(cusum) is not None:
-            return f"largest monthly CUSUM in the quarter {_num(cusum, 2)}"
-        return f"CUSUM {_num(observed, 2)} against threshold {_num(expected, 2)}"
-    if typ == "external_band":
-        return "publisher's own band"
-    obs = _observed_text(typ, observed, info)
-    if not obs:
-        return ""
-    exp = _expected_text(typ, expected)
-    noun = "count" if typ == "rule" else "observed"
-    return f"{noun} {obs}" + (f", expected {exp}" if exp else "")
-
-
-def _na_text(ctx: _Context, f: dict) -> str:
-    """An indicator's name with the reason it is not applicable, when the flags give one."""
-    name = ctx.info[f["indicator_id"]]["name"]
-    reason = _text(f.get("reason"))
-    return f"{name} ({reason})" if reason else name
 
 
 def _alert_figures(ctx: _Context, code: str, a: dict) -> tuple[str, str]:
@@ -879,14 +1189,35 @@ def _alert_figures(ctx: _Context, code: str, a: dict) -> tuple[str, str]:
     return cusum, vlad
 
 
+#: domain rows of the trust summary name at most this many indicators each (the rest are counted)
+SUMMARY_PER_DOMAIN = 3
+
+
+def _summary_domains(items: list[dict]) -> list[dict]:
+    """The summary's flags table: one row per domain with flags, elevated risks and risks
+    counted as in banding, and its first indicators in the published rank."""
+    rows = []
+    for key, label in DOMAINS:
+        in_domain = [i for i in items if i["domain"] == key]
+        if not in_domain:
+            continue
+        counted = [i for i in in_domain if i["in_banding"]]
+        rows.append(
+            {
+                "label": label,
+                "elevated": sum(i["flag"] == "elevated_risk" for i in counted),
+                "risk": sum(i["flag"] == "risk" for i in counted),
+                "left_out": len(in_domain) - len(counted),
+                "top": in_domain[:SUMMARY_PER_DOMAIN],
+                "more": max(0, len(in_domain) - SUMMARY_PER_DOMAIN),
+            }
+        )
+    return rows
+
+
 def _trust_context(ctx: _Context, b: dict) -> dict:
     code, band = b["trust_code"], b["band"]
-    probs = [_float(b.get(f"p_band_{k}")) for k in range(1, 7)]
-    prob_svg = (
-        Markup(probability_svg([p if p is not None else 0.0 for p in probs], band))
-        if any(p is not None and p > 0 for p in probs)
-        else ""
-    )
+    basis = _band_text_long(ctx, b)
     t = {
         **{
             k: b[k]
@@ -903,22 +1234,24 @@ def _trust_context(ctx: _Context, b: dict) -> dict:
         },
         "trust_name": _text(b["trust_name"]),
         "band": band,
+        "band_text": plain("band", band),
         "band_class": band_class(band),
-        "band_reason_text": BAND_REASON_TEXT.get(_text(b["band_reason"]), _text(b["band_reason"])),
-        "previous_band": b["previous_band"],
-        "movement": _text(b["movement"]),
+        "band_sentence": basis["sentence"],
+        "override": basis["override"],
+        "previous_band": plain("band", b["previous_band"]) if b["previous_band"] else "",
+        "movement": plain("movement", b["movement"]),
         "region_href": f"qsg/{ctx.region_file[b['region']]}.html",
-        "prob_svg": prob_svg,
+        "probs": _probabilities(b, basis["basis"]),
     }
     tflags = ctx.flags_by_trust.get(code, [])
-    drivers = _drivers(ctx, tflags)
-    for d in drivers:
+    items = _flag_items(ctx, code)
+    for d in items:
         d["funnel_svg"], d["funnel_note"], d["funnel_missing"], d["funnel_href"] = "", "", "", ""
         data = ctx.funnels.get(d["indicator_id"])
         if data is None:
             if d["type"] in ("external_band", "rule", "cusum_z"):
                 d["funnel_missing"] = (
-                    f"Indicators of type {d['type']} are not assessed on a funnel plot."
+                    f"Not drawn on a funnel plot: this indicator is {d['type_text']}."
                 )
             continue
         d["funnel_href"] = f"../funnels/{ctx.funnel_file[d['indicator_id']]}.html"
@@ -939,15 +1272,23 @@ def _trust_context(ctx: _Context, b: dict) -> dict:
         domains.append(
             {
                 "label": label,
-                "drivers": [d for d in drivers if d["domain"] == key],
+                "drivers": [d for d in items if d["domain"] == key],
                 "n_no_evidence": sum(f["flag"] == "no_evidence" for f in in_domain),
                 "n_not_applicable": sum(f["flag"] == "not_applicable" for f in in_domain),
             }
         )
-    not_applicable = [_na_text(ctx, f) for f in tflags if f["flag"] == "not_applicable"]
+    not_applicable = [
+        f"{ctx.info[f['indicator_id']]['name']} ({na_kind(f.get('reason'))[1]})"
+        for f in tflags
+        if f["flag"] == "not_applicable"
+    ]
     talerts = []
     for a in ctx.alerts_by_trust.get(code, []):
-        item = {**a, "signal_months_text": ", ".join(a["signal_months"])}
+        item = {
+            **a,
+            "signal_months_text": ", ".join(a["signal_months"]),
+            "status_text": plain("alert_status", a["status"]),
+        }
         cusum, vlad = _alert_figures(ctx, code, a)
         item["cusum_svg"], item["vlad_svg"] = Markup(cusum), Markup(vlad)
         talerts.append(item)
@@ -958,22 +1299,37 @@ def _trust_context(ctx: _Context, b: dict) -> dict:
     )
     for m in trust_mortality:
         row = {k: m[k] for k in MORTALITY_COLUMNS if k != "trust_code"}
+        row["group_text"] = plain("diagnosis_group", m["diagnosis_group"])
+        row["banding_text"] = plain("mortality_banding", m["banding"])
         small = is_small_count(m["observed"])
         row["suppressed"] = small or str(m["diagnosis_group"]) in hidden
         if str(m["diagnosis_group"]) in hidden and not small:
             row["observed"] = COMPLEMENT_TEXT
+        # open by default: the trust's overall ratio and any group outside its 99.8% limits
+        row["open"] = m["diagnosis_group"] == "ALL" or row["banding_text"] != "as expected"
         tmort.append(row)
     tmort.sort(key=lambda r: (r["diagnosis_group"] != "ALL", str(r["diagnosis_group"])))
     history = [
-        {"quarter": h["quarter"], "band": h["band"], "band_class": band_class(h["band"])}
+        {
+            "quarter": h["quarter"],
+            "band": plain("band", h["band"]),
+            "band_class": band_class(h["band"]),
+        }
         for h in ctx.history_by_trust.get(code, [])
     ]
     return {
         "t": t,
+        "summary_domains": _summary_domains(items),
+        "n_flagged": len(items),
+        "counted": _counted(ctx, code),
+        "alerts_new": [a for a in talerts if a["status"] == "new"],
+        "alerts_persisting": [a for a in talerts if a["status"] != "new"],
         "domains": domains,
-        "drivers_any": bool(drivers),
+        "drivers_any": bool(items),
         "not_applicable": not_applicable,
         "alerts": talerts,
+        "mortality_open": [m for m in tmort if m["open"]],
+        "mortality_closed": [m for m in tmort if not m["open"]],
         "mortality": tmort,
         "wards": ctx.wards_by_trust.get(code, []),
         "ward_columns": ctx.ward_columns,
@@ -987,132 +1343,229 @@ def _is_data_quality(info: dict) -> bool:
     return info["indicator_id"].startswith("dq_") or info["name"].lower().startswith("data quality")
 
 
-def _qsg_context(ctx: _Context, region: str, rbands: list[dict]) -> dict:
-    rbands = sorted(rbands, key=lambda b: (band_order(b["band"]), b["trust_code"]))
-    trusts, worried, gaps, single, uncertain, data_quality = [], [], [], [], [], []
-    for b in rbands:
-        code, band = b["trust_code"], b["band"]
-        href = f"../trusts/{ctx.trust_file[code]}.html"
-        name = _text(b["trust_name"])
-        tflags = ctx.flags_by_trust.get(code, [])
-        flagged = [f for f in tflags if f["flag"] in ("risk", "elevated_risk")]
-        domain_flags = []
-        for key, _label in DOMAINS:
-            d = [f for f in flagged if ctx.info[f["indicator_id"]]["domain"] == key]
-            domain_flags.append(
-                {
-                    "elevated": sum(f["flag"] == "elevated_risk" for f in d),
-                    "risk": sum(f["flag"] == "risk" for f in d),
-                }
-            )
-        soft, data_sources = [], set()
-        for f in flagged:
-            info = ctx.info[f["indicator_id"]]
-            if info["derived_from"] == "intelligence":
-                soft.append(f"{info['name']} ({FLAG_TEXT.get(f['flag'], f['flag'])})")
-            else:
-                data_sources.add(info["source"] or info["indicator_id"])
-        talerts = ctx.alerts_by_trust.get(code, [])  # one per chart, the window's
-        alert_text = [_alert_text(a) for a in talerts]
-        trusts.append(
+#: a band whose own probability is below this is "uncertain"
+UNCERTAIN_BELOW = 0.5
+#: an uncertain band is worth the QSG's attention when bands 1-2 (most worried) or bands 1-3
+#: (watch it) together are at least this likely; a band 6 that may be a band 5 is not
+UNCERTAIN_MATTERS = 0.25
+
+
+def _qsg_trust(ctx: _Context, b: dict, excluded_ids: set[str]) -> dict:
+    """One trust's answers to the three QSG questions: its concerns (counted as in banding),
+    why the group may worry, and the actions that would settle it."""
+    code, band = b["trust_code"], b["band"]
+    href = f"../trusts/{ctx.trust_file[code]}.html"
+    name = _text(b["trust_name"])
+    counted = ctx.drivers_by_trust.get(code, [])
+    domain_flags = []
+    for key, _label in DOMAINS:
+        d = [f for f in counted if ctx.info[f["indicator_id"]]["domain"] == key]
+        domain_flags.append(
             {
-                "trust_name": name,
-                "href": href,
-                "band": band,
-                "band_class": band_class(band),
-                "domain_flags": domain_flags,
-                "soft": soft,
-                "alerts": alert_text,
+                "elevated": sum(f["flag"] == "elevated_risk" for f in d),
+                "risk": sum(f["flag"] == "risk" for f in d),
             }
         )
-        reasons = []
-        if band in ("1", "2"):
-            why = BAND_REASON_TEXT.get(_text(b["band_reason"]), _text(b["band_reason"]))
-            reasons.append(f"band {band} ({why})")
-        n_new = sum(a["status"] == "new" for a in talerts)
-        if n_new:
-            reasons.append(f"{n_new} new mortality alert(s)")
-        prev = b["previous_band"]
-        if band.isdigit() and prev.isdigit() and int(band) < int(prev):
-            reasons.append(f"moved up from band {prev}")
-        n_elev = sum(f["flag"] == "elevated_risk" for f in flagged)
-        if n_elev >= 2:
-            reasons.append(f"{n_elev} elevated risks")
-        p_band = _float(b.get(f"p_band_{band}")) if band.isdigit() else None
-        if reasons:
-            worried.append(
-                {
-                    "trust_name": name,
-                    "href": href,
-                    "band": band,
-                    "band_class": band_class(band),
-                    "reasons": reasons,
-                    "p_band_text": f"probability of this band {_pct(p_band)}"
-                    if p_band is not None
-                    else "",
-                    "drivers": _drivers(ctx, tflags)[:5],
-                    "_o": band_order(band),
-                }
-            )
-        dq = [
+    soft, data_items = [], []
+    for f in counted:
+        info = ctx.info[f["indicator_id"]]
+        text = f"{info['name']} ({plain('flag', f['flag'])})"
+        (soft if info["derived_from"] == "intelligence" else data_items).append(text)
+    talerts = ctx.alerts_by_trust.get(code, [])  # one per chart, the window's
+    new_alerts = [a for a in talerts if a["status"] == "new"]
+    basis = band_basis(b)
+    p_band = _float(b.get(f"p_band_{band}")) if band.isdigit() and basis == "score" else None
+
+    def p_at_most(k: int) -> float:
+        if p_band is None:
+            return 0.0
+        return sum(_float(b.get(f"p_band_{j}")) or 0.0 for j in range(1, k + 1))
+
+    uncertain = p_band is not None and p_band < UNCERTAIN_BELOW
+    n_concerns = len(counted) + len(talerts)
+    single = ""
+    if n_concerns == 1:
+        single = (
+            soft[0]
+            if soft
+            else data_items[0]
+            if data_items
+            else (f"a mortality alert in {_alert_text(talerts[0])}")
+        )
+    elif soft and not data_items and not talerts:
+        single = "soft intelligence only (" + "; ".join(soft) + ")"
+
+    reasons = []
+    if band in ("1", "2"):
+        reasons.append(
+            f"band {band} by the special-measures override"
+            if basis == "special_measures"
+            else f"band {band} by its score ({_num(b['proportion_score'], 3)})"
+        )
+    if new_alerts:
+        reasons.append("new mortality alert: " + "; ".join(_alert_text(a) for a in new_alerts))
+    if uncertain and int(band) > 2 and p_at_most(2) >= UNCERTAIN_MATTERS:
+        reasons.append(f"uncertain band {band}: {_pct(p_at_most(2))} chance of band 1 or 2")
+    if single and band not in ("1", "2") and soft:
+        reasons.append(f"a concern from a single source: {single}")
+    # ranking: bands 1-2 by band then score, then new alerts, uncertain bands, single sources
+    tier = 0 if band in ("1", "2") else 1 if new_alerts else 2 if len(reasons) else 9
+    gaps = {}
+    for f in ctx.flags_by_trust.get(code, []):
+        if f["flag"] != "not_applicable" or f["indicator_id"] in excluded_ids:
+            continue
+        kind, words = na_kind(f.get("reason"))
+        gaps.setdefault(kind, {"words": words, "names": []})["names"].append(
             ctx.info[f["indicator_id"]]["name"]
-            for f in flagged
-            if _is_data_quality(ctx.info[f["indicator_id"]])
-        ]
-        if dq:
-            data_quality.append({"trust_name": name, "href": href, "which": dq})
-        na = [f for f in tflags if f["flag"] == "not_applicable"]
-        if na:
-            gaps.append(
+        )
+    dq = [
+        ctx.info[f["indicator_id"]]["name"]
+        for f in ctx.flags_by_trust.get(code, [])
+        if f["flag"] in ("risk", "elevated_risk") and _is_data_quality(ctx.info[f["indicator_id"]])
+    ]
+    top = sorted(((_float(b.get(f"p_band_{k}")) or 0.0, k) for k in range(1, 7)), reverse=True)[:2]
+    return {
+        "trust_code": code,
+        "trust_name": name,
+        "href": href,
+        "band": band,
+        "band_text": plain("band", band),
+        "band_class": band_class(band),
+        "override": basis == "special_measures",
+        "elevated": sum(f["elevated"] for f in domain_flags),
+        "risks": sum(f["risk"] for f in domain_flags),
+        "domain_flags": domain_flags,
+        "soft": soft,
+        "alerts": [_alert_text(a) for a in talerts],
+        "new_alerts": [_alert_text(a) for a in new_alerts],
+        "reasons": reasons,
+        "tier": tier,
+        "order": (tier, band_order(band), -(_float(b["proportion_score"]) or 0.0), code),
+        "p_band": p_band,
+        "p_band_text": f"chance of this band {_pct(p_band)}" if p_band is not None else "",
+        "watch": uncertain and (int(band) <= 3 or p_at_most(3) >= UNCERTAIN_MATTERS),
+        "likely_text": ", ".join(f"band {k} {p:.0%}" for p, k in top),
+        "single": single,
+        "single_soft": bool(single) and bool(soft),
+        "drivers": [
+            {
+                "name": ctx.info[f["indicator_id"]]["name"],
+                "flag": f["flag"],
+                "flag_text": plain("flag", f["flag"]),
+            }
+            for f in counted[:3]
+        ],
+        "gaps": [
+            {"kind": k, "words": g["words"], "n": len(g["names"]), "names": g["names"]}
+            for k, g in sorted(
+                gaps.items(),
+                key=lambda kv: (
+                    ("missing", "other", "too_few", "not_relevant").index(kv[0])
+                    if kv[0] in ("missing", "other", "too_few", "not_relevant")
+                    else 9
+                ),
+            )
+        ],
+        "n_missing": len(gaps.get("missing", {}).get("names", [])),
+        "data_quality": dq,
+    }
+
+
+#: the "most worried" list is short: at most this many trusts (the rest are counted)
+MOST_WORRIED_MAX = 8
+
+
+def _qsg_actions(trusts: list[dict], missing_sources: list[dict]) -> list[dict]:
+    """QSG question 3 as suggested actions: follow up new alerts, corroborate single-source
+    concerns, check data quality, request missing data, watch uncertain bands."""
+    actions = []
+    for t in trusts:
+        for a in t["new_alerts"]:
+            actions.append(
                 {
-                    "trust_name": name,
-                    "href": href,
-                    "n": len(na),
-                    "which": [_na_text(ctx, f) for f in na],
+                    "kind": "Follow up",
+                    "t": t,
+                    "text": f"the new mortality alert {a}: ask the trust for its review of the deaths.",
                 }
             )
-        n_concerns = len(flagged) + len(talerts)
-        if n_concerns == 1:
-            if soft:
-                what = soft[0]
-            elif alert_text:
-                what = f"a mortality alert in {alert_text[0]}"
-            else:
-                what = ctx.info[flagged[0]["indicator_id"]]["name"]
-            single.append({"trust_name": name, "href": href, "text": f"the only concern is {what}"})
-        elif n_concerns > 1 and soft and not data_sources and not talerts:
-            single.append(
+    for t in trusts:
+        if t["single"]:
+            actions.append(
                 {
-                    "trust_name": name,
-                    "href": href,
-                    "text": "every concern comes from soft intelligence, with no data indicator flagged",
+                    "kind": "Corroborate",
+                    "t": t,
+                    "text": f"the concern rests on a single source, {t['single']}: look for a second "
+                    "source (complaints, staff survey, a visit) before acting on it.",
                 }
             )
-        if p_band is not None and p_band < 0.5:
-            probs = [(_float(b.get(f"p_band_{k}")) or 0.0, k) for k in range(1, 7)]
-            top = sorted(probs, reverse=True)[:2]
-            uncertain.append(
+    for t in trusts:
+        if t["data_quality"]:
+            actions.append(
                 {
-                    "trust_name": name,
-                    "href": href,
-                    "band": band,
-                    "p": p_band,
-                    "text": "most likely bands " + ", ".join(f"{k} ({p:.0%})" for p, k in top),
+                    "kind": "Check the data",
+                    "t": t,
+                    "text": "data-quality flags (" + "; ".join(t["data_quality"]) + "): check its "
+                    "other indicators, mortality ratios above all, before reading them.",
                 }
             )
-    worried.sort(key=lambda w: (w["_o"], w["trust_name"]))
+    gaps = sorted(
+        (t for t in trusts if t["n_missing"]), key=lambda t: (-t["n_missing"], t["trust_code"])
+    )
+    if gaps:
+        most = ", ".join(f"{t['trust_name']} ({t['n_missing']})" for t in gaps[:3])
+        actions.append(
+            {
+                "kind": "Request data",
+                "t": None,
+                "text": f"{len(gaps)} trust(s) sent no data for some indicators that other trusts "
+                f"reported (most: {most}); ask them for it (see Missing data by trust below).",
+            }
+        )
+    for m in missing_sources:
+        actions.append(
+            {
+                "kind": "Request data",
+                "t": None,
+                "text": f"the {m['source']} feed is {m['status']} this quarter "
+                f"({len(m['indicators'])} indicator(s) not applicable for every trust).",
+            }
+        )
+    for t in trusts:
+        if t["watch"]:
+            actions.append(
+                {
+                    "kind": "Watch",
+                    "t": t,
+                    "text": f"band {t['band']} is uncertain ({t['p_band_text']}; most likely "
+                    f"{t['likely_text']}): look again at next month's data.",
+                }
+            )
+    return actions
+
+
+def _qsg_context(ctx: _Context, region: str, rbands: list[dict]) -> dict:
+    excluded_ids = {e["indicator_id"] for e in ctx.excluded}
+    rbands = sorted(
+        rbands,
+        key=lambda b: (
+            band_order(b["band"]),
+            -(_float(b["proportion_score"]) or 0.0),
+            b["trust_code"],
+        ),
+    )
+    trusts = [_qsg_trust(ctx, b, excluded_ids) for b in rbands]
+    worried = sorted((t for t in trusts if t["reasons"]), key=lambda t: t["order"])
     return {
         "region": region,
         "trusts": trusts,
         "band_counts": _band_counts(rbands),
         "domain_labels": [label for _, label in DOMAINS],
-        "worried": worried,
-        "gaps": gaps,
+        "worried": worried[:MOST_WORRIED_MAX],
+        "worried_more": worried[MOST_WORRIED_MAX:],
+        "actions": _qsg_actions(trusts, ctx.missing_sources),
+        "gaps": [t for t in trusts if t["gaps"]],
         "excluded": ctx.excluded,
         "missing_sources": ctx.missing_sources,
-        "single_source": single,
-        "uncertain": uncertain,
-        "data_quality": data_quality,
     }
 
 
@@ -1152,7 +1605,7 @@ def _funnel_context(ctx: _Context, indicator_id: str, data: FunnelData) -> dict:
                 if code in ctx.trust_file
                 else "../index.html",
                 "flag": f["flag"],
-                "flag_text": FLAG_TEXT.get(f["flag"], f["flag"]),
+                "flag_text": plain("flag", f["flag"]),
                 "observed_text": _observed_text(info["type"], f["observed"], info),
                 "expected_text": _expected_text(info["type"], f["expected"]),
                 "z_adjusted": f["z_adjusted"],

@@ -13,10 +13,11 @@ when it is itself 1-4, and it must not be recoverable from anything else on a pa
   suppressed group could be recovered as ``ALL`` minus the others, so
   :func:`complementary_suppression` hides further groups (smallest first) until the hidden
   groups hold at least 5 deaths between them and are at least two;
-* **indicators**: only counts of patients are suppressed. :func:`counts_patients` says which
-  indicators' ``observed`` counts patients (deaths, infections, never events, patients waiting),
-  from ``models/reports/count_units.yaml``: a count of months, posts, uploads or alerts is
-  not a patient count and is shown as is (suppressing it hides information and protects no one).
+* **indicators**: only counts of people are suppressed. :func:`counts_patients` says which
+  indicators' ``observed`` counts patients (deaths, infections, never events, patients waiting)
+  or people's cases (complaints, whistleblowing, concerns: soft intelligence), from
+  ``models/reports/count_units.yaml``: a count of months, posts, uploads or alerts is not and
+  is shown as is (suppressing it hides information and protects no one).
 
 References
 ----------

@@ -181,7 +181,13 @@ def test_run_charts_on_the_alert_model_and_save_its_baseline(worse_minority, tmp
     assert np.array_equal(loaded.baseline_.shift, run.alert_model.baseline_.shift)
     enc, pattern = loaded.encode(sim.spells)
     p = loaded.chart_risks(enc, pattern)
-    raw = loaded.predict_encoded(enc, pattern)
+    assert loaded.palliative_at_trust_rate  # alert.yaml: palliative.charts trust_rate
+    rates = loaded.palliative_rates_.rates(enc)
+    assert np.array_equal(rates, run.alert_model.palliative_rates_.rates(enc))
+    coded, uncoded = (
+        loaded.predict(sim.spells.assign(palliative_care=flag)) for flag in (True, False)
+    )
+    raw = rates * coded + (1 - rates) * uncoded
     shift = run.alert_model.baseline_.shift_for(enc.groups)[enc.group]
     odds = raw / (1 - raw) * np.exp(shift)
     assert p == pytest.approx(odds / (1 + odds), rel=1e-12)
@@ -213,9 +219,11 @@ def test_crude_prior_gives_a_group_without_deaths_a_small_rate():
 
 
 def test_shmi_ratios_and_coefficients_unchanged_by_the_alert_model(tmp_path):
-    """mortality.csv and the SHMI-style model's coefficients on the test-scale nation are
-    byte-for-byte those of commit 99e1946, before the alert charts got their own model (hashes
-    taken there with this same code)."""
+    """mortality.csv and the SHMI-style model's coefficients on the test-scale nation are those
+    of commit 99e1946, before the alert charts got their own model. The digests are of the values
+    to 10 significant digits (taken on this code and on 99e1946's, on the same machine): the last
+    bits of an IRLS fit differ between CPUs (BLAS and numba kernels), so full-precision digests
+    pinned on one machine fail on another."""
     import hashlib
 
     from surveillance.mortality import run_mortality
@@ -228,13 +236,13 @@ def test_shmi_ratios_and_coefficients_unchanged_by_the_alert_model(tmp_path):
     res = run_mortality(spells, "2013Q3", model)
 
     def digest(frame):
-        text = frame.to_csv(index=False, float_format="%.17g")
+        text = frame.to_csv(index=False, float_format="%.10g")
         return hashlib.sha256(text.encode()).hexdigest()
 
     assert len(res.mortality) == 10172
     assert digest(res.mortality) == (
-        "d4ba21a51a3e3a570c36b12991e03e88b3a572199d2185f843e34deb894b3d47"
+        "1f50139bbed3bf83913638a9b33c4075cf5c8c90925d472758468d3e4bb4139d"
     )
     assert digest(model.coefficients()) == (
-        "258208ebec1be9ccb637097f15b3d20d1357b075a1396d3c0aa187a2fa049c27"
+        "809dd3dbda16cf5ddc628abc8be1ebc6d6450177e1425ff22fb70a56724ece5e"
     )

@@ -74,6 +74,11 @@ def test_chunks_outside_the_alert_models_fit_window(spells, surface):
     assert run.alert_model.baseline_.method == "typical_trust"
     one_run = run_in_memory(by_date, QUARTER, surface=surface)
     assert np.array_equal(run.alert_model.baseline_.shift, one_run.alert_model.baseline_.shift)
+    # the phase I palliative-coding rates (counted in the fit pass) agree exactly too
+    a, b = run.alert_model.palliative_rates_, one_run.alert_model.palliative_rates_
+    assert np.array_equal(a.trust_ratio, b.trust_ratio) and np.array_equal(
+        a.group_rate, b.group_rate
+    )
 
 
 def test_chunked_sums_match_an_independent_computation(spells, p, single):

@@ -30,6 +30,13 @@ _COUNT_KEYS = re.compile(r"observed|deaths|died|patients|cases", re.IGNORECASE)
 _COUNT_HEADER = re.compile(r"^(observed|deaths|observed deaths|patients)$", re.IGNORECASE)
 
 
+#: elements whose text is read on its own (a number in one table cell and a word in the next
+#: are not "3 deaths")
+_BLOCKS = frozenset(
+    {"td", "th", "tr", "li", "p", "div", "h1", "h2", "h3", "h4", "dt", "dd", "section", "text"}
+)
+
+
 class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -50,6 +57,8 @@ class _Page(HTMLParser):
         self._tcell: list[str] | None = None
 
     def handle_starttag(self, tag, attrs):
+        if tag in _BLOCKS:
+            self.text.append(" | ")  # words in different cells or blocks are not read together
         a = {k: v or "" for k, v in attrs}
         for k, v in a.items():
             self.attrs.append((tag, k, v))
@@ -79,6 +88,8 @@ class _Page(HTMLParser):
             self._tcell = []
 
     def handle_endtag(self, tag):
+        if tag in _BLOCKS:
+            self.text.append(" | ")
         if tag == "script" and self._script is not None:
             self.scripts.append("".join(self._script))
             self._script = None

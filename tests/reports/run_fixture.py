@@ -1,7 +1,9 @@
 """A small hand-made run directory that follows the DESIGN.md section 6 output contract exactly.
 
 Twelve trusts in four regions, eight indicators of every kind of type, two mortality alerts with
-their CUSUM paths, ward staffing and band history extras. Deliberately hostile strings: a trust
+their CUSUM paths, ward staffing and band history extras, and ``explanations.csv`` as the pipeline
+writes it. One indicator (the inpatient survey) is left out of banding nationally while two trusts
+are still flagged on it, so counts can be checked against ``bands.csv``. Deliberately hostile strings: a trust
 name containing ``<script>alert(1)</script>``, a trust name that is a spreadsheet formula, a
 region with ``&`` and a catalogue text with HTML markup. Small counts (1-4) appear in mortality,
 alerts and never events so suppression can be checked.
@@ -16,6 +18,11 @@ import numpy as np
 import pandas as pd
 
 SCRIPT_NAME = "<script>alert(1)</script> Hospitals NHS Trust"
+#: indicators left out of banding this quarter (national coverage below the minimum), with reason
+EXCLUDED = {
+    "inpatient_survey": "national coverage 5/12 trusts is below the minimum 50%; most common: "
+    "no data for this trust",
+}
 FORMULA_NAME = "=cmd|' /C calc'!A0"
 QUARTER = "2013Q3"
 
@@ -30,7 +37,7 @@ TRUSTS = [
         "1",
         "1",
         "same",
-        "special_measures",
+        "special measures: band 1 by override",
     ),
     ("RDD", FORMULA_NAME, "North of England", "3", "5", "up", "score"),
     ("REE", "Ely Hospitals NHS Trust", "Midlands & East", "4", "3", "down", "score"),
@@ -52,7 +59,7 @@ TRUSTS = [
         "recently_inspected",
         "4",
         "new",
-        "recently_inspected",
+        "inspected 2013-06-12, within 6 months before the quarter end 2013-09-30",
     ),
     ("RKK", "Kendal Royal NHS Trust", "South", "3", "", "new", "score"),
     ("RLL", "Luton Valley NHS Trust", "South", "5", "6", "up", "score"),
@@ -432,7 +439,34 @@ def _flags(rng: np.random.Generator) -> pd.DataFrame:
     frame["indicator_name"] = frame["indicator_id"].map({r[0]: r[1] for r in CATALOGUE_ROWS})
     frame["infinite_note"] = ""
     frame["reason"] = np.where(frame.flag == "not_applicable", "no data for this trust", "")
-    frame["in_banding"] = True
+    frame.loc[(frame.trust_code == "RHH") & (frame.indicator_id == "ae_4h"), "reason"] = (
+        "does not apply to specialist trusts"
+    )
+    # Hove has too few deaths for its monthly chart (a raw reason with a small expected count).
+    few = (frame.trust_code == "RHH") & (frame.indicator_id == "mortality_monthly")
+    frame.loc[few, ["observed", "expected", "flag", "reason"]] = (
+        np.nan,
+        np.nan,
+        "not_applicable",
+        "denominator 0.120607 below min_denominator 3",
+    )
+    # Luton sent no staff survey return (a gap to ask for).
+    gap = (frame.trust_code == "RLL") & (frame.indicator_id == "staff_engagement")
+    frame.loc[gap, ["observed", "expected", "z", "z_adjusted", "p_value", "flag", "reason"]] = (
+        np.nan,
+        np.nan,
+        np.nan,
+        np.nan,
+        np.nan,
+        "not_applicable",
+        "no data for this trust",
+    )
+    # The inpatient survey reached too few trusts this quarter: left out of banding nationally,
+    # though Aldgate and Ely are still flagged on it (their flags must not be counted).
+    frame["in_banding"] = ~frame.indicator_id.isin(EXCLUDED)
+    survey = frame.indicator_id == "inpatient_survey"
+    unpublished = survey & frame.trust_code.isin(["RFF", "RGG", "RHH", "RJJ", "RKK", "RLL", "RMM"])
+    frame.loc[unpublished, ["flag", "reason"]] = ("not_applicable", "no data for this trust")
     frame["persistent"] = (frame.trust_code == "RAA") & (frame.indicator_id == "shmi")
     return frame.sort_values(["trust_code", "indicator_id"])
 
@@ -453,7 +487,7 @@ def _poisson_sf(x: int, mu: float) -> float:
 def _bands(rng: np.random.Generator, flags: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for code, name, region, band, prev, movement, reason in TRUSTS:
-        f = flags[flags.trust_code == code]
+        f = flags[(flags.trust_code == code) & flags.in_banding]
         applicable = int((f.flag != "not_applicable").sum())
         risks = int((f.flag == "risk").sum())
         elevated = int((f.flag == "elevated_risk").sum())
@@ -464,6 +498,8 @@ def _bands(rng: np.random.Generator, flags: pd.DataFrame) -> pd.DataFrame:
         else:
             probs = 0.5 * probs
             probs[int(band) - 1] += 0.5
+        if code == "RKK":  # an uncertain band 3 that may belong in band 1 or 2
+            probs = np.array([0.05, 0.25, 0.4, 0.2, 0.1, 0.0])
         probs = np.round(probs, 3)
         probs[-1] = round(1 - probs[:-1].sum(), 3)
         rows.append(
@@ -665,6 +701,11 @@ def write_fixture_run(directory: Path, seed: int = 5) -> Path:
     mortality.to_csv(directory / "mortality.csv", index=False)
     bands.to_csv(directory / "bands.csv", index=False)
     paths.to_csv(directory / "cusum_paths.csv", index=False)
+    from surveillance.banding.explain import contributions
+
+    contributions(flags, top_n=None, excluded=sorted(EXCLUDED)).to_csv(
+        directory / "explanations.csv", index=False
+    )
     _wards().to_csv(directory / "staffing_wards.csv", index=False)
     _band_history().to_csv(directory / "band_history.csv", index=False)
     manifest = {
@@ -678,7 +719,8 @@ def write_fixture_run(directory: Path, seed: int = 5) -> Path:
         "row_counts": {"flags.csv": len(flags), "bands.csv": len(bands)},
         "timings": {"total_seconds": 1.0},
         "excluded_indicators": [
-            {"indicator_id": "cancer_62d", "reason": "coverage 31% below minimum 50%"}
+            {"indicator_id": "cancer_62d", "reason": "coverage 31% below minimum 50%"},
+            *({"indicator_id": k, "reason": v} for k, v in sorted(EXCLUDED.items())),
         ],
     }
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))

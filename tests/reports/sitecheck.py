@@ -8,7 +8,8 @@ from urllib.parse import unquote, urlsplit
 
 
 class PageLinks(HTMLParser):
-    """Collect every href/src, every id, the script elements and the text of one page."""
+    """Collect every href/src, every id, the script elements and the text of one page (the
+    reader's text: not the inline style sheet)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -17,6 +18,7 @@ class PageLinks(HTMLParser):
         self.scripts: list[dict] = []
         self.text: list[str] = []
         self._in_script: dict | None = None
+        self._in_style = False
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -27,16 +29,19 @@ class PageLinks(HTMLParser):
             self.ids.add(a["id"])
         if tag == "script":
             self._in_script = {"attrs": a, "body": ""}
+        self._in_style = self._in_style or tag == "style"
 
     def handle_endtag(self, tag):
         if tag == "script" and self._in_script is not None:
             self.scripts.append(self._in_script)
             self._in_script = None
+        if tag == "style":
+            self._in_style = False
 
     def handle_data(self, data):
         if self._in_script is not None:
             self._in_script["body"] += data
-        else:
+        elif not self._in_style:
             self.text.append(data)
 
 

@@ -95,9 +95,39 @@ def test_demo_pages_load_cleanly_in_chromium(browser, demo_run: Path, demo_site:
         page.goto((demo_site / "index.html").resolve().as_uri())
         assert page.evaluate("document.querySelectorAll('#band-table tbody tr').length") == 161
         page.screenshot(SCREENSHOTS / "demo_index.png")
-        band1 = bands[bands["band"] == "1"]["trust_code"].iloc[0]
-        page.goto((demo_site / "trusts" / f"{band1}.html").resolve().as_uri())
-        page.screenshot(SCREENSHOTS / f"demo_trust_{band1}.png")
+        # every band-1 page: the summary within the first 1,000 px at 1400 px wide
+        page.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+        )
+        band1 = bands[bands["band"] == "1"].sort_values("trust_code")
+        heights = {}
+        for code in band1["trust_code"]:
+            page.goto((demo_site / "trusts" / f"{code}.html").resolve().as_uri())
+            bottom = page.evaluate(
+                "document.getElementById('summary').getBoundingClientRect().bottom + scrollY"
+            )
+            assert bottom <= 1000, (code, bottom)
+            heights[code] = page.evaluate("document.documentElement.scrollHeight")
+        # the band-1 page by score with the most flags (the longest before the summary existed)
+        scored = band1[~band1["band_reason"].str.contains("special measures")]
+        flags = pd.read_csv(demo_run / "flags.csv", dtype={"trust_code": str}, low_memory=False)
+        n = flags[flags.flag.isin(["risk", "elevated_risk"])].groupby("trust_code").size()
+        code = max(scored["trust_code"], key=lambda c: (n.get(c, 0), c))
+        assert heights[code] < 3000, heights[code]
+        page.goto((demo_site / "trusts" / f"{code}.html").resolve().as_uri())
+        page.screenshot(SCREENSHOTS / f"demo_trust_band1_{code}.png")
+        page.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 800, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+        )
+        page.goto((demo_site / "index.html").resolve().as_uri())
+        assert page.evaluate("document.documentElement.scrollWidth") <= 800
+        page.screenshot(SCREENSHOTS / "demo_index_800px.png")
+        page.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+        )
         region = sorted(bands["region"].unique())[0]
         page.goto((demo_site / "qsg" / f"{slugify(region)}.html").resolve().as_uri())
         page.screenshot(SCREENSHOTS / f"demo_qsg_{slugify(region)}.png")
@@ -137,3 +167,26 @@ def test_demo_site_exposes_no_small_patient_count(demo_run: Path, demo_site: Pat
     from leakcheck import small_count_leaks
 
     assert small_count_leaks(demo_site, demo_run) == []
+
+
+def test_demo_counts_agree_with_bands_csv(demo_run: Path, demo_site: Path):
+    """QSG elevated-risk and risk counts per trust, and the index totals, are bands.csv's
+    (an indicator left out of banding is not counted)."""
+    bands = pd.read_csv(demo_run / "bands.csv", dtype={"trust_code": str})
+    seen = {}
+    for qsg in (demo_site / "qsg").glob("*.html"):
+        rows = re.findall(
+            r'<tr data-trust="(\w+)" data-elevated="(\d+)" data-risks="(\d+)">',
+            qsg.read_text(encoding="utf-8"),
+        )
+        seen.update({c: (int(e), int(r)) for c, e, r in rows})
+    assert seen == {b.trust_code: (b.elevated_risks, b.risks) for b in bands.itertuples()}
+    text = " ".join(" ".join(parse(demo_site / "index.html").text).split())
+    assert (
+        f"({bands.elevated_risks.sum()} elevated risks and {bands.risks.sum()} risks count" in text
+    )
+    for qsg in (demo_site / "qsg").glob("*.html"):
+        q = " ".join(parse(qsg).text)
+        assert "min_denominator" not in q
+        worried = qsg.read_text(encoding="utf-8").split('id="q2"')[1].split('id="q3"')[0]
+        assert worried.count("<li>") <= 8

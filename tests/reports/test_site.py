@@ -15,7 +15,7 @@ from sitecheck import broken_links, parse
 from surveillance.errors import SurveillanceError
 from surveillance.reports import build_site, read_run, suppress_count
 from surveillance.reports.funnels import funnel_plot_data
-from surveillance.reports.site import slugify
+from surveillance.reports.site import plain, slugify
 
 
 def _parse(path: Path):
@@ -113,7 +113,9 @@ def test_band_counts_and_movements(site: Path, fixture_run: Path):
     html = (site / "index.html").read_text(encoding="utf-8")
     bands = pd.read_csv(fixture_run / "bands.csv", dtype=str)
     counts = re.findall(r'<span class="band [^"]+">([^<]+)</span><b>(\d+)</b>', html)
-    assert dict((b, int(n)) for b, n in counts) == bands["band"].value_counts().to_dict()
+    want = {plain("band", b): n for b, n in bands["band"].value_counts().items()}
+    assert dict((b, int(n)) for b, n in counts) == want
+    assert ("inspected recently", 1) in {(b, int(n)) for b, n in counts}
     moved = bands[bands["previous_band"].notna() & (bands["previous_band"] != bands["band"])]
     section = html.split('id="movements"')[1].split('id="alerts"')[0]
     for code in bands["trust_code"]:
@@ -191,7 +193,7 @@ def test_trust_page_explains_flags_by_domain(site: Path, fixture_run: Path, cata
             assert in_dom == sorted(in_dom, key=lambda x: x != "elevated_risk")
         assert len(order) == len(flagged)
     raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
-    assert raa.count('class="prob"') == 1 and "risk-adjusted CUSUM" in raa and "VLAD" in raa
+    assert raa.count('class="probs"') == 1 and "risk-adjusted CUSUM" in raa and "VLAD" in raa
     assert "Ward 1 (Acute Medicine)" in raa and "Ward 7 (Elderly care)" in raa
     assert "Ward 9 (Surgery)" not in raa  # under 90% in 1 of 12 months: not frequent
     assert "frequently under 90" not in raa
@@ -223,52 +225,128 @@ def test_funnel_points_agree_with_flags(fixture_run: Path):
     )
 
 
-def test_qsg_reports_answer_three_questions(site: Path, fixture_run: Path):
+QSG_QUESTIONS = (
+    "1. What do the data and soft intelligence say about where there may be concerns?",
+    "2. Where are we most worried?",
+    "3. Do we need to do more to address concerns or gather intelligence?",
+)
+
+
+def _qsg_sections(site: Path, region: str) -> tuple[str, str, str]:
+    html = (site / "qsg" / f"{slugify(region)}.html").read_text(encoding="utf-8")
+    q1, rest = html.split('id="q1"')[1].split('id="q2"')
+    q2, q3 = rest.split('id="q3"')
+    return q1, q2, q3
+
+
+def test_qsg_reports_answer_three_questions(site: Path, fixture_run: Path, catalogue):
+    """The three questions in the QSG's own words and order; "most worried" holds bands 1-2,
+    new alerts, uncertain bands that may belong in bands 1-2 and single-source soft concerns
+    (never a band 6 trust for its band alone), ranked, each with why."""
     bands = pd.read_csv(fixture_run / "bands.csv", dtype=str)
     alerts = pd.read_csv(fixture_run / "alerts.csv", dtype=str)
     flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    counted = flags[flags.in_banding & flags.flag.isin(["risk", "elevated_risk"])]
+    soft_ids = set(catalogue.index[catalogue.derived_from == "intelligence"])
     for region, rb in bands.groupby("region"):
         html = (site / "qsg" / f"{slugify(region)}.html").read_text(encoding="utf-8")
-        q1, rest = html.split('id="q1"')[1].split('id="q2"')
-        q2, q3 = rest.split('id="q3"')
+        text = " ".join(parse(site / "qsg" / f"{slugify(region)}.html").text)
+        positions = [text.index(q) for q in QSG_QUESTIONS]
+        assert positions == sorted(positions), region
+        assert "Where do we need more intelligence" not in text
         assert "@media print" in html
+        q1, q2, q3 = _qsg_sections(site, region)
         for _, b in rb.iterrows():
             name = _escaped(b.trust_name)
             assert name in q1
             new_alert = ((alerts.trust_code == b.trust_code) & (alerts.status == "new")).any()
-            worried = (
-                b.band in ("1", "2")
-                or new_alert
-                or (
-                    b.band.isdigit()
-                    and str(b.previous_band).isdigit()
-                    and int(b.band) < int(b.previous_band)
-                )
+            p = [float(b[f"p_band_{k}"]) if b.band.isdigit() else 0.0 for k in range(1, 7)]
+            uncertain_high = (
+                b.band.isdigit()
+                and int(b.band) > 2
+                and p[int(b.band) - 1] < 0.5
+                and p[0] + p[1] >= 0.25
             )
-            n_elev = ((flags.trust_code == b.trust_code) & (flags.flag == "elevated_risk")).sum()
-            worried = worried or n_elev >= 2
-            assert (name in q2) == worried, (region, b.trust_code)
-            na = flags[(flags.trust_code == b.trust_code) & (flags.flag == "not_applicable")]
-            if len(na):
-                assert name in q3.split("Single-source")[0]
-        assert "cancer_62d" in q3
-        dq = q3.split("Data-quality concerns")[1].split("Single-source")[0]
-        for _, b in rb.iterrows():
-            flagged_dq = (
-                (flags.trust_code == b.trust_code)
-                & (flags.indicator_id.str.startswith("dq_"))
-                & flags.flag.isin(["risk", "elevated_risk"])
-            ).any()
-            assert (_escaped(b.trust_name) in dq) == flagged_dq, b.trust_code
-    # Kendal (RKK) has one flag only? check the single-source rule against an independent count.
-    for _, b in bands.iterrows():
-        n = ((flags.trust_code == b.trust_code) & flags.flag.isin(["risk", "elevated_risk"])).sum()
-        # alerts count once per chart (trust x diagnosis group), whatever its signal months
-        n += alerts.loc[alerts.trust_code == b.trust_code, "diagnosis_group"].nunique()
-        html = (site / "qsg" / f"{slugify(b.region)}.html").read_text(encoding="utf-8")
-        single = html.split("Single-source concerns")[1].split("Uncertain bands")[0]
-        if n == 1:
-            assert _escaped(b.trust_name) in single, b.trust_code
+            mine = counted[counted.trust_code == b.trust_code]
+            n_charts = alerts.loc[alerts.trust_code == b.trust_code, "diagnosis_group"].nunique()
+            soft_only = len(mine) and set(mine.indicator_id) <= soft_ids and not n_charts
+            single_soft = soft_only and (len(mine) + n_charts == 1 or len(mine) > 1)
+            worried = b.band in ("1", "2") or new_alert or uncertain_high or single_soft
+            assert (name in q2) == bool(worried), (region, b.trust_code)
+            if b.band == "6" and not new_alert:
+                assert name not in q2, b.trust_code
+    # ranked: London's band 1 (with a new alert) before its band 2
+    _, q2, q3 = _qsg_sections(site, "London")
+    assert q2.index("Aldgate") < q2.index("&lt;script&gt;")
+    assert "Why: band 1 by its score" in q2 and "new mortality alert: AMI" in q2
+    # suggested actions, concrete and per trust
+    assert "<strong>Follow up</strong> &middot; <a" in q3 and "Aldgate" in q3
+    assert "<strong>Corroborate</strong>" in q3 and "Validated whistleblowing alerts" in q3
+    _, q2, q3 = _qsg_sections(site, "South")
+    assert "Kendal Royal NHS Trust" in q2 and "uncertain band 3: 30% chance of band 1 or 2" in q2
+    assert "<strong>Watch</strong> &middot; " in q3 and "band 3 is uncertain" in q3
+    assert "<strong>Request data</strong>" in q3 and "Luton Valley NHS Trust (1)" in q3
+    missing = q3.split('id="missing-data"')[1].split("</details>")[0]
+    assert "1 no data received (Staff survey: engagement)" in missing
+    assert "1 too few cases to assess" in missing  # Hove's monthly chart
+    _, _, q3 = _qsg_sections(site, "Midlands & East")
+    assert "<strong>Check the data</strong>" in q3 and "late or missing NRLS uploads" in q3
+
+
+def test_qsg_excluded_and_raw_reasons_once(site: Path, fixture_run: Path, catalogue):
+    """Nationally excluded indicators are listed once per report, in plain words; no page
+    shows the raw filter text (or the small expected count inside it)."""
+    for page in _pages(site):
+        text = " ".join(parse(page).text)
+        assert "min_denominator" not in text and "0.120607" not in text, page
+    name = catalogue.loc["inpatient_survey", "name"]
+    for qsg in (site / "qsg").glob("*.html"):
+        html = qsg.read_text(encoding="utf-8")
+        q3 = html.split('id="q3"')[1]
+        excluded = q3.split('id="excluded"')[1].split("</details>")[0]
+        assert excluded.count(name) == 1 and html.count(name) == 1
+        assert (
+            "assessable at 5 of 12 trusts (at least 50% needed); mostly no data received"
+            in excluded
+        )
+
+
+def test_counts_agree_with_bands_csv(site: Path, fixture_run: Path):
+    """An indicator left out of banding is never counted: the QSG tables, the index summary and
+    the trust pages count elevated risks and risks exactly as bands.csv does."""
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype={"trust_code": str})
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    left_out = flags[~flags.in_banding & flags.flag.isin(["risk", "elevated_risk"])]
+    assert set(left_out.trust_code) == {"RAA", "REE"}  # the fixture's trap
+    seen = {}
+    for qsg in (site / "qsg").glob("*.html"):
+        rows = re.findall(
+            r'<tr data-trust="(\w+)" data-elevated="(\d+)" data-risks="(\d+)">',
+            qsg.read_text(encoding="utf-8"),
+        )
+        seen.update({c: (int(e), int(r)) for c, e, r in rows})
+    want = {b.trust_code: (b.elevated_risks, b.risks) for b in bands.itertuples()}
+    assert seen == want
+    index = " ".join(parse(site / "index.html").text)
+    assert (
+        f"({bands.elevated_risks.sum()} elevated risks and {bands.risks.sum()} risks count in the "
+        f"bands, and {len(left_out)} more flag(s) on indicators left out of banding)"
+    ) in " ".join(index.split())
+    data = next(
+        s for s in parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
+    )
+    rows = {r["trust_code"]: r for r in json.loads(data["body"])}
+    for b in bands.itertuples():
+        assert rows[b.trust_code]["flags_text"] == f"{b.elevated_risks} / {b.risks}"
+        page = (site / "trusts" / f"{b.trust_code}.html").read_text(encoding="utf-8")
+        summary = page.split('id="summary"')[1].split('id="detail"')[0]
+        assert (
+            f"{b.elevated_risks} elevated risk(s) and {b.risks} risk(s) count in the band"
+            in summary
+        )
+    raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    card = raa.split('id="ind-inpatient_survey"')[1].split('<div class="ind"')[0]
+    assert "(left out of banding this quarter)" in card
 
 
 def test_rebuild_is_byte_identical(fixture_run: Path, catalogue, tmp_path: Path):
@@ -483,3 +561,284 @@ def test_run_summary_counts_new_alerts_by_chart(fixture_run: Path):
     alerts = pd.read_csv(fixture_run / "alerts.csv", dtype=str)
     assert (alerts.status == "new").sum() == 3
     assert summarise(fixture_run).new_alerts == 2
+
+
+def _summary(site: Path, code: str) -> str:
+    page = (site / "trusts" / f"{code}.html").read_text(encoding="utf-8")
+    return page.split('id="summary"')[1].split('id="detail"')[0]
+
+
+def test_trust_summary_leads_the_page(site: Path, fixture_run: Path):
+    """The summary: the band with its probabilities as visible text, flagged indicators by
+    domain (value vs expected), new and persisting alerts, what bands are and are not; the
+    detail (cards, charts, full mortality table) after it, collapsed."""
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype={"trust_code": str}).set_index(
+        "trust_code"
+    )
+    raa_page = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    summary = _summary(site, "RAA")
+    assert raa_page.index('id="summary"') < raa_page.index('id="detail"')
+    cells = re.findall(r'<span class="p">([^<]*)</span>', summary)
+    assert cells == [f"{bands.loc['RAA', f'p_band_{k}']:.0%}" for k in range(1, 7)]
+    assert "Placed by its score: score" in summary and "screening tool" in summary
+    # flagged indicators by domain: counts and the first indicators, linking to their cards
+    rows = re.findall(
+        r'<tr><td>([\w-]+)</td><td class="num">(?:<span class="flag-elevated_risk">)?(\d+)',
+        summary,
+    )
+    flags = pd.read_csv(fixture_run / "flags.csv", dtype={"trust_code": str})
+    mine = flags[(flags.trust_code == "RAA") & flags.flag.isin(["risk", "elevated_risk"])]
+    domains = {"safe": "Safe", "effective": "Effective", "caring": "Caring", "well_led": "Well-led"}
+    assert [d for d, _ in rows] == [domains[d] for d in domains if d in set(mine.domain)]
+    elev = mine[mine.in_banding & (mine.flag == "elevated_risk")].groupby("domain").size()
+    assert {d: int(n) for d, n in rows} == {
+        domains[d]: int(elev.get(d, 0)) for d in domains if d in set(mine.domain)
+    }
+    assert '<a href="#ind-shmi">Summary hospital-level mortality indicator</a>' in summary
+    shmi = mine.set_index("indicator_id").loc["shmi"]
+    assert f"{shmi.observed:,.0f} vs {shmi.expected:,.1f} expected" in summary
+    assert "2 validated case(s)" not in summary  # whistleblowing count 2 is suppressed
+    assert "&lt;5 validated case(s)" in summary
+    # alerts: RAA new, RCC persisting
+    assert "<strong>New</strong> (first signal this quarter): AMI, began 2013-08" in summary
+    rcc = _summary(site, "RCC")
+    assert "<strong>Persisting</strong> (first signal earlier in the window): STROKE" in rcc
+    # detail collapsed: the cards and alert charts sit in closed <details>
+    assert re.search(r'<details id="why">', raa_page) and re.search(
+        r'<details id="alerts">', raa_page
+    )
+    why = raa_page.split('<details id="why">')[1]
+    assert why.index('<div class="ind" id="ind-shmi">') < why.index("</details>\n\n<details id=")
+    # mortality: ALL and outliers open, the rest collapsed
+    ratios = pd.read_csv(fixture_run / "mortality.csv", dtype={"trust_code": str})
+    for code in ("RAA", "RBB", "RCC"):
+        page = (site / "trusts" / f"{code}.html").read_text(encoding="utf-8")
+        mort = page.split('<section id="mortality">')[1].split("</section>")[0]
+        open_part, _, closed = mort.partition("<details>")
+        mine = ratios[ratios.trust_code == code]
+        is_open = (mine.diagnosis_group == "ALL") | (mine.banding != "as_expected")
+        assert sorted(re.findall(r'data-group="(\w+)"', open_part)) == sorted(
+            mine.diagnosis_group[is_open]
+        )
+        assert sorted(re.findall(r'data-group="(\w+)"', closed)) == sorted(
+            mine.diagnosis_group[~is_open]
+        )
+
+
+def test_override_is_stated_with_the_score_it_overrode(site: Path, fixture_run: Path):
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype={"trust_code": str}).set_index(
+        "trust_code"
+    )
+    b = bands.loc["RCC"]
+    summary = _summary(site, "RCC")
+    assert '<span class="tag">special-measures override</span>' in summary
+    assert (
+        "Band 1 because the trust is in special measures (an override), not because of its score"
+        in summary
+    )
+    assert f"score {b.score} of {b.max_score} (proportion {b.proportion_score:.3f})" in summary
+    # its proportion sits among the score-banded band-2 and band-3 trusts' range or between them
+    assert re.search(r"would put it with the trusts in (between )?band \d", summary)
+    assert "The override sets the band whatever the score" in summary
+    assert '<span class="tag">special-measures override</span> <strong>Band 1' in summary
+    # the index marks it
+    data = next(
+        s for s in parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
+    )
+    rows = {r["trust_code"]: r for r in json.loads(data["body"])}
+    assert rows["RCC"]["override"] == "override" and rows["RAA"]["override"] == ""
+    assert rows["RCC"]["p_band_text"] == "override"
+
+
+def test_score_band_text_reads_the_published_bands():
+    from surveillance.reports.site import score_band_text
+
+    ranges = {"1": (0.2, 0.5), "2": (0.1, 0.15), "4": (0.01, 0.05)}
+    assert score_band_text(0.3, ranges) == "band 1"
+    assert score_band_text(0.9, ranges) == "band 1"
+    assert score_band_text(0.17, ranges) == "between band 1 and band 2"
+    assert score_band_text(0.07, ranges) == "between band 2 and band 4"
+    assert score_band_text(0.0, ranges) == "band 4"
+    assert score_band_text(None, ranges) == ""
+
+
+def test_index_sorted_by_score_within_band_with_drivers(site: Path, fixture_run: Path):
+    data = next(
+        s for s in parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
+    )
+    rows = json.loads(data["body"])
+    bands = pd.read_csv(fixture_run / "bands.csv", dtype={"trust_code": str, "band": str})
+    from surveillance.reports.site import band_order
+
+    want = bands.assign(o=bands.band.map(band_order)).sort_values(
+        ["o", "proportion_score", "trust_code"], ascending=[True, False, True]
+    )
+    assert [r["trust_code"] for r in rows] == list(want.trust_code)
+    assert [r["rank"] for r in rows] == list(range(len(rows)))
+    expl = pd.read_csv(fixture_run / "explanations.csv", dtype={"trust_code": str})
+    names = fixture_catalogue_names()
+    for r in rows:
+        top = expl[expl.trust_code == r["trust_code"]].sort_values("rank").indicator_id[:3]
+        assert [d["name"] for d in r["drivers"]] == [names[i] for i in top], r["trust_code"]
+
+
+def fixture_catalogue_names() -> dict[str, str]:
+    from run_fixture import fixture_catalogue
+
+    return fixture_catalogue()["name"].to_dict()
+
+
+def test_drivers_follow_the_published_explanations(fixture_run: Path, catalogue, tmp_path: Path):
+    """site.py does not re-rank: reversing a trust's ranks in explanations.csv reverses its
+    drivers on the index and the order of its summary and cards."""
+    import shutil
+
+    run = tmp_path / "2013Q3"
+    shutil.copytree(fixture_run, run, ignore=shutil.ignore_patterns("reports"))
+    expl = pd.read_csv(run / "explanations.csv", dtype={"trust_code": str})
+    raa = expl.trust_code == "RAA"
+    expl.loc[raa, "rank"] = expl.loc[raa, "rank"].max() + 1 - expl.loc[raa, "rank"]
+    expl.sort_values(["trust_code", "rank"]).to_csv(run / "explanations.csv", index=False)
+    site = build_site(run, catalogue=catalogue).parent
+    data = next(
+        s for s in parse(site / "index.html").scripts if s["attrs"].get("id") == "band-data"
+    )
+    row = next(r for r in json.loads(data["body"]) if r["trust_code"] == "RAA")
+    new = expl[raa].sort_values("rank").indicator_id
+    names = catalogue["name"].to_dict()
+    assert [d["name"] for d in row["drivers"]] == [names[i] for i in new[:3]]
+    page = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
+    cards = re.findall(r'<div class="ind" id="ind-([^"]+)">', page)
+    in_rank = [i for i in new if i in cards]
+    assert len(in_rank) == len(expl[raa]) > 1
+    # within a domain the cards follow the file's (reversed) rank
+    for dom in catalogue.domain.unique():
+        got = [c for c in cards if c in in_rank and catalogue.domain[c] == dom]
+        assert got == [i for i in new if catalogue.domain[i] == dom], dom
+    summary = page.split('id="summary"')[1].split('id="detail"')[0]
+    first = [i for i in new if catalogue.domain[i] == catalogue.domain[new.iloc[0]]]
+    linked = re.findall(r'<a href="#ind-([^"]+)">', summary)
+    assert [i for i in linked if i in first] == first[:3]
+
+
+#: internal labels that must never reach a reader (issue 16 item 7)
+INTERNAL_WORDS = (
+    "recently_inspected",
+    "not_banded",
+    "cusum_z",
+    "external_band",
+    "type rule",
+    "rn fill",
+    "months under 90",
+    "months_under_90",
+    "share under 90",
+    "as_expected",
+    "higher_than_expected",
+    "no_evidence",
+    "elevated_risk",
+    "special_measures",
+)
+
+
+def test_plain_words_for_internal_labels(site: Path):
+    for page in _pages(site):
+        text = " ".join(parse(page).text)
+        for word in INTERNAL_WORDS:
+            # "months under 90% of planned hours" is the plain label; a bare "months under 90" not
+            assert not re.search(rf"{re.escape(word)}(?![%\w])", text), (
+                page.relative_to(site),
+                word,
+            )
+    raa = " ".join(parse(site / "trusts" / "RAA.html").text)
+    assert "Months under 90% of planned hours" in raa
+    jj = " ".join(parse(site / "trusts" / "RJJ.html").text)
+    assert "inspected recently" in jj and "Not banded this quarter: inspected recently" in jj
+
+
+def test_every_vocabulary_has_plain_words():
+    """One mapping covers every code the output contracts allow."""
+    from surveillance import output_contracts as oc
+    from surveillance.reports.site import LABELS
+
+    assert set(oc.INDICATOR_TYPES) <= set(LABELS["type"])
+    assert set(oc.BAND_VALUES) <= set(LABELS["band"])
+    assert set(oc.MOVEMENTS) <= set(LABELS["movement"])
+    assert set(oc.ALERT_STATUSES) <= set(LABELS["alert_status"])
+    assert set(oc.FLAG_VALUES) <= set(LABELS["flag"])
+    assert set(oc.DOMAINS) == set(LABELS["domain"])
+    for b in oc.MORTALITY_BANDING:
+        assert plain("mortality_banding", b) == b.replace("_", " ")
+        assert plain("mortality_banding", b.replace(" ", "_")) == b.replace("_", " ")
+
+
+def test_footer_shows_run_id_and_code_version(site: Path, fixture_run: Path, catalogue, tmp_path):
+    for page in _pages(site):
+        text = " ".join(" ".join(parse(page).text).split())
+        assert "Run fixture-2013Q3 · quarter 2013Q3 · code version 0.1.0." in text, page
+    # the manifest's code_version object; and, before the manifest exists, the pipeline's own
+    import shutil
+
+    run = tmp_path / "2013Q3"
+    shutil.copytree(fixture_run, run, ignore=shutil.ignore_patterns("reports"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["code_version"] = {
+        "package": "0.1.0",
+        "git_commit": "937c6f52ac0cbe20",
+        "git_dirty": True,
+    }
+    manifest["reports_code_version"] = {"package": "0.1.1", "git_commit": "aaaabbbbccccdddd"}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    index = build_site(run, tmp_path / "a", catalogue=catalogue)
+    text = " ".join(" ".join(parse(index).text).split())
+    assert (
+        "code version 0.1.0, commit 937c6f52ac0c, with uncommitted changes; reports rendered "
+        "again with 0.1.1, commit aaaabbbbcccc." in text
+    )
+    (run / "manifest.json").unlink()
+    index = build_site(run, tmp_path / "b", catalogue=catalogue)
+    assert "Run not recorded" in " ".join(parse(index).text)
+    index = build_site(
+        run,
+        tmp_path / "c",
+        catalogue=catalogue,
+        provenance={
+            "run_id": "2013Q3-abc",
+            "code_version": {"package": "0.2.0", "git_commit": None},
+        },
+    )
+    text = " ".join(" ".join(parse(index).text).split())
+    assert "Run 2013Q3-abc · quarter 2013Q3 · code version 0.2.0." in text
+    # the pipeline renders the site before it writes the manifest: the footer comes from its
+    # fingerprint
+    from types import SimpleNamespace
+
+    from surveillance.pipeline import render_reports
+
+    staging = tmp_path / ".2013Q3.staging-test"
+    shutil.copytree(run, staging)
+    fp = SimpleNamespace(run_id="2013Q3-fp", code={"package": "0.3.0", "git_commit": None})
+    index = render_reports(staging, catalogue, fp)
+    text = " ".join(" ".join(parse(index).text).split())
+    assert "Run 2013Q3-fp · quarter 2013Q3 · code version 0.3.0." in text
+
+
+def test_flag_numbers_in_a_few_words(site: Path):
+    from surveillance.reports.site import _value_vs_expected
+
+    # the run's cusum_z flags: the chart's CUSUM in ``cusum`` and h in ``method``
+    real = {"cusum": 7.371984, "method": "cusum(k=0.5,h=5.48)", "observed": 115, "expected": 47.2}
+    assert _value_vs_expected("cusum_z", real) == "trend 7.37 vs threshold 5.48"
+    assert _value_vs_expected("cusum_z", {"observed": 6.1, "expected": 5.48}) == (
+        "trend 6.10 vs threshold 5.48"
+    )
+    assert _value_vs_expected("ratio", {"observed": 3, "expected": 1.37}) == "<5 vs 1.4 expected"
+    assert _value_vs_expected("ratio", {"observed": 45, "expected": 27.21}) == "45 vs 27.2 expected"
+    assert _value_vs_expected("rule", {"observed": 2}) == "<5 validated case(s)"
+    assert _value_vs_expected("score", {"observed": 3.55, "expected": 3.75}) == (
+        "3.550 vs 3.750 expected"
+    )
+    raa = _summary(site, "RAA")
+    assert (
+        'Monthly mortality CUSUM</a> <span class="flag-elevated_risk">elevated risk</span> ' in raa
+    )
+    assert "trend 6.10 vs threshold 5.48" in raa

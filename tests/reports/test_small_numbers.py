@@ -91,9 +91,11 @@ def test_only_patient_counts_are_suppressed(site: Path):
     assert counts_patients("shmi", "ratio")
     assert not counts_patients("nrls_consistency", "rule")  # a count of months
     assert not counts_patients("rn_fill_day", "proportion", "staffing")  # hours
-    # the data-quality rule counts late uploads (REE: 1): shown as 1, not "<5"
+    # soft intelligence counts people's cases (whistleblowing): suppressed
+    assert counts_patients("intel_whistleblowing", "rule", "intelligence")
+    # the data-quality rule counts late uploads (REE: 1, its only count-like flag): shown as 1
     ree = (site / "trusts" / "REE.html").read_text(encoding="utf-8")
-    assert "count 1" in ree and "count &lt;5" not in ree
+    assert ">1 validated case(s)<" in ree and "&lt;5 validated case(s)" not in ree
 
 
 def test_alert_on_few_expected_deaths_carries_a_caution(site: Path, fixture_run: Path):

@@ -8,13 +8,15 @@
   var tbody = table.querySelector("tbody");
   var select = document.getElementById("region-filter");
   var counter = document.getElementById("band-shown");
-  var sortKey = "band_order";
+  // default: the page's order (band, then score within the band, highest first)
+  var sortKey = "rank";
   var ascending = true;
 
   function cell(row, col) {
     var td = document.createElement("td");
     var value = row[col.key];
-    if (col.numeric) { td.className = "num"; }
+    if (col.numeric) { td.classList.add("num"); }
+    if (col.css) { td.classList.add(col.css); }
     if (col.key === "trust_name") {
       var a = document.createElement("a");
       a.setAttribute("href", row.href);
@@ -23,8 +25,23 @@
     } else if (col.key === "band") {
       var span = document.createElement("span");
       span.className = "band " + row.band_class;
-      span.textContent = value;
+      span.textContent = row.band_text;
       td.appendChild(span);
+      if (row.override) {
+        var tag = document.createElement("span");
+        tag.className = "tag";
+        tag.textContent = row.override;
+        td.appendChild(document.createTextNode(" "));
+        td.appendChild(tag);
+      }
+    } else if (col.key === "drivers") {
+      td.classList.add("drivers");
+      value.forEach(function (d, i) {
+        if (i > 0) { td.appendChild(document.createTextNode("; ")); }
+        var node = document.createElement(d.flag === "elevated_risk" ? "strong" : "span");
+        node.textContent = d.name;
+        td.appendChild(node);
+      });
     } else {
       td.textContent = value === null ? "" : String(value);
     }
@@ -33,7 +50,7 @@
 
   function compare(a, b) {
     var x = a[sortKey], y = b[sortKey];
-    if (x === y) { return a.trust_code < b.trust_code ? -1 : 1; }
+    if (x === y) { return a.rank - b.rank; }
     if (x === null) { return 1; }
     if (y === null) { return -1; }
     var r = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
