@@ -110,7 +110,10 @@ def test_alert_on_few_expected_deaths_carries_a_caution(site: Path, fixture_run:
     assert (
         "<strong>Caution:</strong> few expected deaths: 0.9 expected against the minimum 1" in ree
     )
+    # and in the one-screen summary, beside the new alert
+    summary = ree.split('id="alerts-summary"')[1].split("</section>")[0]
+    assert "0.9 expected; caution: few expected deaths)" in summary
     raa = (site / "trusts" / "RAA.html").read_text(encoding="utf-8")
-    assert "Caution:" not in raa
+    assert "Caution:" not in raa and "caution: few expected deaths" not in raa
     index = (site / "index.html").read_text(encoding="utf-8")
     assert index.count("caution: few expected deaths</span>") == 1
