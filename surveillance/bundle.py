@@ -9,7 +9,16 @@ cell that does not parse is left as text so that :func:`surveillance.contracts.v
 name the offending rows. Nothing is dropped, rounded or guessed here.
 
 Row numbers used across the service are 1-based data rows: data row 1 is the first row after the
-header (line 2 of a CSV file).
+header (line 2 of a CSV file), and data row N is on line N + 1 of its CSV file. A blank line (which
+the reader skips) or a quoted value spanning lines keeps that true: rows after it are numbered by
+the line they start on (:attr:`Bundle.row_numbers`), so a message never points one line off.
+
+CSV layout (:func:`csv_layout`, one streaming pass before parsing): the header may not repeat a
+column name (``duplicate_column``, naming the column as the file spells it, not as a reader would
+rename it); a header that is one column holding ``;``, a tab or ``|`` is a file in another
+delimiter (``file_unreadable``); every row must have as many fields as the header
+(``file_unreadable`` naming the line: a row with a field too many or too few would shift values
+into the wrong columns).
 
 Text encoding and size limits (CSV): files are UTF-8. A UTF-8 byte-order mark at the start of a file
 is accepted and stripped (spreadsheet programs write one). Any other encoding (Latin-1,
@@ -36,6 +45,7 @@ from surveillance.errors import ContractError, Violation
 #: longest CSV line (hence field) accepted, in bytes; see the module docstring.
 MAX_LINE_BYTES = 1 << 20
 _SCAN_CHUNK_BYTES = 1 << 20
+_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -89,6 +99,9 @@ class Bundle:
     paths: dict[str, Path] = field(default_factory=dict)
     directory: Path = Path(".")
     spells_source: SpellSource | None = None
+    #: table -> the 1-based data row (CSV line - 1) of each frame row, for tables where that is
+    #: not simply position + 1 (a CSV with blank lines or values spanning lines)
+    row_numbers: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def has_spells(self) -> bool:
@@ -207,8 +220,122 @@ def scan_text(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         )
 
 
+#: delimiters a one-column header betrays (bundle files are comma-separated)
+_OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
+#: how many ragged lines a message lists
+_RAGGED_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """What :func:`csv_layout` found: the header and the line each data row starts on."""
+
+    header: tuple[str, ...]
+    #: 1-based line on which each data row starts (blank lines skipped); ``None`` when data row i
+    #: is simply on line i + 1
+    lines: np.ndarray | None
+
+
+def csv_layout(path: Path, name: str | None = None) -> CsvLayout:
+    """Check a CSV file's header and row widths in one streaming pass; see the module docstring.
+
+    Raises :class:`ContractError`: ``duplicate_column`` (one violation per repeated name),
+    ``file_unreadable`` for another delimiter or rows whose field count differs from the header.
+    ``name`` is how messages name the file (default: its file name).
+    """
+    import csv
+
+    shown = name or path.name
+    starts: list[int] = []
+    ragged: list[tuple[int, int]] = []
+    n_ragged = 0
+    header: list[str] | None = None
+    shifted = False
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        line = 0  # lines consumed so far
+        for record in reader:
+            start = line + 1
+            line = reader.line_num
+            if header is None:
+                if not record:
+                    shifted = True
+                    continue
+                header = record
+                width = len(header)
+                continue
+            if not record or (len(record) == 1 and not record[0].strip()):
+                shifted = True  # a blank line: the CSV reader skips it, its number is kept
+                continue
+            starts.append(start)
+            if line != start:
+                shifted = True  # a quoted value with a line break
+            if len(record) != width:
+                n_ragged += 1
+                if len(ragged) < _RAGGED_SHOWN:
+                    ragged.append((start, len(record)))
+    if header is None:
+        return CsvLayout((), None)
+    violations: list[Violation] = []
+    counts: dict[str, list[int]] = {}
+    for position, column in enumerate(header, start=1):
+        counts.setdefault(column, []).append(position)
+    for column, positions in counts.items():
+        if len(positions) > 1:
+            violations.append(
+                Violation(
+                    file=shown,
+                    rule="duplicate_column",
+                    column=column,
+                    message=(
+                        f"the header names {column!r} {len(positions)} times (columns "
+                        f"{', '.join(str(p) for p in positions)}); each column appears once"
+                    ),
+                )
+            )
+    if len(header) == 1:
+        other = [label for d, label in _OTHER_DELIMITERS.items() if d in header[0]]
+        if other:
+            text = header[0] if len(header[0]) <= 60 else header[0][:60] + "..."
+            violations.append(
+                Violation(
+                    file=shown,
+                    rule="file_unreadable",
+                    message=(
+                        f"the header is one column {text!r}: bundle files are comma-separated "
+                        f"and this one looks {other[0]}-separated; save it as CSV with commas"
+                    ),
+                )
+            )
+            raise ContractError(violations)
+    if ragged:
+        where = ", ".join(f"line {at} has {n}" for at, n in ragged)
+        more = f" (and {n_ragged - len(ragged)} more lines)" if n_ragged > len(ragged) else ""
+        violations.append(
+            Violation(
+                file=shown,
+                rule="file_unreadable",
+                message=(
+                    f"rows must have as many fields as the header ({width}): {where}{more}; "
+                    "a comma inside a value needs quotes"
+                ),
+            )
+        )
+    if violations:
+        raise ContractError(violations)
+    lines = np.asarray(starts, dtype=np.int64) if shifted else None
+    return CsvLayout(tuple(header), lines)
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
+    frame, _ = _read_csv_rows(path)
+    return frame
+
+
+def _read_csv_rows(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The CSV as text cells, and its data rows' numbers when they are not position + 1."""
     scan_text(path)
+    layout = csv_layout(path)
     try:
         frame = pd.read_csv(
             path,
@@ -242,7 +369,15 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise ContractError(
             [Violation(file=path.name, rule="file_unreadable", message=f"cannot parse CSV: {exc}")]
         ) from None
-    return frame
+    rows = None
+    if layout.lines is not None:
+        if len(layout.lines) != len(frame):  # the two readers disagree: say so, never guess
+            raise _unreadable(
+                path,
+                f"cannot parse CSV: {len(frame)} rows read but {len(layout.lines)} found by line",
+            )
+        rows = layout.lines - 1
+    return frame, rows
 
 
 #: Parquet columns read dictionary-encoded (pandas categoricals of the code strings): a national
@@ -385,6 +520,9 @@ def _try_date(series: pd.Series) -> pd.Series | None:
     if not _is_text(series):
         return None
     empty = _empty(series)
+    iso = series.astype("string").str.match(_DATE_RE).fillna(False).to_numpy(dtype=bool)
+    if np.any(~iso & ~empty):  # 2013-7-1, a time of day: left as text for the contract to name
+        return None
     values = pd.to_datetime(series.where(~empty, None), format="%Y-%m-%d", errors="coerce")
     if np.any(values.isna().to_numpy() & ~empty):
         return None
@@ -429,11 +567,18 @@ def type_columns(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def read_table(path: Path, name: str) -> pd.DataFrame:
     """Read one bundle file (CSV or Parquet) as described in the module docstring."""
+    return read_table_rows(path, name)[0]
+
+
+def read_table_rows(path: Path, name: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """:func:`read_table`, and the data row number of each frame row when it is not position + 1
+    (:attr:`Bundle.row_numbers`)."""
+    rows = None
     if path.suffix == ".parquet":
         frame = _read_parquet(path, name)
     else:
-        frame = _read_csv(path)
-    return type_columns(frame, name)
+        frame, rows = _read_csv_rows(path)
+    return type_columns(frame, name), rows
 
 
 def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
@@ -461,6 +606,7 @@ def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
     violations: list[Violation] = []
     frames: dict[str, pd.DataFrame | None] = {}
     paths: dict[str, Path] = {}
+    row_numbers: dict[str, np.ndarray] = {}
     source: SpellSource | None = None
     for name in TABLES:
         try:
@@ -481,7 +627,9 @@ def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
                 source = spell_source(path)
                 frames[name] = None
                 continue
-            frames[name] = read_table(path, name)
+            frames[name], rows = read_table_rows(path, name)
+            if rows is not None:
+                row_numbers[name] = rows
         except ContractError as exc:
             violations.extend(exc.violations)
             frames[name] = None
@@ -498,4 +646,5 @@ def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
         paths=paths,
         directory=directory,
         spells_source=source,
+        row_numbers=row_numbers,
     )

@@ -290,8 +290,14 @@ def load_catalogue(path: Path | None = None) -> pd.DataFrame:
 
 
 def assemble_sources(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> Assembly:
-    """Indicators for the quarter from ``<data>/feeds/`` and ``indicators.csv`` (with status)."""
+    """Indicators for the quarter from ``<data>/feeds/`` and ``indicators.csv`` (with status).
+
+    First the columns the assembly keys on (:func:`check_key_columns`) and the feed files
+    (:func:`check_feed_files`): either stops the run with contract violations naming the file.
+    """
     feeds = Path(bundle.directory) / FEEDS_SUBDIR
+    check_key_columns(bundle, catalogue, quarter)
+    check_feed_files(feeds)
     derived = {
         "spells": bundle.has_spells,
         "staffing": bundle.staffing is not None,
@@ -1078,9 +1084,39 @@ def read_inputs(
     data_dir = Path(data_dir)
     bundle = _plainly(load, "the bundle", data_dir, data_dir, spells)
     feeds = data_dir / FEEDS_SUBDIR
-    check_feed_files(feeds)
     assembly = _plainly(assemble_sources, "a source feed", feeds, bundle, catalogue, quarter)
     return bundle, assembly
+
+
+#: columns the source feeds are assembled by: without them the contracts are checked first
+KEY_COLUMNS = {"trusts": ("trust_code",), "indicators": ("trust_code", "indicator_id")}
+
+
+def check_key_columns(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> None:
+    """Stop with the contract violations of ``trusts`` / ``indicators`` (the file, its missing
+    column, any other broken rule) when either lacks a column the feeds are assembled by (a
+    renamed or ``;``-separated header), rather than fail inside a feed adapter."""
+    from surveillance import contracts
+
+    broken = [
+        name
+        for name, columns in KEY_COLUMNS.items()
+        if any(c not in bundle.table(name).columns for c in columns)
+    ]
+    if not broken:
+        return
+    known = contracts.known_trusts(bundle)
+    violations = []
+    for name in broken:
+        violations += contracts.validate_table(
+            name,
+            bundle.file_name(name),
+            bundle.table(name),
+            Quarter.parse(quarter),
+            catalogue,
+            known,
+        )
+    raise ContractError(violations)
 
 
 def check_feed_files(feeds: Path) -> None:
@@ -1091,7 +1127,7 @@ def check_feed_files(feeds: Path) -> None:
 
     import pyarrow.parquet as pq
 
-    from surveillance.bundle import scan_text
+    from surveillance.bundle import csv_layout, scan_text
     from surveillance.errors import Violation
 
     if not Path(feeds).is_dir():
@@ -1105,6 +1141,7 @@ def check_feed_files(feeds: Path) -> None:
                     violations.append(Violation(name, "file_unreadable", "the file is empty"))
                     continue
                 scan_text(path)
+                csv_layout(path, name)  # a ragged row would shift the adapter's columns
             elif path.suffix == ".parquet":
                 pq.ParquetFile(path)
         except ContractError as exc:

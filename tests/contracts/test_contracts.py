@@ -355,6 +355,21 @@ SPELL_CASES = [
         ("spells.csv", "required", "diagnosis_group", (3,)),
     ),
     (
+        "spell-date-short",  # issue 17: ISO 8601 only, a one-digit month is not
+        _set("spells", 1, "admission_date", "2010-10-1"),
+        ("spells.csv", "not_date", "admission_date", (1,)),
+    ),
+    (
+        "spell-date-time",  # issue 17: "times not allowed", not a spell_window violation
+        _set("spells", 4, "discharge_date", "2013-09-30 23:59:00"),
+        ("spells.csv", "time_in_date", "discharge_date", (4,)),
+    ),
+    (
+        "spell-date-iso-time",
+        _set("spells", 2, "admission_date", "2012-01-05T08:30"),
+        ("spells.csv", "time_in_date", "admission_date", (2,)),
+    ),
+    (
         "spell-date",
         _set("spells", 2, "admission_date", "2012-02-30"),
         ("spells.csv", "not_date", "admission_date", (2,)),
@@ -635,6 +650,8 @@ def test_rule_catalogue_is_documented(catalogue):
         "extra_column",
         "no_rows",
         "not_text",
+        "code_shape",  # tests/reliability/bad_bundles.py (a trust code changes every file)
+        "duplicate_column",  # ... (a CSV header, not a frame)
         "missing_file",
         "ambiguous_file",
         "file_unreadable",
