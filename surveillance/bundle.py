@@ -20,6 +20,32 @@ delimiter (``file_unreadable``); every row must have as many fields as the heade
 (``file_unreadable`` naming the line: a row with a field too many or too few would shift values
 into the wrong columns).
 
+Conversions (one rule for every column): a value is read without a note when it is stored as its
+column's kind (DESIGN.md section 4) in its documented form: text for codes; a whole number; a
+number; ``YYYY-MM-DD`` (a Parquet date, or a timestamp at midnight); ``true`` / ``false`` (any
+case, or a Parquet boolean). A value stored another way is accepted only when the conversion is
+**lossless** (the value read back gives the stored value again), and then every such conversion
+is recorded as an :class:`InputNote` (``converted``: file, column, what to what, how many rows),
+printed by ``validate`` and ``run`` and written to the run's ``manifest.json`` (``input_notes``):
+
+- integers in a code or text column become their decimal text (a numeric spell id ``123`` is the
+  code ``"123"``);
+- text holding a number, a date or a boolean in a Parquet column of that kind is parsed;
+- a floating-point column of a whole-number kind (age, comorbidity, deprivation quintile) whose
+  values are all whole, or text such as ``42.0``, becomes whole numbers;
+- integers in a number column become floating point (exact below 2**53);
+- ``1`` / ``0`` (text, or Parquet integers) in a boolean column become true / false.
+
+Everything else is refused by the contracts, naming file, rows, column and rule: floating-point
+codes (``not_text``: ``1.0`` or ``1.5`` is not an id), fractions in a whole-number column
+(``not_integer``: age ``42.5``), other integers in a boolean column (``not_boolean``), dates
+that are not ``YYYY-MM-DD`` or carry a time of day (``not_date``, ``time_in_date``).
+
+Region names (``trusts.region``): leading, trailing and repeated spaces are removed, and names
+that differ only in case are written as the spelling most trusts use (ties: the first in the
+file), each with a ``normalised`` note, so one region is never split in two in bands and QSG
+reports.
+
 Text encoding and size limits (CSV): files are UTF-8. A UTF-8 byte-order mark at the start of a file
 is accepted and stripped (spreadsheet programs write one). Any other encoding (Latin-1,
 Windows-1252, UTF-16) is rejected as ``file_unreadable`` naming the file, the byte offset and the
@@ -48,6 +74,162 @@ _SCAN_CHUNK_BYTES = 1 << 20
 _DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
+
+
+#: column kinds read as text (codes, names, enumerations, months)
+TEXT_KINDS = frozenset({"code", "text", "enum", "month"})
+_KIND_WORDS = {
+    "code": "text",
+    "text": "text",
+    "enum": "text",
+    "month": "text",
+    "int": "whole numbers",
+    "float": "numbers",
+    "date": "dates",
+    "bool": "true/false",
+}
+
+
+@dataclass(frozen=True)
+class InputNote:
+    """Something the reader accepted but changed, recorded for the manifest and the run summary.
+
+    ``note``: ``converted`` (a lossless conversion, see the module docstring), ``normalised``
+    (a region spelling), ``unknown_value`` (a value the models do not know, e.g. a diagnosis
+    group outside the reference list). ``rows``: how many rows it concerns (0: the whole column).
+    """
+
+    file: str
+    column: str
+    note: str
+    message: str
+    rows: int = 0
+
+    def __str__(self) -> str:
+        count = f" ({self.rows:,} row(s))" if self.rows else ""
+        return f"{self.file} column '{self.column}': [{self.note}] {self.message}{count}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "column": self.column,
+            "note": self.note,
+            "message": self.message,
+            "rows": self.rows,
+        }
+
+
+def parquet_conversions(schema: pa.Schema, name: str, file: str) -> list[InputNote]:
+    """The conversions (module docstring) a Parquet file's column types imply, type by type."""
+    notes = []
+    for column, kind in COLUMN_KINDS[name].items():
+        if column not in schema.names:
+            continue
+        t = schema.field(column).type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        text = pa.types.is_string(t) or pa.types.is_large_string(t)
+        stored = None
+        if kind in TEXT_KINDS and pa.types.is_integer(t):
+            stored = "integers"
+        elif kind not in TEXT_KINDS and text:
+            stored = "text"
+        elif kind == "int" and pa.types.is_floating(t):
+            stored = "floating point (all whole)"
+        elif kind == "float" and pa.types.is_integer(t):
+            stored = "integers"
+        elif kind == "bool" and pa.types.is_integer(t):
+            stored = "integers 1/0"
+        if stored is not None:
+            notes.append(
+                InputNote(
+                    file,
+                    column,
+                    "converted",
+                    f"stored as {stored} ({t}), read as {_KIND_WORDS[kind]} (lossless)",
+                )
+            )
+    return notes
+
+
+_PLAIN_INTEGER = r"^[+-]?\d+$"
+
+
+def text_conversions(frame: pd.DataFrame, name: str, file: str) -> list[InputNote]:
+    """The conversions of a CSV file's text cells, value by value: ``1`` / ``0`` booleans and
+    whole numbers not written as plain integers (``42.0``), each counted."""
+    notes = []
+    for column, kind in COLUMN_KINDS[name].items():
+        if column not in frame.columns or not _is_text(frame[column]):
+            continue
+        series = frame[column].astype("string").str.strip()
+        if kind == "bool":
+            count = int(series.isin(["1", "0"]).fillna(False).sum())
+            if count:
+                notes.append(InputNote(file, column, "converted", "1/0 read as true/false", count))
+        elif kind == "int":
+            number = pd.to_numeric(series.where(series != "", None), errors="coerce")
+            whole = (number.notna() & (number == number.round())).fillna(False)
+            plain = series.str.match(_PLAIN_INTEGER).fillna(False)
+            count = int((whole & ~plain).sum())
+            if count:
+                notes.append(
+                    InputNote(
+                        file,
+                        column,
+                        "converted",
+                        "whole numbers written as decimals (42.0) read as whole numbers",
+                        count,
+                    )
+                )
+    return notes
+
+
+def normalise_regions(trusts: pd.DataFrame, file: str) -> tuple[pd.DataFrame, list[InputNote]]:
+    """Region names with spaces tidied and case variants of one name merged (module docstring).
+
+    Returns the trusts (unchanged, not copied, when nothing needed changing) and one note per
+    spelling changed.
+    """
+    if "region" not in trusts.columns or not _is_text(trusts["region"]) or not len(trusts):
+        return trusts, []
+    original = trusts["region"].astype("string")
+    tidy = original.str.replace(r"\s+", " ", regex=True).str.strip()
+    key = tidy.str.casefold()
+    counts = pd.DataFrame({"key": key, "tidy": tidy, "order": np.arange(len(tidy))})
+    counts = counts[counts["tidy"].fillna("") != ""]
+    ranked = (
+        counts.groupby(["key", "tidy"], sort=False)["order"]
+        .agg(["size", "min"])
+        .reset_index()
+        .sort_values(["key", "size", "min"], ascending=[True, False, True], kind="mergesort")
+    )
+    canonical = ranked.drop_duplicates("key").set_index("key")["tidy"]
+    target = key.map(canonical).where(tidy.fillna("") != "", original)
+    changed = (target != original).fillna(False).to_numpy(dtype=bool)
+    if not changed.any():
+        return trusts, []
+    notes = []
+    pairs = pd.DataFrame({"from": original[changed], "to": target[changed]})
+    for (old, new), group in pairs.groupby(["from", "to"], sort=True):
+        rows = ", ".join(str(i + 1) for i in group.index[:10])
+        how = (
+            "spaces tidied"
+            if str(old).strip() and " ".join(str(old).split()) == new
+            else "same region as another spelling, differing only in case or spacing"
+        )
+        notes.append(
+            InputNote(
+                file,
+                "region",
+                "normalised",
+                f"{str(old)!r} read as {new!r} ({how}; row(s) {rows})",
+                len(group),
+            )
+        )
+    out = trusts.copy(deep=False)
+    out["region"] = target.astype(object).where(changed, trusts["region"])
+    return out, notes
 
 
 @dataclass(frozen=True)
@@ -102,6 +284,8 @@ class Bundle:
     #: table -> the 1-based data row (CSV line - 1) of each frame row, for tables where that is
     #: not simply position + 1 (a CSV with blank lines or values spanning lines)
     row_numbers: dict[str, np.ndarray] = field(default_factory=dict)
+    #: what the reader accepted but changed (lossless conversions, region spellings)
+    notes: tuple[InputNote, ...] = ()
 
     @property
     def has_spells(self) -> bool:
@@ -418,6 +602,10 @@ def _read_parquet(
                 fields.append(pa.field(f.name, pa.timestamp("ns", tz=getattr(f.type, "tz", None))))
             else:
                 fields.append(f)
+        kinds = COLUMN_KINDS.get(name, {})
+        for i, f in enumerate(fields):  # integer codes are their decimal text (lossless)
+            if kinds.get(f.name) in TEXT_KINDS and pa.types.is_integer(f.type):
+                fields[i] = pa.field(f.name, pa.large_string())
         table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
         frame = table.to_pandas(
             types_mapper=_string_mapper,
@@ -573,12 +761,22 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
 def read_table_rows(path: Path, name: str) -> tuple[pd.DataFrame, np.ndarray | None]:
     """:func:`read_table`, and the data row number of each frame row when it is not position + 1
     (:attr:`Bundle.row_numbers`)."""
+    frame, rows, _ = read_table_notes(path, name)
+    return frame, rows
+
+
+def read_table_notes(
+    path: Path, name: str
+) -> tuple[pd.DataFrame, np.ndarray | None, list[InputNote]]:
+    """:func:`read_table_rows`, and the conversions made (:class:`InputNote`)."""
     rows = None
     if path.suffix == ".parquet":
         frame = _read_parquet(path, name)
+        notes = parquet_conversions(pq.read_schema(path), name, path.name)
     else:
         frame, rows = _read_csv_rows(path)
-    return type_columns(frame, name), rows
+        notes = text_conversions(frame, name, path.name)
+    return type_columns(frame, name), rows, notes
 
 
 def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
@@ -607,6 +805,7 @@ def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
     frames: dict[str, pd.DataFrame | None] = {}
     paths: dict[str, Path] = {}
     row_numbers: dict[str, np.ndarray] = {}
+    notes: list[InputNote] = []
     source: SpellSource | None = None
     for name in TABLES:
         try:
@@ -625,11 +824,16 @@ def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
             paths[name] = path
             if name == "spells" and lazy_spells and path.suffix == ".parquet":
                 source = spell_source(path)
+                notes += parquet_conversions(pq.read_schema(path), name, path.name)
                 frames[name] = None
                 continue
-            frames[name], rows = read_table_rows(path, name)
+            frames[name], rows, converted = read_table_notes(path, name)
+            notes += converted
             if rows is not None:
                 row_numbers[name] = rows
+            if name == "trusts":
+                frames[name], tidied = normalise_regions(frames[name], path.name)
+                notes += tidied
         except ContractError as exc:
             violations.extend(exc.violations)
             frames[name] = None
@@ -647,4 +851,5 @@ def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
         directory=directory,
         spells_source=source,
         row_numbers=row_numbers,
+        notes=tuple(notes),
     )

@@ -96,11 +96,13 @@ def validate(
         bundle, assembly = pipeline.read_inputs(data, cat, quarter)
         violations = pipeline.validation_violations(bundle, assembly, cat, quarter)
         hint = pipeline.quarter_hint(bundle, quarter, violations)
+        notes = pipeline.input_notes(bundle)
     except ContractError as exc:
-        violations = exc.violations
+        violations, notes = exc.violations, []
     except SurveillanceError as exc:
         typer.echo(f"error: {exc}")
         raise typer.Exit(1) from None
+    _print_notes(notes)
     if not violations:
         console.print(f"{data}: valid for {quarter} (no contract violations)", markup=False)
         raise typer.Exit(0)
@@ -115,6 +117,14 @@ def validate(
     if hint:
         console.print(hint, markup=False)
     raise typer.Exit(1)
+
+
+def _print_notes(notes) -> None:
+    """Input notes (accepted, but converted, normalised or unknown to the models), one a line."""
+    if notes:
+        typer.echo(f"{len(notes)} input note(s) (accepted; recorded in the run's manifest):")
+        for note in notes:
+            typer.echo(f"  - {note}")
 
 
 @app.command()
@@ -436,6 +446,11 @@ def _print_summary(console, summary) -> None:
     table.add_row("indicators left out of banding", str(len(summary.excluded)))
     if summary.quarantined:
         table.add_row("rows quarantined", f"{summary.quarantined} (see quarantine.csv)")
+    if summary.input_notes:
+        table.add_row(
+            f"input notes ({len(summary.input_notes)}, in manifest.json)",
+            "\n".join(summary.input_notes),
+        )
     table.add_row("outputs", str(summary.run_dir))
     table.add_row("report", str(summary.report) if summary.report else "not rendered")
     table.add_row("wall time", f"{summary.seconds:.1f} s")
@@ -491,6 +506,7 @@ def _run_quarter_flow(
         f"{quarter}: inputs checked in {time.perf_counter() - started:.1f} s "
         f"(run {checked.fingerprint.run_id})"
     )
+    _print_notes(checked.notes)
     try:
         result = _orchestrate(console, checked, runner, dask_address, quarter, spells)
     except SurveillanceError as exc:

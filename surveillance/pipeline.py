@@ -970,8 +970,83 @@ def finish_manifest(
             "run_id_in": TIMINGS_FILE,
         },
     )
+    manifest.input_notes = [n.to_dict() for n in input_notes(results.validated.bundle)]
     write_manifest(manifest, staging)
     return manifest
+
+
+# ============================================================================================
+# input notes: what the run accepted but changed or does not know (nothing silent)
+
+#: the reference list of diagnosis groups: the SHMI-style (CCS) groups the risk models, the
+#: mortality indicators (models/risk/indicator_groups.yaml) and the synthetic nation are built on
+DIAGNOSIS_GROUPS_FILE = Path(__file__).resolve().parent / "synth" / "diagnosis_groups.csv"
+#: how many unknown groups a note names
+NAMED_GROUPS = 10
+
+
+def reference_diagnosis_groups(path: Path = DIAGNOSIS_GROUPS_FILE) -> frozenset[str]:
+    """The diagnosis groups of the reference list (:data:`DIAGNOSIS_GROUPS_FILE`)."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["diagnosis_group"])
+    return frozenset(frame["diagnosis_group"])
+
+
+def diagnosis_group_counts(bundle: Any) -> pd.Series:
+    """Spells per diagnosis group (in memory, or the column of a spells file left on disk)."""
+    if bundle.spells is not None and "diagnosis_group" in bundle.spells.columns:
+        groups = bundle.spells["diagnosis_group"]
+    elif bundle.spells_source is not None:
+        import pyarrow.parquet as pq
+
+        path = bundle.spells_source.path
+        if "diagnosis_group" not in pq.read_schema(path).names:
+            return pd.Series(dtype="int64")
+        table = pq.read_table(path, columns=["diagnosis_group"])
+        groups = table.column(0).to_pandas()
+    else:
+        return pd.Series(dtype="int64")
+    counts = groups.astype("string").value_counts(dropna=True)
+    return counts[counts > 0]
+
+
+def diagnosis_notes(bundle: Any, reference: frozenset[str] | None = None) -> list[Any]:
+    """One ``unknown_value`` note naming the diagnosis groups of the spells that are not in the
+    reference list, with their spell counts (most spells first), and the reference name a
+    group differs from only in case or spacing; empty when every group is known.
+
+    The run goes on: the risk model fits such a group as a group of its own (it never pools it
+    with the group it may have been meant to be), which is why it must be said.
+    """
+    from surveillance.bundle import InputNote
+
+    if not bundle.has_spells:
+        return []
+    reference = reference_diagnosis_groups() if reference is None else reference
+    counts = diagnosis_group_counts(bundle)
+    unknown = counts[~counts.index.isin(list(reference))]
+    if unknown.empty:
+        return []
+    unknown = unknown.sort_index(kind="mergesort").sort_values(ascending=False, kind="mergesort")
+    folded = {" ".join(r.split()).casefold(): r for r in reference}
+    named = []
+    for group, n in unknown.head(NAMED_GROUPS).items():
+        near = folded.get(" ".join(str(group).split()).casefold())
+        hint = f", differs only in case or spacing from {near!r}" if near else ""
+        named.append(f"{str(group)[:80]!r} {int(n):,} spell(s){hint}")
+    more = len(unknown) - len(named)
+    listing = "; ".join(named) + (f"; and {more} more group(s)" if more > 0 else "")
+    file = bundle.file_name("spells")
+    message = (
+        f"{len(unknown)} diagnosis group(s) not in the reference list ({DIAGNOSIS_GROUPS_FILE.name}"
+        f"): {listing}; each is fitted by the risk models as a group of its own"
+    )
+    return [InputNote(file, "diagnosis_group", "unknown_value", message, int(unknown.sum()))]
+
+
+def input_notes(bundle: Any) -> list[Any]:
+    """Every :class:`surveillance.bundle.InputNote` of a bundle: what the reader converted or
+    normalised, and the diagnosis groups the risk models do not know."""
+    return [*getattr(bundle, "notes", ()), *diagnosis_notes(bundle)]
 
 
 def write_timings(
@@ -1041,6 +1116,8 @@ class Checked:
 
     options: RunOptions
     fingerprint: Fingerprint
+    #: :func:`input_notes` of the bundle checked (printed before the run starts)
+    notes: tuple[Any, ...] = ()
 
 
 def preflight(options: RunOptions) -> Checked:
@@ -1072,7 +1149,7 @@ def preflight(options: RunOptions) -> Checked:
         raise QuarterContractError(
             exc.violations, quarter_hint(bundle, opts.quarter, exc.violations)
         ) from None
-    return Checked(opts, fp)
+    return Checked(opts, fp, tuple(input_notes(bundle)))
 
 
 def read_inputs(
@@ -1194,6 +1271,8 @@ class RunSummary:
     seconds: float
     #: the previous quarter the run read (movement, persistence), or why none
     previous: str = ""
+    #: the manifest's ``input_notes`` as text (conversions, normalised regions, unknown groups)
+    input_notes: list[str] = field(default_factory=list)
 
 
 def summarise(run_dir: Path) -> RunSummary:
@@ -1234,7 +1313,14 @@ def summarise(run_dir: Path) -> RunSummary:
         quarantined=int(manifest.get("quarantined_rows", 0)),
         seconds=float(timings.get("total_seconds", 0.0)),
         previous=_previous_text(manifest.get("previous", {})),
+        input_notes=[_note_text(n) for n in manifest.get("input_notes", [])],
     )
+
+
+def _note_text(note: Mapping[str, Any]) -> str:
+    from surveillance.bundle import InputNote
+
+    return str(InputNote(**{k: note[k] for k in ("file", "column", "note", "message", "rows")}))
 
 
 def _previous_text(record: Mapping[str, Any]) -> str:

@@ -630,7 +630,8 @@ def test_parquet_types_checked(tmp_path, frames):
     spells["comorbidity"] = spells["comorbidity"].astype(int)
     frames["spells"] = spells
     staffing = frames["staffing"].copy()
-    staffing["ward_code"] = 7  # a code stored as a number
+    # a code stored as a floating-point number (integers are read as their text: issue 17)
+    staffing["ward_code"] = 7.0
     staffing = staffing.drop_duplicates(["trust_code", "month", "staff_group", "shift"])
     frames["staffing"] = staffing.reset_index(drop=True)
     violations = _run(tmp_path, frames, parquet=("spells", "staffing"))
