@@ -5,7 +5,9 @@ mode so that *every* violation is collected. Pandera's failure cases carry the f
 :func:`validate_bundle` turns into row numbers.
 
 Row numbers are **1-based data rows**: row 1 is the first row after the header, i.e. line 2 of a
-CSV file (a spreadsheet shows it as row 2). For each rule at most :data:`MAX_ROWS_PER_RULE` row
+CSV file (a spreadsheet shows it as row 2), and row N is on line N + 1 also after blank lines or
+values spanning lines (:attr:`surveillance.bundle.Bundle.row_numbers`, applied by
+:func:`validate_bundle`). For each rule at most :data:`MAX_ROWS_PER_RULE` row
 numbers are listed (the first ones); the message gives the total number of offending rows.
 
 Rule names (``Violation.rule``):
