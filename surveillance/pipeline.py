@@ -1527,9 +1527,46 @@ def publish_month(
             options={"kind": "monthly_mortality", "risk_model_from": model_run},
             row_counts={"alerts.csv": count_rows(staging / "alerts.csv")},
             outputs=hash_outputs(staging),
+            input_notes=[n.to_dict() for n in unseen_group_notes(data_dir, model_path)],
         )
         write_manifest(manifest, staging)
     return store.run_directory(out, month)
+
+
+def unseen_group_notes(data_dir: Path, model_path: Path) -> list[Any]:
+    """One ``unknown_value`` note naming the diagnosis groups of the month's spells that the
+    saved risk model never saw (their spells get the national crude rate), with spell counts;
+    empty when the model knows every group."""
+    from surveillance.bundle import InputNote
+    from surveillance.mortality.risk_model import RiskModel
+
+    files = {k: v for k, v in input_files(Path(data_dir)).items() if k.startswith("spells.")}
+    if not files:
+        return []
+    file, path = next(iter(sorted(files.items())))
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        groups = pq.read_table(path, columns=["diagnosis_group"]).column(0).to_pandas()
+    else:
+        groups = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["diagnosis_group"])[
+            "diagnosis_group"
+        ]
+    counts = groups.astype("string").value_counts(dropna=True)
+    known = set(RiskModel.load(model_path).group_names_)
+    unseen = counts[(counts > 0) & ~counts.index.isin(list(known))]
+    if unseen.empty:
+        return []
+    unseen = unseen.sort_index(kind="mergesort").sort_values(ascending=False, kind="mergesort")
+    named = [f"{str(g)[:80]!r} {int(n):,} spell(s)" for g, n in unseen.head(NAMED_GROUPS).items()]
+    more = len(unseen) - len(named)
+    listing = "; ".join(named) + (f"; and {more} more group(s)" if more > 0 else "")
+    model_run = Path(model_path).parent.parent.name
+    message = (
+        f"{len(unseen)} diagnosis group(s) the risk model of {model_run} never saw: {listing}; "
+        "their spells are charted against the national crude rate"
+    )
+    return [InputNote(file, "diagnosis_group", "unknown_value", message, int(unseen.sum()))]
 
 
 # ============================================================================================

@@ -52,3 +52,36 @@ def test_notes_in_manifest_and_summary(hostile_bundle, tmp_path: Path) -> None:
     assert f" {region.upper()} " not in set(bands["region"])  # one region, not two
     assert len(summary.input_notes) == 2
     assert any("[unknown_value]" in line for line in summary.input_notes)
+
+
+def test_monthly_run_names_groups_the_saved_model_never_saw(
+    published, hostile_bundle, tmp_path: Path
+) -> None:
+    """Between quarters the charts use the quarter's saved model: a group it never saw gets the
+    national crude rate, which the monthly manifest now says (name and spell count)."""
+    out, data = tmp_path / "out", tmp_path / "data"
+    shutil.copytree(published["b"], out)
+    shutil.copytree(hostile_bundle, data)
+    model = pipeline.latest_risk_model(out, "2013-10")
+    assert pipeline.unseen_group_notes(data, model) == []  # the quarter's own spells: all seen
+    empty = pd.DataFrame(columns=pipeline.ALERTS_COLUMNS)
+    run = pipeline.publish_month(out, "2013-10", empty, data, model)
+    assert "input_notes" not in json.loads((run / "manifest.json").read_text())
+
+    spells = pq.read_table(data / "spells.parquet")
+    groups = spells.column("diagnosis_group").to_pylist()
+    groups[:3] = ["Brand new group"] * 3
+    index = spells.schema.get_field_index("diagnosis_group")
+    pq.write_table(
+        spells.set_column(index, "diagnosis_group", pa.array(groups)), data / "spells.parquet"
+    )
+    run = pipeline.publish_month(out, "2013-10", empty, data, model, force=True)
+    (note,) = json.loads((run / "manifest.json").read_text())["input_notes"]
+    assert (note["file"], note["column"], note["note"], note["rows"]) == (
+        "spells.parquet",
+        "diagnosis_group",
+        "unknown_value",
+        3,
+    )
+    assert "'Brand new group' 3 spell(s)" in note["message"]
+    assert "national crude rate" in note["message"]
