@@ -718,6 +718,13 @@ def _try_date(series: pd.Series) -> pd.Series | None:
 
 
 def _try_bool(series: pd.Series) -> pd.Series | None:
+    if pd.api.types.is_integer_dtype(series.dtype):  # Parquet 1/0: booleans if nothing else
+        values = series.dropna()
+        if not values.isin([0, 1]).all():
+            return None  # left as integers for the contract (not_boolean) to name
+        if series.isna().any():
+            return series.astype("boolean")
+        return series.astype(bool)
     if not _is_text(series):
         return None
     empty = _empty(series)

@@ -344,7 +344,7 @@ def validate(
     from surveillance import quarantine as quarantine_module
 
     prechecked = checked
-    checked = replace(bundle, indicators=assembly.indicators)
+    checked = with_assembled_indicators(bundle, assembly)
     if not quarantine:
         # ``checked``: :func:`preflight` already found no violation in these very bytes
         violations = [] if prechecked else contract_violations(checked, quarter, catalogue)
@@ -1234,9 +1234,28 @@ def validation_violations(
 ) -> list:
     """Every contract violation of the bundle with its assembled indicators (what the run's
     :func:`validate` refuses without quarantine)."""
+    return contract_violations(with_assembled_indicators(bundle, assembly), quarter, catalogue)
+
+
+def with_assembled_indicators(bundle: Any, assembly: Assembly) -> Any:
+    """The bundle with the assembled indicators in place of ``indicators.csv``, their row numbers
+    those of the file (a row after one a feed superseded keeps its own number)."""
     from dataclasses import replace
 
-    return contract_violations(replace(bundle, indicators=assembly.indicators), quarter, catalogue)
+    numbers = dict(getattr(bundle, "row_numbers", {}) or {})
+    rows = getattr(assembly, "bundle_rows", None)
+    if rows is not None and bundle.indicators is not None:
+        file_numbers = numbers.get("indicators")
+        if file_numbers is None:
+            file_numbers = np.arange(1, len(bundle.indicators) + 1)
+        mapped = np.asarray(file_numbers)[np.asarray(rows, dtype=np.int64)]
+        if np.array_equal(mapped, np.arange(1, len(mapped) + 1)):
+            numbers.pop("indicators", None)
+        else:
+            numbers["indicators"] = mapped
+    else:
+        numbers.pop("indicators", None)
+    return replace(bundle, indicators=assembly.indicators, row_numbers=numbers)
 
 
 def _plainly(fn, what: str, where: Path, *args):

@@ -298,3 +298,35 @@ def test_known_diagnosis_groups_give_no_note(tmp_path):
     frames["spells"]["diagnosis_group"] = "Pneumonia"
     write_bundle(tmp_path, frames)
     assert pipeline.diagnosis_notes(read_bundle(tmp_path)) == []
+
+
+def test_one_zero_integers_are_read_as_booleans(tmp_path):
+    frames = valid_frames()
+    spells = frames["spells"]
+    spells["died_30d"] = (spells["died_30d"] == "true").astype("int8")
+    write_bundle(tmp_path, frames, parquet=("spells",))
+    read = read_bundle(tmp_path).spells["died_30d"]
+    assert pd.api.types.is_bool_dtype(read.dtype)
+    assert read.tolist() == [False, False, True, True, False, False]
+
+
+def test_rows_after_rows_a_feed_superseded_keep_their_number(tmp_path, catalogue):
+    """A source feed replaces the indicators.csv rows of its indicators (here the A&E rows, 1 and
+    8-31 of each trust, even though the packaged feed is late for 2013Q3): a bad row after them
+    is still named by its own row, in the check and in quarantine."""
+    import shutil
+
+    frames = valid_frames()
+    frames["indicators"].loc[35, "standard_error"] = "0"  # row 36: RA2 ss_engagement
+    write_bundle(tmp_path, frames)
+    (tmp_path / "feeds").mkdir()
+    feed = pipeline.PROJECT_ROOT / "surveillance" / "sources" / "data" / "ae_attendances.csv"
+    shutil.copy(feed, tmp_path / "feeds" / "ae_attendances.csv")
+    bundle, assembly = pipeline.read_inputs(tmp_path, catalogue, QUARTER)
+    assert len(assembly.indicators) < len(bundle.indicators)  # rows were superseded
+    found = pipeline.validation_violations(bundle, assembly, catalogue, QUARTER)
+    assert [(v.file, v.rule, v.rows) for v in found] == [("indicators.csv", "se_positive", (36,))]
+    kept = pipeline.validate(bundle, assembly, catalogue, QUARTER, quarantine=True)
+    assert kept.quarantine[["file", "row", "rule"]].values.tolist() == [
+        ["indicators.csv", 36, "se_positive"]
+    ]
