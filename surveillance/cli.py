@@ -447,9 +447,11 @@ def _print_summary(console, summary) -> None:
     if summary.quarantined:
         table.add_row("rows quarantined", f"{summary.quarantined} (see quarantine.csv)")
     if summary.input_notes:
-        table.add_row(
+        from rich.markup import escape
+
+        table.add_row(  # escaped: "[converted]" is text, not Rich markup
             f"input notes ({len(summary.input_notes)}, in manifest.json)",
-            "\n".join(summary.input_notes),
+            escape("\n".join(summary.input_notes)),
         )
     table.add_row("outputs", str(summary.run_dir))
     table.add_row("report", str(summary.report) if summary.report else "not rendered")
