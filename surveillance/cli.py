@@ -109,9 +109,11 @@ def validate(
     table = Table(title=f"{len(violations)} contract violation(s) in {data} for {quarter}")
     for heading in ("file", "rows", "column", "rule", "message"):
         table.add_column(heading, overflow="fold")
-    for v in violations:
+    from rich.markup import escape
+
+    for v in violations:  # escaped: file text such as "[b]" in a message is not Rich markup
         rows = ", ".join(str(r) for r in v.rows)
-        table.add_row(v.file, rows, v.column or "", v.rule, v.message)
+        table.add_row(escape(v.file), rows, escape(v.column or ""), v.rule, escape(v.message))
     console.print(table)
     console.print("rows are 1-based data rows (CSV line = row + 1)", markup=False)
     if hint:
