@@ -428,9 +428,10 @@ def csv_layout(path: Path, name: str | None = None) -> CsvLayout:
     ``name`` is how messages name the file (default: its file name).
     """
     import csv
+    from array import array
 
     shown = name or path.name
-    starts: list[int] = []
+    starts = array("q")  # 8 bytes a row, not a Python int each
     ragged: list[tuple[int, int]] = []
     n_ragged = 0
     header: list[str] | None = None
@@ -438,26 +439,37 @@ def csv_layout(path: Path, name: str | None = None) -> CsvLayout:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         line = 0  # lines consumed so far
-        for record in reader:
-            start = line + 1
-            line = reader.line_num
-            if header is None:
-                if not record:
-                    shifted = True
+        try:
+            for record in reader:
+                start = line + 1
+                line = reader.line_num
+                if header is None:
+                    if not record:
+                        shifted = True
+                        continue
+                    header = record
+                    width = len(header)
                     continue
-                header = record
-                width = len(header)
-                continue
-            if not record or (len(record) == 1 and not record[0].strip()):
-                shifted = True  # a blank line: the CSV reader skips it, its number is kept
-                continue
-            starts.append(start)
-            if line != start:
-                shifted = True  # a quoted value with a line break
-            if len(record) != width:
-                n_ragged += 1
-                if len(ragged) < _RAGGED_SHOWN:
-                    ragged.append((start, len(record)))
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    shifted = True  # a blank line: the CSV reader skips it, its number is kept
+                    continue
+                starts.append(start)
+                if line != start:
+                    shifted = True  # a quoted value with a line break
+                if len(record) != width:
+                    n_ragged += 1
+                    if len(ragged) < _RAGGED_SHOWN:
+                        ragged.append((start, len(record)))
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB)
+            raise ContractError(
+                [
+                    Violation(
+                        file=shown,
+                        rule="file_unreadable",
+                        message=f"cannot parse CSV at line {reader.line_num}: {exc}",
+                    )
+                ]
+            ) from None
     if header is None:
         return CsvLayout((), None)
     violations: list[Violation] = []
@@ -507,7 +519,7 @@ def csv_layout(path: Path, name: str | None = None) -> CsvLayout:
         )
     if violations:
         raise ContractError(violations)
-    lines = np.asarray(starts, dtype=np.int64) if shifted else None
+    lines = np.frombuffer(starts, dtype=np.int64).copy() if shifted else None
     return CsvLayout(tuple(header), lines)
 
 

@@ -330,3 +330,12 @@ def test_rows_after_rows_a_feed_superseded_keep_their_number(tmp_path, catalogue
     assert kept.quarantine[["file", "row", "rule"]].values.tolist() == [
         ["indicators.csv", 36, "se_positive"]
     ]
+
+
+def test_a_field_over_the_csv_readers_limit_is_unreadable_not_a_crash(tmp_path, catalogue):
+    write_bundle(tmp_path, valid_frames())
+    with (tmp_path / "inspections.csv").open("a") as handle:
+        handle.write("RA2,2013-01-01," + "x" * 200_000 + "\n")
+    (v,) = _violations(tmp_path, catalogue)
+    assert (v.file, v.rule) == ("inspections.csv", "file_unreadable")
+    assert "line 5" in v.message
