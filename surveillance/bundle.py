@@ -9,7 +9,42 @@ cell that does not parse is left as text so that :func:`surveillance.contracts.v
 name the offending rows. Nothing is dropped, rounded or guessed here.
 
 Row numbers used across the service are 1-based data rows: data row 1 is the first row after the
-header (line 2 of a CSV file).
+header (line 2 of a CSV file), and data row N is on line N + 1 of its CSV file. A blank line (which
+the reader skips) or a quoted value spanning lines keeps that true: rows after it are numbered by
+the line they start on (:attr:`Bundle.row_numbers`), so a message never points one line off.
+
+CSV layout (:func:`csv_layout`, one streaming pass before parsing): the header may not repeat a
+column name (``duplicate_column``, naming the column as the file spells it, not as a reader would
+rename it); a header that is one column holding ``;``, a tab or ``|`` is a file in another
+delimiter (``file_unreadable``); every row must have as many fields as the header
+(``file_unreadable`` naming the line: a row with a field too many or too few would shift values
+into the wrong columns).
+
+Conversions (one rule for every column): a value is read without a note when it is stored as its
+column's kind (DESIGN.md section 4) in its documented form: text for codes; a whole number; a
+number; ``YYYY-MM-DD`` (a Parquet date, or a timestamp at midnight); ``true`` / ``false`` (any
+case, or a Parquet boolean). A value stored another way is accepted only when the conversion is
+**lossless** (the value read back gives the stored value again), and then every such conversion
+is recorded as an :class:`InputNote` (``converted``: file, column, what to what, how many rows),
+printed by ``validate`` and ``run`` and written to the run's ``manifest.json`` (``input_notes``):
+
+- integers in a code or text column become their decimal text (a numeric spell id ``123`` is the
+  code ``"123"``);
+- text holding a number, a date or a boolean in a Parquet column of that kind is parsed;
+- a floating-point column of a whole-number kind (age, comorbidity, deprivation quintile) whose
+  values are all whole, or text such as ``42.0``, becomes whole numbers;
+- integers in a number column become floating point (exact below 2**53);
+- ``1`` / ``0`` (text, or Parquet integers) in a boolean column become true / false.
+
+Everything else is refused by the contracts, naming file, rows, column and rule: floating-point
+codes (``not_text``: ``1.0`` or ``1.5`` is not an id), fractions in a whole-number column
+(``not_integer``: age ``42.5``), other integers in a boolean column (``not_boolean``), dates
+that are not ``YYYY-MM-DD`` or carry a time of day (``not_date``, ``time_in_date``).
+
+Region names (``trusts.region``): leading, trailing and repeated spaces are removed, and names
+that differ only in case are written as the spelling most trusts use (ties: the first in the
+file), each with a ``normalised`` note, so one region is never split in two in bands and QSG
+reports.
 
 Text encoding and size limits (CSV): files are UTF-8. A UTF-8 byte-order mark at the start of a file
 is accepted and stripped (spreadsheet programs write one). Any other encoding (Latin-1,
@@ -36,8 +71,165 @@ from surveillance.errors import ContractError, Violation
 #: longest CSV line (hence field) accepted, in bytes; see the module docstring.
 MAX_LINE_BYTES = 1 << 20
 _SCAN_CHUNK_BYTES = 1 << 20
+_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
+
+
+#: column kinds read as text (codes, names, enumerations, months)
+TEXT_KINDS = frozenset({"code", "text", "enum", "month"})
+_KIND_WORDS = {
+    "code": "text",
+    "text": "text",
+    "enum": "text",
+    "month": "text",
+    "int": "whole numbers",
+    "float": "numbers",
+    "date": "dates",
+    "bool": "true/false",
+}
+
+
+@dataclass(frozen=True)
+class InputNote:
+    """Something the reader accepted but changed, recorded for the manifest and the run summary.
+
+    ``note``: ``converted`` (a lossless conversion, see the module docstring), ``normalised``
+    (a region spelling), ``unknown_value`` (a value the models do not know, e.g. a diagnosis
+    group outside the reference list). ``rows``: how many rows it concerns (0: the whole column).
+    """
+
+    file: str
+    column: str
+    note: str
+    message: str
+    rows: int = 0
+
+    def __str__(self) -> str:
+        count = f" ({self.rows:,} row(s))" if self.rows else ""
+        return f"{self.file} column '{self.column}': [{self.note}] {self.message}{count}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "column": self.column,
+            "note": self.note,
+            "message": self.message,
+            "rows": self.rows,
+        }
+
+
+def parquet_conversions(schema: pa.Schema, name: str, file: str) -> list[InputNote]:
+    """The conversions (module docstring) a Parquet file's column types imply, type by type."""
+    notes = []
+    for column, kind in COLUMN_KINDS[name].items():
+        if column not in schema.names:
+            continue
+        t = schema.field(column).type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        text = pa.types.is_string(t) or pa.types.is_large_string(t)
+        stored = None
+        if kind in TEXT_KINDS and pa.types.is_integer(t):
+            stored = "integers"
+        elif kind not in TEXT_KINDS and text:
+            stored = "text"
+        elif kind == "int" and pa.types.is_floating(t):
+            stored = "floating point (all whole)"
+        elif kind == "float" and pa.types.is_integer(t):
+            stored = "integers"
+        elif kind == "bool" and pa.types.is_integer(t):
+            stored = "integers 1/0"
+        if stored is not None:
+            notes.append(
+                InputNote(
+                    file,
+                    column,
+                    "converted",
+                    f"stored as {stored} ({t}), read as {_KIND_WORDS[kind]} (lossless)",
+                )
+            )
+    return notes
+
+
+_PLAIN_INTEGER = r"^[+-]?\d+$"
+
+
+def text_conversions(frame: pd.DataFrame, name: str, file: str) -> list[InputNote]:
+    """The conversions of a CSV file's text cells, value by value: ``1`` / ``0`` booleans and
+    whole numbers not written as plain integers (``42.0``), each counted."""
+    notes = []
+    for column, kind in COLUMN_KINDS[name].items():
+        if column not in frame.columns or not _is_text(frame[column]):
+            continue
+        series = frame[column].astype("string").str.strip()
+        if kind == "bool":
+            count = int(series.isin(["1", "0"]).fillna(False).sum())
+            if count:
+                notes.append(InputNote(file, column, "converted", "1/0 read as true/false", count))
+        elif kind == "int":
+            number = pd.to_numeric(series.where(series != "", None), errors="coerce")
+            whole = (number.notna() & (number == number.round())).fillna(False)
+            plain = series.str.match(_PLAIN_INTEGER).fillna(False)
+            count = int((whole & ~plain).sum())
+            if count:
+                notes.append(
+                    InputNote(
+                        file,
+                        column,
+                        "converted",
+                        "whole numbers written as decimals (42.0) read as whole numbers",
+                        count,
+                    )
+                )
+    return notes
+
+
+def normalise_regions(trusts: pd.DataFrame, file: str) -> tuple[pd.DataFrame, list[InputNote]]:
+    """Region names with spaces tidied and case variants of one name merged (module docstring).
+
+    Returns the trusts (unchanged, not copied, when nothing needed changing) and one note per
+    spelling changed.
+    """
+    if "region" not in trusts.columns or not _is_text(trusts["region"]) or not len(trusts):
+        return trusts, []
+    original = trusts["region"].astype("string")
+    tidy = original.str.replace(r"\s+", " ", regex=True).str.strip()
+    key = tidy.str.casefold()
+    counts = pd.DataFrame({"key": key, "tidy": tidy, "order": np.arange(len(tidy))})
+    counts = counts[counts["tidy"].fillna("") != ""]
+    ranked = (
+        counts.groupby(["key", "tidy"], sort=False)["order"]
+        .agg(["size", "min"])
+        .reset_index()
+        .sort_values(["key", "size", "min"], ascending=[True, False, True], kind="mergesort")
+    )
+    canonical = ranked.drop_duplicates("key").set_index("key")["tidy"]
+    target = key.map(canonical).where(tidy.fillna("") != "", original)
+    changed = (target != original).fillna(False).to_numpy(dtype=bool)
+    if not changed.any():
+        return trusts, []
+    notes = []
+    pairs = pd.DataFrame({"from": original[changed], "to": target[changed]})
+    for (old, new), group in pairs.groupby(["from", "to"], sort=True):
+        rows = ", ".join(str(i + 1) for i in group.index[:10])
+        how = (
+            "spaces tidied"
+            if str(old).strip() and " ".join(str(old).split()) == new
+            else "same region as another spelling, differing only in case or spacing"
+        )
+        notes.append(
+            InputNote(
+                file,
+                "region",
+                "normalised",
+                f"{str(old)!r} read as {new!r} ({how}; row(s) {rows})",
+                len(group),
+            )
+        )
+    out = trusts.copy(deep=False)
+    out["region"] = target.astype(object).where(changed, trusts["region"])
+    return out, notes
 
 
 @dataclass(frozen=True)
@@ -89,6 +281,11 @@ class Bundle:
     paths: dict[str, Path] = field(default_factory=dict)
     directory: Path = Path(".")
     spells_source: SpellSource | None = None
+    #: table -> the 1-based data row (CSV line - 1) of each frame row, for tables where that is
+    #: not simply position + 1 (a CSV with blank lines or values spanning lines)
+    row_numbers: dict[str, np.ndarray] = field(default_factory=dict)
+    #: what the reader accepted but changed (lossless conversions, region spellings)
+    notes: tuple[InputNote, ...] = ()
 
     @property
     def has_spells(self) -> bool:
@@ -207,8 +404,134 @@ def scan_text(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         )
 
 
+#: delimiters a one-column header betrays (bundle files are comma-separated)
+_OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
+#: how many ragged lines a message lists
+_RAGGED_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """What :func:`csv_layout` found: the header and the line each data row starts on."""
+
+    header: tuple[str, ...]
+    #: 1-based line on which each data row starts (blank lines skipped); ``None`` when data row i
+    #: is simply on line i + 1
+    lines: np.ndarray | None
+
+
+def csv_layout(path: Path, name: str | None = None) -> CsvLayout:
+    """Check a CSV file's header and row widths in one streaming pass; see the module docstring.
+
+    Raises :class:`ContractError`: ``duplicate_column`` (one violation per repeated name),
+    ``file_unreadable`` for another delimiter or rows whose field count differs from the header.
+    ``name`` is how messages name the file (default: its file name).
+    """
+    import csv
+    from array import array
+
+    shown = name or path.name
+    starts = array("q")  # 8 bytes a row, not a Python int each
+    ragged: list[tuple[int, int]] = []
+    n_ragged = 0
+    header: list[str] | None = None
+    shifted = False
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        line = 0  # lines consumed so far
+        try:
+            for record in reader:
+                start = line + 1
+                line = reader.line_num
+                if header is None:
+                    if not record:
+                        shifted = True
+                        continue
+                    header = record
+                    width = len(header)
+                    continue
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    shifted = True  # a blank line: the CSV reader skips it, its number is kept
+                    continue
+                starts.append(start)
+                if line != start:
+                    shifted = True  # a quoted value with a line break
+                if len(record) != width:
+                    n_ragged += 1
+                    if len(ragged) < _RAGGED_SHOWN:
+                        ragged.append((start, len(record)))
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB)
+            raise ContractError(
+                [
+                    Violation(
+                        file=shown,
+                        rule="file_unreadable",
+                        message=f"cannot parse CSV at line {reader.line_num}: {exc}",
+                    )
+                ]
+            ) from None
+    if header is None:
+        return CsvLayout((), None)
+    violations: list[Violation] = []
+    counts: dict[str, list[int]] = {}
+    for position, column in enumerate(header, start=1):
+        counts.setdefault(column, []).append(position)
+    for column, positions in counts.items():
+        if len(positions) > 1:
+            violations.append(
+                Violation(
+                    file=shown,
+                    rule="duplicate_column",
+                    column=column,
+                    message=(
+                        f"the header names {column!r} {len(positions)} times (columns "
+                        f"{', '.join(str(p) for p in positions)}); each column appears once"
+                    ),
+                )
+            )
+    if len(header) == 1:
+        other = [label for d, label in _OTHER_DELIMITERS.items() if d in header[0]]
+        if other:
+            text = header[0] if len(header[0]) <= 60 else header[0][:60] + "..."
+            violations.append(
+                Violation(
+                    file=shown,
+                    rule="file_unreadable",
+                    message=(
+                        f"the header is one column {text!r}: bundle files are comma-separated "
+                        f"and this one looks {other[0]}-separated; save it as CSV with commas"
+                    ),
+                )
+            )
+            raise ContractError(violations)
+    if ragged:
+        where = ", ".join(f"line {at} has {n}" for at, n in ragged)
+        more = f" (and {n_ragged - len(ragged)} more lines)" if n_ragged > len(ragged) else ""
+        violations.append(
+            Violation(
+                file=shown,
+                rule="file_unreadable",
+                message=(
+                    f"rows must have as many fields as the header ({width}): {where}{more}; "
+                    "a comma inside a value needs quotes"
+                ),
+            )
+        )
+    if violations:
+        raise ContractError(violations)
+    lines = np.frombuffer(starts, dtype=np.int64).copy() if shifted else None
+    return CsvLayout(tuple(header), lines)
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
+    frame, _ = _read_csv_rows(path)
+    return frame
+
+
+def _read_csv_rows(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The CSV as text cells, and its data rows' numbers when they are not position + 1."""
     scan_text(path)
+    layout = csv_layout(path)
     try:
         frame = pd.read_csv(
             path,
@@ -242,7 +565,15 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise ContractError(
             [Violation(file=path.name, rule="file_unreadable", message=f"cannot parse CSV: {exc}")]
         ) from None
-    return frame
+    rows = None
+    if layout.lines is not None:
+        if len(layout.lines) != len(frame):  # the two readers disagree: say so, never guess
+            raise _unreadable(
+                path,
+                f"cannot parse CSV: {len(frame)} rows read but {len(layout.lines)} found by line",
+            )
+        rows = layout.lines - 1
+    return frame, rows
 
 
 #: Parquet columns read dictionary-encoded (pandas categoricals of the code strings): a national
@@ -283,6 +614,10 @@ def _read_parquet(
                 fields.append(pa.field(f.name, pa.timestamp("ns", tz=getattr(f.type, "tz", None))))
             else:
                 fields.append(f)
+        kinds = COLUMN_KINDS.get(name, {})
+        for i, f in enumerate(fields):  # integer codes are their decimal text (lossless)
+            if kinds.get(f.name) in TEXT_KINDS and pa.types.is_integer(f.type):
+                fields[i] = pa.field(f.name, pa.large_string())
         table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
         frame = table.to_pandas(
             types_mapper=_string_mapper,
@@ -385,6 +720,9 @@ def _try_date(series: pd.Series) -> pd.Series | None:
     if not _is_text(series):
         return None
     empty = _empty(series)
+    iso = series.astype("string").str.match(_DATE_RE).fillna(False).to_numpy(dtype=bool)
+    if np.any(~iso & ~empty):  # 2013-7-1, a time of day: left as text for the contract to name
+        return None
     values = pd.to_datetime(series.where(~empty, None), format="%Y-%m-%d", errors="coerce")
     if np.any(values.isna().to_numpy() & ~empty):
         return None
@@ -392,6 +730,13 @@ def _try_date(series: pd.Series) -> pd.Series | None:
 
 
 def _try_bool(series: pd.Series) -> pd.Series | None:
+    if pd.api.types.is_integer_dtype(series.dtype):  # Parquet 1/0: booleans if nothing else
+        values = series.dropna()
+        if not values.isin([0, 1]).all():
+            return None  # left as integers for the contract (not_boolean) to name
+        if series.isna().any():
+            return series.astype("boolean")
+        return series.astype(bool)
     if not _is_text(series):
         return None
     empty = _empty(series)
@@ -429,11 +774,28 @@ def type_columns(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def read_table(path: Path, name: str) -> pd.DataFrame:
     """Read one bundle file (CSV or Parquet) as described in the module docstring."""
+    return read_table_rows(path, name)[0]
+
+
+def read_table_rows(path: Path, name: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """:func:`read_table`, and the data row number of each frame row when it is not position + 1
+    (:attr:`Bundle.row_numbers`)."""
+    frame, rows, _ = read_table_notes(path, name)
+    return frame, rows
+
+
+def read_table_notes(
+    path: Path, name: str
+) -> tuple[pd.DataFrame, np.ndarray | None, list[InputNote]]:
+    """:func:`read_table_rows`, and the conversions made (:class:`InputNote`)."""
+    rows = None
     if path.suffix == ".parquet":
         frame = _read_parquet(path, name)
+        notes = parquet_conversions(pq.read_schema(path), name, path.name)
     else:
-        frame = _read_csv(path)
-    return type_columns(frame, name)
+        frame, rows = _read_csv_rows(path)
+        notes = text_conversions(frame, name, path.name)
+    return type_columns(frame, name), rows, notes
 
 
 def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
@@ -461,6 +823,8 @@ def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
     violations: list[Violation] = []
     frames: dict[str, pd.DataFrame | None] = {}
     paths: dict[str, Path] = {}
+    row_numbers: dict[str, np.ndarray] = {}
+    notes: list[InputNote] = []
     source: SpellSource | None = None
     for name in TABLES:
         try:
@@ -479,9 +843,16 @@ def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
             paths[name] = path
             if name == "spells" and lazy_spells and path.suffix == ".parquet":
                 source = spell_source(path)
+                notes += parquet_conversions(pq.read_schema(path), name, path.name)
                 frames[name] = None
                 continue
-            frames[name] = read_table(path, name)
+            frames[name], rows, converted = read_table_notes(path, name)
+            notes += converted
+            if rows is not None:
+                row_numbers[name] = rows
+            if name == "trusts":
+                frames[name], tidied = normalise_regions(frames[name], path.name)
+                notes += tidied
         except ContractError as exc:
             violations.extend(exc.violations)
             frames[name] = None
@@ -498,4 +869,6 @@ def read_bundle(data_dir: Path | str, lazy_spells: bool = False) -> Bundle:
         paths=paths,
         directory=directory,
         spells_source=source,
+        row_numbers=row_numbers,
+        notes=tuple(notes),
     )

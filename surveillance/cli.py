@@ -96,25 +96,37 @@ def validate(
         bundle, assembly = pipeline.read_inputs(data, cat, quarter)
         violations = pipeline.validation_violations(bundle, assembly, cat, quarter)
         hint = pipeline.quarter_hint(bundle, quarter, violations)
+        notes = pipeline.input_notes(bundle)
     except ContractError as exc:
-        violations = exc.violations
+        violations, notes = exc.violations, []
     except SurveillanceError as exc:
         typer.echo(f"error: {exc}")
         raise typer.Exit(1) from None
+    _print_notes(notes)
     if not violations:
         console.print(f"{data}: valid for {quarter} (no contract violations)", markup=False)
         raise typer.Exit(0)
     table = Table(title=f"{len(violations)} contract violation(s) in {data} for {quarter}")
     for heading in ("file", "rows", "column", "rule", "message"):
         table.add_column(heading, overflow="fold")
-    for v in violations:
+    from rich.markup import escape
+
+    for v in violations:  # escaped: file text such as "[b]" in a message is not Rich markup
         rows = ", ".join(str(r) for r in v.rows)
-        table.add_row(v.file, rows, v.column or "", v.rule, v.message)
+        table.add_row(escape(v.file), rows, escape(v.column or ""), v.rule, escape(v.message))
     console.print(table)
     console.print("rows are 1-based data rows (CSV line = row + 1)", markup=False)
     if hint:
         console.print(hint, markup=False)
     raise typer.Exit(1)
+
+
+def _print_notes(notes) -> None:
+    """Input notes (accepted, but converted, normalised or unknown to the models), one a line."""
+    if notes:
+        typer.echo(f"{len(notes)} input note(s) (accepted; recorded in the run's manifest):")
+        for note in notes:
+            typer.echo(f"  - {note}")
 
 
 @app.command()
@@ -436,6 +448,13 @@ def _print_summary(console, summary) -> None:
     table.add_row("indicators left out of banding", str(len(summary.excluded)))
     if summary.quarantined:
         table.add_row("rows quarantined", f"{summary.quarantined} (see quarantine.csv)")
+    if summary.input_notes:
+        from rich.markup import escape
+
+        table.add_row(  # escaped: "[converted]" is text, not Rich markup
+            f"input notes ({len(summary.input_notes)}, in manifest.json)",
+            escape("\n".join(summary.input_notes)),
+        )
     table.add_row("outputs", str(summary.run_dir))
     table.add_row("report", str(summary.report) if summary.report else "not rendered")
     table.add_row("wall time", f"{summary.seconds:.1f} s")
@@ -491,6 +510,7 @@ def _run_quarter_flow(
         f"{quarter}: inputs checked in {time.perf_counter() - started:.1f} s "
         f"(run {checked.fingerprint.run_id})"
     )
+    _print_notes(checked.notes)
     try:
         result = _orchestrate(console, checked, runner, dask_address, quarter, spells)
     except SurveillanceError as exc:

@@ -5,7 +5,9 @@ mode so that *every* violation is collected. Pandera's failure cases carry the f
 :func:`validate_bundle` turns into row numbers.
 
 Row numbers are **1-based data rows**: row 1 is the first row after the header, i.e. line 2 of a
-CSV file (a spreadsheet shows it as row 2). For each rule at most :data:`MAX_ROWS_PER_RULE` row
+CSV file (a spreadsheet shows it as row 2), and row N is on line N + 1 also after blank lines or
+values spanning lines (:attr:`surveillance.bundle.Bundle.row_numbers`, applied by
+:func:`validate_bundle`). For each rule at most :data:`MAX_ROWS_PER_RULE` row
 numbers are listed (the first ones); the message gives the total number of offending rows.
 
 Rule names (``Violation.rule``):
@@ -16,16 +18,20 @@ Rule names (``Violation.rule``):
 ``file_unreadable``         empty file, not UTF-8, unparseable CSV, corrupted Parquet
 ``missing_column``          a column of DESIGN.md section 4 is absent
 ``extra_column``            a column not in DESIGN.md section 4 is present
-``no_rows``                 trusts or indicators has a header but no data rows
+``duplicate_column``        a CSV header names a column twice
+``no_rows``                 trusts, indicators or spells has a header but no data rows
 ``required``                empty or missing cell in a column that must be filled
 ``not_text``                a code/text column is stored with a non-text type (Parquet)
 ``not_numeric``             a number column holds text that is not a number
 ``not_finite``              NaN or infinity in a number column
 ``not_integer``             an integer column (age, comorbidity, quintile) holds a fraction
-``not_date``                a date that is not ISO 8601 ``YYYY-MM-DD``
+``not_date``                a date that is not ISO 8601 ``YYYY-MM-DD`` (``2013-7-1`` is not)
+``time_in_date``            a date with a time of day (text ``2013-07-01 10:00``, or a Parquet
+                            timestamp that is not midnight): dates carry no time
 ``not_month``               a month that is not ``YYYY-MM``
 ``not_boolean``             a boolean that is not true/false/1/0
 ``allowed_values``          a value outside the column's enumeration
+``code_shape``              trust_code is not an ODS-style code (:data:`TRUST_CODE_PATTERN`)
 ``unique_key``              the file's key is duplicated (all rows sharing a key are listed)
 ``unknown_trust``           trust_code not in trusts
 ``date_after_quarter``      a date after the run quarter's last day
@@ -297,6 +303,13 @@ LOOKBACK_MONTHS = 12
 
 _NONFINITE_RE = re.compile(r"^\s*[+-]?(nan|inf|infinity)\s*$", re.IGNORECASE)
 _MONTH_RE = r"^\d{4}-(0[1-9]|1[0-2])$"
+#: a date as the contract writes it: four-digit year, two-digit month and day (ISO 8601)
+_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
+#: a date followed by a time of day (``T`` or a space, then at least hours and minutes)
+_DATE_TIME_RE = r"^\s*\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{2}"
+#: ODS-style organisation code: 3 to 10 capital letters and digits (``RXX``, ``R1H``, ``RXX01``);
+#: nothing else may reach file names, page names or published tables as a trust code
+TRUST_CODE_PATTERN = r"^[A-Z0-9]{3,10}$"
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")
 
@@ -408,25 +421,38 @@ class _Table:
 
         return self.cached((column, "number"), make)
 
-    def date(self, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """(datetime64[ns] values with NaT where unusable, not_date mask)."""
+    def date(self, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(datetime64[ns] values with NaT where unusable, not_date mask, time_in_date mask).
 
-        def make() -> tuple[np.ndarray, np.ndarray]:
+        Text must be ``YYYY-MM-DD`` exactly (``2013-7-1`` is not_date); a date with a time of day
+        (text, or a timestamp that is not midnight) is time_in_date and, like a not_date cell,
+        NaT for every other rule (so it is not also reported as outside a window).
+        """
+
+        def make() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             series = self.frame[column]
             empty = self.empty(column)
+            none = np.zeros(len(series), dtype=bool)
             if pd.api.types.is_datetime64_any_dtype(series.dtype):
                 if isinstance(series.dtype, pd.DatetimeTZDtype):
                     series = series.dt.tz_localize(None)
                 values = series.to_numpy(dtype="datetime64[ns]")
-                return values, np.zeros(len(series), dtype=bool)
+                timed = ~np.isnat(values) & (values != values.astype("datetime64[D]"))
+                if timed.any():
+                    values = np.where(timed, np.datetime64("NaT"), values)
+                return values, none, timed
             if _is_text_dtype(series):
                 text = self.text(column)
+                iso = text.str.match(_DATE_RE).fillna(False).to_numpy(dtype=bool)
                 parsed = pd.to_datetime(
-                    text.where(~empty, None).astype(object), format="%Y-%m-%d", errors="coerce"
+                    text.where(iso & ~empty, None).astype(object),
+                    format="%Y-%m-%d",
+                    errors="coerce",
                 )
                 values = parsed.to_numpy(dtype="datetime64[ns]")
-                return values, np.isnat(values) & ~empty
-            return np.full(len(series), np.datetime64("NaT"), dtype="datetime64[ns]"), ~empty
+                timed = text.str.match(_DATE_TIME_RE).fillna(False).to_numpy(dtype=bool) & ~empty
+                return values, np.isnat(values) & ~empty & ~timed, timed
+            return np.full(len(series), np.datetime64("NaT"), dtype="datetime64[ns]"), ~empty, none
 
         return self.cached((column, "date"), make)
 
@@ -508,8 +534,16 @@ def _column_rules(table: str, column: str, kind: str) -> list[Rule]:
             Rule(
                 column,
                 "not_date",
-                "must be an ISO 8601 date YYYY-MM-DD",
+                "must be an ISO 8601 date YYYY-MM-DD (four-digit year, two-digit month and day)",
                 lambda t: t.date(column)[1],
+            )
+        )
+        rules.append(
+            Rule(
+                column,
+                "time_in_date",
+                "times are not allowed: a date is YYYY-MM-DD, without a time of day",
+                lambda t: t.date(column)[2],
             )
         )
     if kind == "bool":
@@ -626,8 +660,33 @@ def _ns(ts: pd.Timestamp) -> np.datetime64:
 # ---- trusts ---------------------------------------------------------------------------------
 
 
+def _trust_code_shape(t: _Table) -> RuleResult:
+    text = t.text("trust_code")
+    bad = ~text.str.match(TRUST_CODE_PATTERN).fillna(False).to_numpy(dtype=bool) & ~t.empty(
+        "trust_code"
+    )
+    message = (
+        "trust_code must be an ODS-style code: 3 to 10 capital letters and digits (e.g. RXX, "
+        "R1H); no spaces, punctuation, path separators, markup or invisible characters"
+    )
+    if bad.any():
+        first = str(text[bad].iloc[0])
+        shown = ascii(first[:24]) + (f"... ({len(first):,} characters)" if len(first) > 24 else "")
+        message += f"; e.g. {shown}"
+    return bad, message
+
+
 def _trusts_rules(quarter: Quarter) -> list[Rule]:
-    return [_unique_rule("trusts"), _not_after("last_inspection_date", quarter)]
+    return [
+        Rule(
+            "trust_code",
+            "code_shape",
+            "trust_code must be an ODS-style code (3 to 10 capital letters and digits)",
+            _trust_code_shape,
+        ),
+        _unique_rule("trusts"),
+        _not_after("last_inspection_date", quarter),
+    ]
 
 
 # ---- indicators -----------------------------------------------------------------------------
@@ -1105,6 +1164,19 @@ def _pandera_view(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index, copy=False)
 
 
+#: tables that may not be a header alone: the two required ones, and spells (an empty spells file
+#: would give every mortality indicator as missing data rather than say the extract is empty)
+NONEMPTY_TABLES: tuple[str, ...] = (*REQUIRED_TABLES, "spells")
+
+
+def no_rows(name: str, file: str) -> Violation:
+    """The ``no_rows`` violation of a table with a header and no data rows."""
+    message = "file has no data rows"
+    if name == "spells":
+        message += " (remove the file to run without the mortality indicators)"
+    return Violation(file=file, rule="no_rows", message=message)
+
+
 def validate_table(
     name: str,
     file: str,
@@ -1129,8 +1201,8 @@ def validate_table(
     outcomes: dict[str, tuple[Rule, int, str]] = {}
     schema = _schema(table, rules, outcomes, max_rows)
     violations: list[Violation] = []
-    if name in REQUIRED_TABLES and len(frame) == 0:
-        violations.append(Violation(file=file, rule="no_rows", message="file has no data rows"))
+    if name in NONEMPTY_TABLES and len(frame) == 0:
+        violations.append(no_rows(name, file))
     try:
         schema.validate(_pandera_view(frame), lazy=True, inplace=True)
         return violations
@@ -1228,14 +1300,34 @@ def validate_bundle(
         frame = bundle.table(name)
         lazy = getattr(bundle, "spells_source", None) is not None
         if name == "spells" and frame is None and lazy and chunked_spells is not None:
+            if bundle.spells_source.n_rows == 0:
+                violations.append(no_rows(name, bundle.file_name(name)))
             violations += chunked_spells(known)
             continue
         if frame is None:
             continue
-        violations += validate_table(
+        found = validate_table(
             name, bundle.file_name(name), frame, quarter, catalogue, known, max_rows
         )
+        numbers = getattr(bundle, "row_numbers", {}).get(name)
+        violations += found if numbers is None else [file_rows(v, numbers) for v in found]
     return violations
+
+
+def file_rows(violation: Violation, numbers: np.ndarray) -> Violation:
+    """``violation`` with its rows (positions + 1 in the frame checked) turned into the file's
+    data row numbers ``numbers`` (:attr:`surveillance.bundle.Bundle.row_numbers`); rows past
+    ``numbers`` (indicator rows assembled from source feeds) keep counting on from the last."""
+    from dataclasses import replace
+
+    if not violation.rows:
+        return violation
+    last = int(numbers[-1]) if len(numbers) else 0
+    rows = tuple(
+        int(numbers[r - 1]) if r <= len(numbers) else last + r - len(numbers)
+        for r in violation.rows
+    )
+    return replace(violation, rows=rows)
 
 
 def known_trusts(bundle: Bundle) -> pd.Index | None:

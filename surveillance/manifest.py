@@ -154,8 +154,18 @@ class Manifest:
     #: published quarters read (:func:`surveillance.pipeline.previous_record`): last quarter's run
     #: id and the sha256 of its bands.csv and flags.csv, and the band history's bands.csv hashes
     previous: dict[str, Any] = field(default_factory=dict)
+    #: what the reader accepted but changed or did not know (:class:`surveillance.bundle.InputNote`:
+    #: lossless conversions, normalised region names, unknown diagnosis groups); the key is
+    #: written only when there is a note, so a bundle needing none gives the same bytes as before
+    input_notes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        payload = self._payload()
+        if self.input_notes:
+            payload["input_notes"] = self.input_notes
+        return payload
+
+    def _payload(self) -> dict[str, Any]:
         return {
             "manifest_version": MANIFEST_VERSION,
             "run_id": self.run_id,

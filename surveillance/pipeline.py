@@ -296,8 +296,14 @@ def load_catalogue(path: Path | None = None) -> pd.DataFrame:
 
 
 def assemble_sources(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> Assembly:
-    """Indicators for the quarter from ``<data>/feeds/`` and ``indicators.csv`` (with status)."""
+    """Indicators for the quarter from ``<data>/feeds/`` and ``indicators.csv`` (with status).
+
+    First the columns the assembly keys on (:func:`check_key_columns`) and the feed files
+    (:func:`check_feed_files`): either stops the run with contract violations naming the file.
+    """
     feeds = Path(bundle.directory) / FEEDS_SUBDIR
+    check_key_columns(bundle, catalogue, quarter)
+    check_feed_files(feeds)
     derived = {
         "spells": bundle.has_spells,
         "staffing": bundle.staffing is not None,
@@ -344,7 +350,7 @@ def validate(
     from surveillance import quarantine as quarantine_module
 
     prechecked = checked
-    checked = replace(bundle, indicators=assembly.indicators)
+    checked = with_assembled_indicators(bundle, assembly)
     if not quarantine:
         # ``checked``: :func:`preflight` already found no violation in these very bytes
         violations = [] if prechecked else contract_violations(checked, quarter, catalogue)
@@ -1005,8 +1011,83 @@ def finish_manifest(
             "run_id_in": TIMINGS_FILE,
         },
     )
+    manifest.input_notes = [n.to_dict() for n in input_notes(results.validated.bundle)]
     write_manifest(manifest, staging)
     return manifest
+
+
+# ============================================================================================
+# input notes: what the run accepted but changed or does not know (nothing silent)
+
+#: the reference list of diagnosis groups: the SHMI-style (CCS) groups the risk models, the
+#: mortality indicators (models/risk/indicator_groups.yaml) and the synthetic nation are built on
+DIAGNOSIS_GROUPS_FILE = Path(__file__).resolve().parent / "synth" / "diagnosis_groups.csv"
+#: how many unknown groups a note names
+NAMED_GROUPS = 10
+
+
+def reference_diagnosis_groups(path: Path = DIAGNOSIS_GROUPS_FILE) -> frozenset[str]:
+    """The diagnosis groups of the reference list (:data:`DIAGNOSIS_GROUPS_FILE`)."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["diagnosis_group"])
+    return frozenset(frame["diagnosis_group"])
+
+
+def diagnosis_group_counts(bundle: Any) -> pd.Series:
+    """Spells per diagnosis group (in memory, or the column of a spells file left on disk)."""
+    if bundle.spells is not None and "diagnosis_group" in bundle.spells.columns:
+        groups = bundle.spells["diagnosis_group"]
+    elif bundle.spells_source is not None:
+        import pyarrow.parquet as pq
+
+        path = bundle.spells_source.path
+        if "diagnosis_group" not in pq.read_schema(path).names:
+            return pd.Series(dtype="int64")
+        table = pq.read_table(path, columns=["diagnosis_group"])
+        groups = table.column(0).to_pandas()
+    else:
+        return pd.Series(dtype="int64")
+    counts = groups.astype("string").value_counts(dropna=True)
+    return counts[counts > 0]
+
+
+def diagnosis_notes(bundle: Any, reference: frozenset[str] | None = None) -> list[Any]:
+    """One ``unknown_value`` note naming the diagnosis groups of the spells that are not in the
+    reference list, with their spell counts (most spells first), and the reference name a
+    group differs from only in case or spacing; empty when every group is known.
+
+    The run goes on: the risk model fits such a group as a group of its own (it never pools it
+    with the group it may have been meant to be), which is why it must be said.
+    """
+    from surveillance.bundle import InputNote
+
+    if not bundle.has_spells:
+        return []
+    reference = reference_diagnosis_groups() if reference is None else reference
+    counts = diagnosis_group_counts(bundle)
+    unknown = counts[~counts.index.isin(list(reference))]
+    if unknown.empty:
+        return []
+    unknown = unknown.sort_index(kind="mergesort").sort_values(ascending=False, kind="mergesort")
+    folded = {" ".join(r.split()).casefold(): r for r in reference}
+    named = []
+    for group, n in unknown.head(NAMED_GROUPS).items():
+        near = folded.get(" ".join(str(group).split()).casefold())
+        hint = f", differs only in case or spacing from {near!r}" if near else ""
+        named.append(f"{str(group)[:80]!r} {int(n):,} spell(s){hint}")
+    more = len(unknown) - len(named)
+    listing = "; ".join(named) + (f"; and {more} more group(s)" if more > 0 else "")
+    file = bundle.file_name("spells")
+    message = (
+        f"{len(unknown)} diagnosis group(s) not in the reference list ({DIAGNOSIS_GROUPS_FILE.name}"
+        f"): {listing}; each is fitted by the risk models as a group of its own"
+    )
+    return [InputNote(file, "diagnosis_group", "unknown_value", message, int(unknown.sum()))]
+
+
+def input_notes(bundle: Any) -> list[Any]:
+    """Every :class:`surveillance.bundle.InputNote` of a bundle: what the reader converted or
+    normalised, and the diagnosis groups the risk models do not know."""
+    return [*getattr(bundle, "notes", ()), *diagnosis_notes(bundle)]
 
 
 def write_timings(
@@ -1076,6 +1157,8 @@ class Checked:
 
     options: RunOptions
     fingerprint: Fingerprint
+    #: :func:`input_notes` of the bundle checked (printed before the run starts)
+    notes: tuple[Any, ...] = ()
 
 
 def preflight(options: RunOptions) -> Checked:
@@ -1107,7 +1190,7 @@ def preflight(options: RunOptions) -> Checked:
         raise QuarterContractError(
             exc.violations, quarter_hint(bundle, opts.quarter, exc.violations)
         ) from None
-    return Checked(opts, fp)
+    return Checked(opts, fp, tuple(input_notes(bundle)))
 
 
 def read_inputs(
@@ -1119,9 +1202,39 @@ def read_inputs(
     data_dir = Path(data_dir)
     bundle = _plainly(load, "the bundle", data_dir, data_dir, spells)
     feeds = data_dir / FEEDS_SUBDIR
-    check_feed_files(feeds)
     assembly = _plainly(assemble_sources, "a source feed", feeds, bundle, catalogue, quarter)
     return bundle, assembly
+
+
+#: columns the source feeds are assembled by: without them the contracts are checked first
+KEY_COLUMNS = {"trusts": ("trust_code",), "indicators": ("trust_code", "indicator_id")}
+
+
+def check_key_columns(bundle: Any, catalogue: pd.DataFrame, quarter: str) -> None:
+    """Stop with the contract violations of ``trusts`` / ``indicators`` (the file, its missing
+    column, any other broken rule) when either lacks a column the feeds are assembled by (a
+    renamed or ``;``-separated header), rather than fail inside a feed adapter."""
+    from surveillance import contracts
+
+    broken = [
+        name
+        for name, columns in KEY_COLUMNS.items()
+        if any(c not in bundle.table(name).columns for c in columns)
+    ]
+    if not broken:
+        return
+    known = contracts.known_trusts(bundle)
+    violations = []
+    for name in broken:
+        violations += contracts.validate_table(
+            name,
+            bundle.file_name(name),
+            bundle.table(name),
+            Quarter.parse(quarter),
+            catalogue,
+            known,
+        )
+    raise ContractError(violations)
 
 
 def check_feed_files(feeds: Path) -> None:
@@ -1132,7 +1245,7 @@ def check_feed_files(feeds: Path) -> None:
 
     import pyarrow.parquet as pq
 
-    from surveillance.bundle import scan_text
+    from surveillance.bundle import csv_layout, scan_text
     from surveillance.errors import Violation
 
     if not Path(feeds).is_dir():
@@ -1146,6 +1259,7 @@ def check_feed_files(feeds: Path) -> None:
                     violations.append(Violation(name, "file_unreadable", "the file is empty"))
                     continue
                 scan_text(path)
+                csv_layout(path, name)  # a ragged row would shift the adapter's columns
             elif path.suffix == ".parquet":
                 pq.ParquetFile(path)
         except ContractError as exc:
@@ -1161,9 +1275,28 @@ def validation_violations(
 ) -> list:
     """Every contract violation of the bundle with its assembled indicators (what the run's
     :func:`validate` refuses without quarantine)."""
+    return contract_violations(with_assembled_indicators(bundle, assembly), quarter, catalogue)
+
+
+def with_assembled_indicators(bundle: Any, assembly: Assembly) -> Any:
+    """The bundle with the assembled indicators in place of ``indicators.csv``, their row numbers
+    those of the file (a row after one a feed superseded keeps its own number)."""
     from dataclasses import replace
 
-    return contract_violations(replace(bundle, indicators=assembly.indicators), quarter, catalogue)
+    numbers = dict(getattr(bundle, "row_numbers", {}) or {})
+    rows = getattr(assembly, "bundle_rows", None)
+    if rows is not None and bundle.indicators is not None:
+        file_numbers = numbers.get("indicators")
+        if file_numbers is None:
+            file_numbers = np.arange(1, len(bundle.indicators) + 1)
+        mapped = np.asarray(file_numbers)[np.asarray(rows, dtype=np.int64)]
+        if np.array_equal(mapped, np.arange(1, len(mapped) + 1)):
+            numbers.pop("indicators", None)
+        else:
+            numbers["indicators"] = mapped
+    else:
+        numbers.pop("indicators", None)
+    return replace(bundle, indicators=assembly.indicators, row_numbers=numbers)
 
 
 def _plainly(fn, what: str, where: Path, *args):
@@ -1198,6 +1331,8 @@ class RunSummary:
     seconds: float
     #: the previous quarter the run read (movement, persistence), or why none
     previous: str = ""
+    #: the manifest's ``input_notes`` as text (conversions, normalised regions, unknown groups)
+    input_notes: list[str] = field(default_factory=list)
 
 
 def summarise(run_dir: Path) -> RunSummary:
@@ -1238,7 +1373,14 @@ def summarise(run_dir: Path) -> RunSummary:
         quarantined=int(manifest.get("quarantined_rows", 0)),
         seconds=float(timings.get("total_seconds", 0.0)),
         previous=_previous_text(manifest.get("previous", {})),
+        input_notes=[_note_text(n) for n in manifest.get("input_notes", [])],
     )
+
+
+def _note_text(note: Mapping[str, Any]) -> str:
+    from surveillance.bundle import InputNote
+
+    return str(InputNote(**{k: note[k] for k in ("file", "column", "note", "message", "rows")}))
 
 
 def _previous_text(record: Mapping[str, Any]) -> str:
@@ -1459,9 +1601,46 @@ def publish_month(
                 name: count_rows(staging / name) for name in ("alerts.csv", "data_dictionary.csv")
             },
             outputs=hash_outputs(staging),
+            input_notes=[n.to_dict() for n in unseen_group_notes(data_dir, model_path)],
         )
         write_manifest(manifest, staging)
     return store.run_directory(out, month)
+
+
+def unseen_group_notes(data_dir: Path, model_path: Path) -> list[Any]:
+    """One ``unknown_value`` note naming the diagnosis groups of the month's spells that the
+    saved risk model never saw (their spells get the national crude rate), with spell counts;
+    empty when the model knows every group."""
+    from surveillance.bundle import InputNote
+    from surveillance.mortality.risk_model import RiskModel
+
+    files = {k: v for k, v in input_files(Path(data_dir)).items() if k.startswith("spells.")}
+    if not files:
+        return []
+    file, path = next(iter(sorted(files.items())))
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        groups = pq.read_table(path, columns=["diagnosis_group"]).column(0).to_pandas()
+    else:
+        groups = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["diagnosis_group"])[
+            "diagnosis_group"
+        ]
+    counts = groups.astype("string").value_counts(dropna=True)
+    known = set(RiskModel.load(model_path).group_names_)
+    unseen = counts[(counts > 0) & ~counts.index.isin(list(known))]
+    if unseen.empty:
+        return []
+    unseen = unseen.sort_index(kind="mergesort").sort_values(ascending=False, kind="mergesort")
+    named = [f"{str(g)[:80]!r} {int(n):,} spell(s)" for g, n in unseen.head(NAMED_GROUPS).items()]
+    more = len(unseen) - len(named)
+    listing = "; ".join(named) + (f"; and {more} more group(s)" if more > 0 else "")
+    model_run = Path(model_path).parent.parent.name
+    message = (
+        f"{len(unseen)} diagnosis group(s) the risk model of {model_run} never saw: {listing}; "
+        "their spells are charted against the national crude rate"
+    )
+    return [InputNote(file, "diagnosis_group", "unknown_value", message, int(unseen.sum()))]
 
 
 # ============================================================================================

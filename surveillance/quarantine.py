@@ -142,11 +142,21 @@ def quarantine_bundle(bundle: Bundle, quarter: str, catalogue: pd.DataFrame) -> 
     from surveillance.contracts import TABLES, validate_bundle
 
     row_ids: dict[str, np.ndarray] = {}
+    numbers = dict(getattr(bundle, "row_numbers", {}) or {})
     for name in TABLES:
         frame = bundle.table(name)
         if frame is not None:
-            row_ids[name] = np.arange(1, len(frame) + 1)
-    current = bundle
+            # file row numbers (a CSV with blank lines), else position + 1
+            known = numbers.get(name)
+            ids = np.arange(1, len(frame) + 1)
+            if known is not None:
+                ids[: min(len(known), len(ids))] = known[: len(ids)]
+                tail = len(ids) - len(known)
+                if tail > 0:
+                    ids[len(known) :] = (known[-1] if len(known) else 0) + np.arange(1, tail + 1)
+            row_ids[name] = ids
+    # the rounds below check positions in the shrinking tables; row_ids maps them to the file
+    current = replace(bundle, row_numbers={}) if numbers else bundle
     found: list[Violation] = []
     parts: list[pd.DataFrame] = []
     for _ in range(MAX_ROUNDS):

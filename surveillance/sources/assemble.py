@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from surveillance.contracts import INDICATOR_COLUMNS
@@ -66,6 +67,10 @@ class Assembly:
     sources: list[SourceStatus]
     feed_files: dict[str, Path] = field(default_factory=dict)  # "feeds/<name>" -> path read
     notes: list[str] = field(default_factory=list)
+    #: 0-based position in the bundle's indicators frame of each leading row of ``indicators``
+    #: taken from it (rows superseded by a feed are gone, so later rows are not at their file
+    #: position); the feeds' rows follow. ``None``: no bundle indicators were given
+    bundle_rows: np.ndarray | None = None
 
     def unavailable(self) -> dict[str, str]:
         """``indicator_id -> reason`` for every indicator of a missing or late source."""
@@ -241,7 +246,14 @@ def assemble(
     # follow, sorted by indicator, trust and period (their own file rows are checked by adapters)
     indicators = indicators.reset_index(drop=True)
     statuses.sort(key=lambda s: (s.source, s.status, s.indicator_ids))
-    return Assembly(indicators, statuses, feed_files, notes)
+    rows = (
+        np.flatnonzero(~pre["indicator_id"].astype(str).isin(replaced).to_numpy())
+        if len(pre)
+        else np.zeros(0, dtype=np.int64)
+    )
+    return Assembly(
+        indicators, statuses, feed_files, notes, rows if bundle_indicators is not None else None
+    )
 
 
 def feed_members(path: Path) -> dict[str, Path]:

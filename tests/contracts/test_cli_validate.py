@@ -87,3 +87,16 @@ def test_wrong_quarter_names_the_quarter_the_data_cover(tmp_path):
     )
     assert result.exit_code == 1
     assert "did you mean --quarter 2013Q3?" in " ".join(result.output.split())
+
+
+def test_violation_text_is_printed_as_is(tmp_path):
+    """A code like '[bold]X' in a message is text, not Rich markup (issue 17: messages exact)."""
+    frames = valid_frames()
+    for frame in frames.values():
+        frame.loc[frame["trust_code"] == "RA1", "trust_code"] = "[bold]X"
+    write_bundle(tmp_path, frames)
+    result = runner.invoke(
+        app, ["validate", "--data", str(tmp_path), "--quarter", "2013Q3"], env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 1
+    assert "code_shape" in result.output and "'[bold]X'" in result.output

@@ -355,6 +355,21 @@ SPELL_CASES = [
         ("spells.csv", "required", "diagnosis_group", (3,)),
     ),
     (
+        "spell-date-short",  # issue 17: ISO 8601 only, a one-digit month is not
+        _set("spells", 1, "admission_date", "2010-10-1"),
+        ("spells.csv", "not_date", "admission_date", (1,)),
+    ),
+    (
+        "spell-date-time",  # issue 17: "times not allowed", not a spell_window violation
+        _set("spells", 4, "discharge_date", "2013-09-30 23:59:00"),
+        ("spells.csv", "time_in_date", "discharge_date", (4,)),
+    ),
+    (
+        "spell-date-iso-time",
+        _set("spells", 2, "admission_date", "2012-01-05T08:30"),
+        ("spells.csv", "time_in_date", "admission_date", (2,)),
+    ),
+    (
         "spell-date",
         _set("spells", 2, "admission_date", "2012-02-30"),
         ("spells.csv", "not_date", "admission_date", (2,)),
@@ -615,7 +630,8 @@ def test_parquet_types_checked(tmp_path, frames):
     spells["comorbidity"] = spells["comorbidity"].astype(int)
     frames["spells"] = spells
     staffing = frames["staffing"].copy()
-    staffing["ward_code"] = 7  # a code stored as a number
+    # a code stored as a floating-point number (integers are read as their text: issue 17)
+    staffing["ward_code"] = 7.0
     staffing = staffing.drop_duplicates(["trust_code", "month", "staff_group", "shift"])
     frames["staffing"] = staffing.reset_index(drop=True)
     violations = _run(tmp_path, frames, parquet=("spells", "staffing"))
@@ -635,6 +651,8 @@ def test_rule_catalogue_is_documented(catalogue):
         "extra_column",
         "no_rows",
         "not_text",
+        "code_shape",  # tests/reliability/bad_bundles.py (a trust code changes every file)
+        "duplicate_column",  # ... (a CSV header, not a frame)
         "missing_file",
         "ambiguous_file",
         "file_unreadable",

@@ -45,3 +45,36 @@ def test_band_table_is_one_line_per_trust_at_80_columns(tmp_path: Path) -> None:
     order = bands.assign(b=bands["band"].astype(int), p=bands["proportion_score"].astype(float))
     expected = order.sort_values(["b", "p"], ascending=[True, False])["trust_code"].head(15)
     assert [line.split()[1] for line in shown] == expected.tolist()
+
+
+def test_summary_and_checks_print_the_input_notes(tmp_path: Path, capsys) -> None:
+    """Issue 17, item 3: the run says what it accepted but converted or does not know."""
+    from surveillance.bundle import InputNote
+    from surveillance.pipeline import RunSummary
+
+    note = InputNote("trusts.csv", "region", "normalised", "'london' read as 'London'", 1)
+    cli._print_notes([note])
+    printed = capsys.readouterr().out
+    assert "1 input note(s) (accepted; recorded in the run's manifest):" in printed
+    assert "trusts.csv column 'region': [normalised] 'london' read as 'London' (1 row(s))" in (
+        printed
+    )
+    summary = RunSummary(
+        run_dir=tmp_path,
+        run_id="2013Q3-0",
+        quarter="2013Q3",
+        band_counts={"1": 1},
+        new_alerts=0,
+        movers=pd.DataFrame(columns=["trust_code", "previous_band", "band"]),
+        report=None,
+        missing_sources=[],
+        excluded=[],
+        quarantined=0,
+        seconds=1.0,
+        input_notes=[str(note)],
+    )
+    console = Console(width=200, record=True, force_terminal=False)
+    cli._print_summary(console, summary)
+    text = console.export_text()
+    assert "input notes (1, in manifest.json)" in text
+    assert "[normalised]" in text and "'London'" in text

@@ -186,6 +186,65 @@ def _overlapping_quarterly(frames: Frames) -> None:
     frames["indicators"] = pd.concat([ind, extra], ignore_index=True)
 
 
+def _recode_trust(old: str, new: str):
+    """Give trust ``old`` the code ``new`` in every file (trusts and the rows that name it)."""
+
+    def mutate(frames: Frames) -> None:
+        for frame in frames.values():
+            if frame is not None and "trust_code" in frame.columns:
+                frame.loc[frame["trust_code"] == old, "trust_code"] = new
+
+    return mutate
+
+
+def _lines_case(name: str, edit: Callable[[list[str]], None], mutate=None):
+    """Write the valid bundle (``mutate``d), then edit ``name``'s lines (header is line 1)."""
+
+    def build(directory: Path) -> None:
+        frames = valid_frames()
+        if mutate is not None:
+            mutate(frames)
+        write_bundle(directory, frames)
+        path = directory / name
+        lines = path.read_text().splitlines()
+        edit(lines)
+        path.write_text("\n".join(lines) + "\n")
+
+    return build
+
+
+def _duplicate_header(lines: list[str]) -> None:
+    lines[0] = lines[0].replace("trust_type", "region")  # two 'region' columns
+
+
+def _semicolons(lines: list[str]) -> None:
+    lines[:] = [line.replace(",", ";") for line in lines]
+
+
+def _renamed_key(lines: list[str]) -> None:
+    lines[0] = lines[0].replace("trust_code", "org_code")
+
+
+def _blank_lines(lines: list[str]) -> None:
+    lines.insert(2, "")  # after data row 1: data row 2 is now on line 4
+    lines.insert(3, "")
+
+
+def _short_row(lines: list[str]) -> None:
+    lines[2] = lines[2].rsplit(",", 1)[0]  # data row 2 lacks its last field
+
+
+def _timestamps_with_times(frames: Frames) -> None:
+    spells = frames["spells"]
+    for column in ("admission_date", "discharge_date"):
+        spells[column] = pd.to_datetime(spells[column])
+    spells.loc[1, "discharge_date"] = pd.Timestamp("2012-01-05 17:45")
+
+
+def _float_spell_ids(frames: Frames) -> None:
+    frames["spells"]["spell_id"] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
 def _spells_unknown_trust(frames: Frames) -> None:
     frames["spells"].loc[0, "trust_code"] = "RZZ"
 
@@ -599,5 +658,182 @@ CASES: list[Case] = [
         "month_window",
         "month",
         (1,),
+    ),
+    # ---- issue 17: nothing silent (headers, row numbers, dates, codes, conversions)
+    Case(
+        "duplicate_header",
+        _lines_case("trusts.csv", _duplicate_header),
+        "trusts.csv",
+        "duplicate_column",
+        "region",
+        message="'region' 2 times (columns 3, 4)",
+    ),
+    Case(
+        "semicolon_delimited",
+        _lines_case("trusts.csv", _semicolons),
+        "trusts.csv",
+        "file_unreadable",
+        message="looks ';'-separated",
+    ),
+    Case(
+        "renamed_key_header",
+        _lines_case("trusts.csv", _renamed_key),
+        "trusts.csv",
+        "missing_column",
+        "trust_code",
+    ),
+    Case(
+        "indicators_without_indicator_id",
+        _frames_case(_drop_column("indicators", "indicator_id")),
+        "indicators.csv",
+        "missing_column",
+        "indicator_id",
+    ),
+    Case(
+        "short_row",
+        _lines_case("trusts.csv", _short_row),
+        "trusts.csv",
+        "file_unreadable",
+        message="line 3 has 7",
+    ),
+    Case(
+        "row_after_blank_lines",
+        _lines_case("trusts.csv", _blank_lines, _set("trusts", 2, "trust_type", "community")),
+        "trusts.csv",
+        "allowed_values",
+        "trust_type",
+        (4,),  # line 5: data row N is on line N + 1, blank lines counted
+    ),
+    Case(
+        "date_one_digit_month",
+        _frames_case(_set("spells", 4, "admission_date", "2013-9-1")),
+        "spells.csv",
+        "not_date",
+        "admission_date",
+        (4,),
+    ),
+    Case(
+        "date_with_time_text",
+        _frames_case(_set("intelligence", 2, "received_date", "2012-11-02 09:15:00")),
+        "intelligence.csv",
+        "time_in_date",
+        "received_date",
+        (2,),
+    ),
+    Case(
+        "timestamp_with_time_parquet",
+        _frames_case(_timestamps_with_times, parquet=("spells",)),
+        "spells.parquet",
+        "time_in_date",
+        "discharge_date",
+        (2,),
+    ),
+    Case(
+        "trust_code_path",
+        _frames_case(_recode_trust("RA2", "../x")),
+        "trusts.csv",
+        "code_shape",
+        "trust_code",
+        (2,),
+        message="'../x'",
+    ),
+    Case(
+        "trust_code_slash",
+        _frames_case(_recode_trust("RA1", "a/b")),
+        "trusts.csv",
+        "code_shape",
+        "trust_code",
+        (1,),
+    ),
+    Case(
+        "trust_code_rtl_mark",
+        _frames_case(_recode_trust("RB3", "RB\u202e3")),
+        "trusts.csv",
+        "code_shape",
+        "trust_code",
+        (3,),
+        message="\\u202e",
+    ),
+    Case(
+        "trust_code_markup",
+        _frames_case(_recode_trust("RA1", "<b>RA1</b>")),
+        "trusts.csv",
+        "code_shape",
+        "trust_code",
+        (1,),
+    ),
+    Case(
+        "trust_code_5000_characters",
+        _frames_case(_recode_trust("RA2", "R" * 5000)),
+        "trusts.csv",
+        "code_shape",
+        "trust_code",
+        (2,),
+        message="(5,000 characters)",
+    ),
+    Case(
+        "zero_row_spells_csv",
+        _frames_case(_header_only("spells")),
+        "spells.csv",
+        "no_rows",
+    ),
+    Case(
+        "zero_row_spells_parquet",
+        _frames_case(_header_only("spells"), parquet=("spells",)),
+        "spells.parquet",
+        "no_rows",
+    ),
+    Case(
+        "float_spell_ids",
+        _frames_case(_float_spell_ids, parquet=("spells",)),
+        "spells.parquet",
+        "not_text",
+        "spell_id",
+        (1, 2, 3, 4, 5, 6),
+    ),
+]
+
+
+def _feed_case(content: bytes, name: str = "ae_attendances.csv"):
+    def build(directory: Path) -> None:
+        write_bundle(directory, valid_frames())
+        (directory / "feeds").mkdir()
+        (directory / "feeds" / name).write_bytes(content)
+
+    return build
+
+
+_AE_HEADER = b"period,org_code,type,attendances,breaches,admissions\n"
+
+#: source feeds the run cannot read (issue 17): ``validate`` and ``run`` must refuse them alike.
+#: The contract check of the bundle alone does not see them (they are read by the assembly).
+FEED_CASES: list[Case] = [
+    Case("feed_empty", _feed_case(b""), "feeds/ae_attendances.csv", "file_unreadable"),
+    Case(
+        "feed_latin1",
+        _feed_case(_AE_HEADER + "2013-07-01,R\xe9,1,5,1,1\n".encode("latin-1")),
+        "feeds/ae_attendances.csv",
+        "file_unreadable",
+        message="not valid UTF-8",
+    ),
+    Case(
+        "feed_ragged",
+        _feed_case(_AE_HEADER + b"2013-07-01,RA1,1,5,1\n2013-07-01,RA1,2,5,1,1,9\n"),
+        "feeds/ae_attendances.csv",
+        "file_unreadable",
+        message="line 2 has 5, line 3 has 7",
+    ),
+    Case(
+        "feed_not_parquet",
+        _feed_case(b"period,org_code\n", "ae_attendances.parquet"),
+        "feeds/ae_attendances.parquet",
+        "file_unreadable",
+        message="Parquet",
+    ),
+    Case(
+        "feed_binary",
+        _feed_case(bytes(range(256))),
+        "feeds/ae_attendances.csv",
+        "file_unreadable",
     ),
 ]

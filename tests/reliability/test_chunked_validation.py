@@ -61,7 +61,8 @@ def test_chunked_check_equals_whole_file_check(case: Case, tmp_path: Path, catal
 
     def chunked():
         bundle = read_bundle(data, lazy_spells=True)
-        assert bundle.spells is None and len(bundle.spells_source.chunks) > 1
+        source = bundle.spells_source
+        assert bundle.spells is None and (len(source.chunks) > 1 or source.n_rows == 0)
         chunks = StreamChunks(bundle.spells_source)
         return validate_bundle(
             bundle,
