@@ -488,6 +488,11 @@ def main() -> int:
         print_table(rows, title="Detection of a step in the odds of death (from month 4)")
         print_table(fa_rows, title="False alarms of in-control charts in 12 months (target 0.001)")
         result.update(detection=rows, false_alarms=fa_rows)
+    else:  # keep the chart-level part of the last full run (it does not depend on the nations)
+        last = Path(__file__).resolve().parent / "results" / "detection.json"
+        if last.is_file():
+            old = json.loads(last.read_text())
+            result.update({k: old[k] for k in ("detection", "false_alarms") if k in old})
     nations = part2(args.seeds, args.scale, args.quarter, args.root, detectors)
     print_table(
         [{k: v for k, v in r.items() if not isinstance(v, list)} for r in nations["pooled"]],

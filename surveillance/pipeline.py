@@ -959,12 +959,23 @@ def excluded_frame(
     return pd.DataFrame.from_records(rows, columns=columns)
 
 
-def render_reports(staging: Path, catalogue: pd.DataFrame, fp: Fingerprint | None = None) -> Path:
-    """Render the static site into ``<staging>/reports``; the footers take the run id and code
-    version from ``fp`` (the manifest is written after the site)."""
+def render_reports(
+    staging: Path,
+    catalogue: pd.DataFrame,
+    fp: Fingerprint | None = None,
+    results: QuarterResults | None = None,
+) -> Path:
+    """Render the static site into ``<staging>/reports``. The manifest is written after the
+    site, so the footers take the run id and code version from ``fp`` and the index its input
+    notes from ``results`` (what :func:`finish_manifest` records)."""
     from surveillance.reports.site import build_site
 
-    provenance = None if fp is None else {"run_id": fp.run_id, "code_version": fp.code}
+    provenance = None
+    if fp is not None:
+        provenance = {"run_id": fp.run_id, "code_version": fp.code}
+        if results is not None:
+            notes = [n.to_dict() for n in input_notes(results.validated.bundle)]
+            provenance["input_notes"] = notes
     return build_site(staging, catalogue=catalogue, provenance=provenance)
 
 
@@ -1465,7 +1476,7 @@ def write_and_publish(
         timings["write"] = time.perf_counter() - start
         if opts.render_reports:
             start = time.perf_counter()
-            render_reports(staging, catalogue, fp)
+            render_reports(staging, catalogue, fp, results)
             timings["report"] = time.perf_counter() - start
         finish_manifest(staging, fp, results, catalogue, counts)
         write_timings(staging, timings, dict(extra_timings or {}))

@@ -117,6 +117,12 @@ LABELS: dict[str, dict[str, str]] = {
         "night_fill": "Night shift fill rate",
     },
     "diagnosis_group": {"ALL": "All diagnosis groups"},
+    # manifest.json input_notes (surveillance.bundle.InputNote)
+    "input_note": {
+        "converted": "converted without loss",
+        "normalised": "spelling made consistent",
+        "unknown_value": "not known to the models",
+    },
 }
 LABELS["domain"] = dict(DOMAINS)
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -678,6 +684,7 @@ def build_site(
         for r in regions
     ]
     common = {"quarter": run.quarter, "regions": region_links, **_provenance(run, provenance)}
+    notes = _input_notes(run, provenance)
     templates = {
         name: env.get_template(name)
         for name in ("index.html", "trust.html", "qsg.html", "funnel.html")
@@ -688,7 +695,11 @@ def build_site(
         (tmp / rel).write_text(html, encoding="utf-8")
 
     band_records = bands.to_dict("records")
-    write("index.html", "index.html", _index_context(ctx, band_records, flags))
+    write(
+        "index.html",
+        "index.html",
+        _index_context(ctx, band_records, flags) | {"input_notes": notes},
+    )
     for b in band_records:
         write(
             f"trusts/{ctx.trust_file[b['trust_code']]}.html", "trust.html", _trust_context(ctx, b)
@@ -808,6 +819,27 @@ def _provenance(run: RunData, given: Mapping[str, Any] | None) -> dict[str, str]
         "run_id": _text(source.get("run_id")) or "not recorded",
         "code_version": version or "not recorded",
     }
+
+
+def _input_notes(run: RunData, given: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """What the reader accepted but changed (``manifest.json`` ``input_notes``: conversions,
+    region spellings, diagnosis groups the models do not know), for the index."""
+    from surveillance.reports.suppress import suppress_count
+
+    def spells(m: re.Match) -> str:  # spell counts are patient counts: 1-4 shown as <5
+        return f"{suppress_count(int(m.group(1).replace(',', '')))} spell(s)"
+
+    source = dict(given) if given else run.manifest
+    return [
+        {
+            "file": _text(n.get("file")),
+            "column": _text(n.get("column")),
+            "what": plain("input_note", _text(n.get("note"))),
+            "message": re.sub(r"(\d[\d,]*) spell\(s\)", spells, _text(n.get("message"))),
+            "rows": suppress_count(int(n["rows"])) if _float(n.get("rows")) else "whole column",
+        }
+        for n in source.get("input_notes") or []
+    ]
 
 
 def _explanations(

@@ -820,6 +820,46 @@ def test_footer_shows_run_id_and_code_version(site: Path, fixture_run: Path, cat
     index = render_reports(staging, catalogue, fp)
     text = " ".join(" ".join(parse(index).text).split())
     assert "Run 2013Q3-fp · quarter 2013Q3 · code version 0.3.0." in text
+    assert "note(s) on the input data" not in text  # a run without input notes shows none
+
+
+def test_index_lists_the_input_notes_with_spell_counts_suppressed(
+    fixture_run: Path, catalogue, tmp_path
+):
+    """manifest.json ``input_notes`` (issue 17: nothing silent) are on the index, in plain words;
+    a spell count of 1-4 in a note is a patient count and shows as <5."""
+    import shutil
+
+    run = tmp_path / "2013Q3"
+    shutil.copytree(fixture_run, run, ignore=shutil.ignore_patterns("reports"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["input_notes"] = [
+        {
+            "file": "spells.parquet",
+            "column": "diagnosis_group",
+            "note": "unknown_value",
+            "message": "2 diagnosis group(s) not in the reference list (diagnosis_groups.csv): "
+            "'Sepsis X' 3 spell(s); 'Other Y' 1,250 spell(s); each is fitted by the risk "
+            "models as a group of its own",
+            "rows": 1253,
+        },
+        {
+            "file": "trusts.csv",
+            "column": "region",
+            "note": "normalised",
+            "message": "'london ' read as 'London' (spacing and case; row(s) 4)",
+            "rows": 3,
+        },
+    ]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    index = build_site(run, tmp_path / "site", catalogue=catalogue)
+    text = " ".join(" ".join(parse(index).text).split())
+    assert "2 note(s) on the input data" in text
+    assert "not known to the models" in text and "spelling made consistent" in text
+    assert "'Sepsis X' <5 spell(s); 'Other Y' 1,250 spell(s)" in text
+    assert "3 spell(s)" not in text
+    assert "spells.parquet diagnosis_group not known to the models 1,253" in text
+    assert "trusts.csv region spelling made consistent <5" in text
 
 
 def test_flag_numbers_in_a_few_words(site: Path):
