@@ -1552,10 +1552,35 @@ def monthly_alerts(bundle: Any, model_path: Path, month: str) -> pd.DataFrame:
     from surveillance.mortality.monitor import monitor_month
     from surveillance.mortality.risk_model import RiskModel
 
-    if bundle.spells is None:
-        raise SurveillanceError(f"{bundle.directory}: the monthly run needs spells (none found)")
     model = RiskModel.load(model_path)
-    return monitor_month(bundle.spells, model, parse_month(month))
+    month = parse_month(month)
+    return monitor_month(monthly_spells(bundle, model, month), model, month)
+
+
+def monthly_spells(bundle: Any, model: Any, month: str) -> pd.DataFrame:
+    """The spells the monthly charts read: the bundle's spells in memory, or, when a large
+    ``spells.parquet`` was left on disk (``Bundle.spells_source``, :func:`load`), the rows whose
+    period date (the model's ``period_date``) falls in the window's months to ``month``, read one
+    row group at a time so the whole file is never held."""
+    from surveillance.bundle import read_rows
+    from surveillance.mortality.encode import SPELL_COLUMNS, month_number
+    from surveillance.mortality.monitor import load_cusum_settings
+
+    if bundle.spells is not None:
+        return bundle.spells
+    source = getattr(bundle, "spells_source", None)
+    if source is None:
+        raise SurveillanceError(f"{bundle.directory}: the monthly run needs spells (none found)")
+    end = month_number(month)
+    first = end - load_cusum_settings().months + 1
+    column = model.spec.period_date
+    parts = []
+    for start, stop in source.chunks:
+        rows = read_rows(source.path, "spells", start, stop, list(SPELL_COLUMNS))
+        dates = pd.to_datetime(rows[column])
+        months = (dates.dt.year - 1970) * 12 + dates.dt.month - 1
+        parts.append(rows[((months >= first) & (months <= end)).to_numpy()])
+    return pd.concat(parts, ignore_index=True)
 
 
 def run_month(

@@ -316,6 +316,30 @@ def test_monthly_flow_reuses_quarter_models(published: Path, small_bundles, code
         np.testing.assert_allclose(got["cusum"], expected["cusum"].astype(float), rtol=1e-8)
 
 
+def test_monthly_run_on_spells_left_on_disk(published: Path, small_bundles, monkeypatch, tmp_path):
+    """A spells file of AUTO_CHUNKED_SPELLS rows or more stays on disk (``Bundle.spells`` is
+    None, ``spells_source`` set); the monthly run reads its window from it row group by row group
+    and gives the alerts of the spells in memory (it used to stop with "needs spells")."""
+    import shutil
+
+    model_path = published / "2013Q2" / "models" / "alert_model.json"
+    in_memory = pipeline.monthly_alerts(
+        store.read_bundle(small_bundles["2013Q3"]), model_path, "2013-08"
+    )
+    lazy = store.read_bundle(small_bundles["2013Q3"], lazy_spells=True)
+    assert lazy.spells is None and lazy.spells_source is not None
+    pd.testing.assert_frame_equal(pipeline.monthly_alerts(lazy, model_path, "2013-08"), in_memory)
+    # the plain monthly run: the national-size rule (here every file is "large") leaves it on disk
+    monkeypatch.setattr(pipeline, "AUTO_CHUNKED_SPELLS", 1)
+    assert pipeline.load(small_bundles["2013Q3"]).spells is None
+    out = tmp_path / "out"
+    shutil.copytree(published / "2013Q2", out / "2013Q2")
+    run = pipeline.run_month(small_bundles["2013Q3"], out, "2013-08")
+    got = pd.read_csv(run / "alerts.csv", dtype={"trust_code": str})
+    assert len(got) == len(in_memory)
+    assert got["trust_code"].tolist() == in_memory["trust_code"].astype(str).tolist()
+
+
 @pytest.mark.slow
 def test_dask_runner_gives_same_outputs(published: Path, small_bundles, code_version, tmp_path):
     """The flow on a 2-worker Dask cluster (by scheduler address) writes the same bytes."""
