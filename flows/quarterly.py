@@ -161,7 +161,16 @@ def _run(
     )
     lap("assess")
     bands = (
-        cached(tasks.band).submit(flags, validated.bundle.trusts, q, previous_bands, key).result()
+        cached(tasks.band)
+        .submit(
+            flags,
+            validated.bundle.trusts,
+            q,
+            previous_bands,
+            key,
+            pipeline.banding_config_path(options),
+        )
+        .result()
     )
     lap("band")
     results = pipeline.QuarterResults(

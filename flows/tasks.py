@@ -162,8 +162,8 @@ def assess(
 
 
 @task(name="band")
-def band(flags, trusts, quarter: str, previous_bands, key: str):
-    return pipeline.band(flags, trusts, quarter, previous_bands)
+def band(flags, trusts, quarter: str, previous_bands, key: str, config_path=None):
+    return pipeline.band(flags, trusts, quarter, previous_bands, config_path)
 
 
 #: large arguments per cached task (excluded from INPUTS, covered by the fingerprint key).

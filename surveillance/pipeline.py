@@ -94,6 +94,13 @@ def default_model_configs() -> dict[str, Path]:
     return paths
 
 
+def banding_config_path(options: RunOptions) -> Path | None:
+    """The banding selection the run's ``model_configs`` name (``banding/banding.yaml``): the
+    file hashed into the run id is the file the banding stage reads."""
+    path = (options.model_configs or {}).get("banding/banding.yaml")
+    return Path(path) if path is not None else None
+
+
 def default_catalogue_path() -> Path:
     from surveillance.catalogue import loader
 
@@ -722,7 +729,8 @@ def band(
     previous_bands: pd.DataFrame | None = None,
     config_path: Path | None = None,
 ) -> pd.DataFrame:
-    """``bands.csv`` from the champion banding model (``models/banding/banding.yaml``)."""
+    """``bands.csv`` from the champion banding model of the selection ``config_path`` (default
+    ``models/banding/banding.yaml``; a run passes :func:`banding_config_path` of its options)."""
     from surveillance.banding.config import load_banding_config
     from surveillance.banding.cqc2013 import CQC2013Model
     from surveillance.banding.explain import add_movement
@@ -732,7 +740,7 @@ def band(
         raise SurveillanceError(
             f"banding champion {selection.champion!r}: only cqc2013 publishes bands.csv so far"
         )
-    model = CQC2013Model()
+    model = CQC2013Model(selection.cqc2013)  # the selection's own config (was the default's)
     bands = model.predict_bands(flags, trusts, quarter, excluded=excluded_indicators(flags))
     return add_movement(bands, previous_bands)
 
@@ -1436,7 +1444,15 @@ def compute_quarter(
         opts.quarter,
         previous_flags,
     )
-    bands = timed("band", band, flags, validated.bundle.trusts, opts.quarter, previous_bands)
+    bands = timed(
+        "band",
+        band,
+        flags,
+        validated.bundle.trusts,
+        opts.quarter,
+        previous_bands,
+        banding_config_path(opts),
+    )
     results = QuarterResults(
         flags,
         bands,
