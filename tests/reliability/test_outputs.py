@@ -140,7 +140,7 @@ def test_small_mortality_counts_are_suppressed_on_trust_pages(published) -> None
     for path in sorted((run / "reports" / "trusts").glob("*.html")):
         page = parse(path)
         for table in page.tables:
-            if table["headers"][:2] != ["Diagnosis group", "Observed"]:
+            if table["headers"][:2] != ["Diagnosis group", "Observed deaths"]:
                 continue
             shown = {row[0]: row[1] for row in table["rows"] if len(row) > 1}
             code = path.stem.split("-")[0].upper()
