@@ -86,18 +86,19 @@ class PalliativeRates:
 def palliative_counts(enc: EncodedSpells, keep: np.ndarray) -> pd.DataFrame:
     """Spells ``n`` and spells coded palliative ``k`` per trust x group among ``keep`` (the
     phase I spells of one chunk): counts that add over chunks."""
-    idx = np.flatnonzero(keep)
     size_g = len(enc.groups)
-    key = enc.trust[idx].astype(np.int64) * size_g + enc.group[idx]
-    uniq, inverse = np.unique(key, return_inverse=True)
+    size = len(enc.trusts) * size_g
+    key = enc.trust.astype(np.int64) * size_g + enc.group
+    keep = np.asarray(keep, dtype=bool)
+    n = np.bincount(key[keep], minlength=size)
+    k = np.bincount(key[keep & enc.palliative], minlength=size)
+    cells = np.flatnonzero(n)
     return pd.DataFrame(
         {
-            "trust_code": enc.trusts[uniq // size_g].astype(str),
-            "diagnosis_group": enc.groups[uniq % size_g].astype(str),
-            "n": np.bincount(inverse, minlength=len(uniq)).astype(np.int64),
-            "k": np.bincount(inverse, weights=enc.palliative[idx], minlength=len(uniq)).astype(
-                np.int64
-            ),
+            "trust_code": enc.trusts[cells // size_g].astype(str),
+            "diagnosis_group": enc.groups[cells % size_g].astype(str),
+            "n": n[cells].astype(np.int64),
+            "k": k[cells].astype(np.int64),
         }
     ).astype(COUNT_COLUMNS)
 

@@ -423,9 +423,10 @@ class RiskModel:
         stride = int(np.prod(self.sizes_[j + 1 :]))
         digit = (pattern // stride) % int(self.sizes_[j])
         not_coded = pattern - digit * stride
+        rows = self.group_index(enc.groups)[enc.group]
         return marginal_risk(
-            self.predict_encoded(enc, not_coded + stride),
-            self.predict_encoded(enc, not_coded),
+            self.predict_patterns(rows, not_coded + stride),
+            self.predict_patterns(rows, not_coded),
             rates.rates(enc),
         )
 
