@@ -33,7 +33,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -971,19 +971,16 @@ def render_reports(
     staging: Path,
     catalogue: pd.DataFrame,
     fp: Fingerprint | None = None,
-    results: QuarterResults | None = None,
+    notes: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Render the static site into ``<staging>/reports``. The manifest is written after the
-    site, so the footers take the run id and code version from ``fp`` and the index its input
-    notes from ``results`` (what :func:`finish_manifest` records)."""
+    site, so the footers take the run id and code version from ``fp`` and the index the input
+    notes ``notes`` (what :func:`finish_manifest` records)."""
     from surveillance.reports.site import build_site
 
     provenance = None
     if fp is not None:
-        provenance = {"run_id": fp.run_id, "code_version": fp.code}
-        if results is not None:
-            notes = [n.to_dict() for n in input_notes(results.validated.bundle)]
-            provenance["input_notes"] = notes
+        provenance = {"run_id": fp.run_id, "code_version": fp.code, "input_notes": list(notes)}
     return build_site(staging, catalogue=catalogue, provenance=provenance)
 
 
@@ -993,8 +990,10 @@ def finish_manifest(
     results: QuarterResults,
     catalogue: pd.DataFrame,
     row_counts: Mapping[str, int],
+    notes: Sequence[Mapping[str, Any]] = (),
 ) -> Manifest:
-    """Write ``manifest.json`` (deterministic) after every other output is in place."""
+    """Write ``manifest.json`` (deterministic) after every other output is in place; ``notes``
+    are the bundle's input notes as dicts (:func:`input_notes`)."""
     sources = [s.to_dict() for s in results.assembly.sources]
     missing = [
         {
@@ -1030,7 +1029,7 @@ def finish_manifest(
             "run_id_in": TIMINGS_FILE,
         },
     )
-    manifest.input_notes = [n.to_dict() for n in input_notes(results.validated.bundle)]
+    manifest.input_notes = list(notes)
     write_manifest(manifest, staging)
     return manifest
 
@@ -1490,11 +1489,13 @@ def write_and_publish(
         write_run_description(staging, fp.quarter, fp.run_id, fp.code, others)
         counts = {**counts, DICTIONARY_FILE: count_rows(staging / DICTIONARY_FILE)}
         timings["write"] = time.perf_counter() - start
+        # once: counting the diagnosis groups reads a column of every spell
+        notes = [n.to_dict() for n in input_notes(results.validated.bundle)]
         if opts.render_reports:
             start = time.perf_counter()
-            render_reports(staging, catalogue, fp, results)
+            render_reports(staging, catalogue, fp, notes)
             timings["report"] = time.perf_counter() - start
-        finish_manifest(staging, fp, results, catalogue, counts)
+        finish_manifest(staging, fp, results, catalogue, counts, notes)
         write_timings(staging, timings, dict(extra_timings or {}))
     return store.run_directory(opts.out, opts.quarter)
 

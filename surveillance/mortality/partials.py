@@ -175,12 +175,12 @@ def fit_alert_model(
 ) -> RiskModel:
     """``alert_model`` fitted on spells in memory (through its pattern counts, as chunked)."""
     end = month_number(as_quarter(quarter).end)
-    counts = pattern_counts(spells, alert_model, end)
+    enc = encode_spells(spells, alert_model.outcome, alert_model.spec.period_date)
+    counts = pattern_counts(spells, alert_model, end, enc)
     if len(counts) == 0:
         raise SurveillanceError("spells: no rows to fit the risk models on")
     alert_model.fit_counts(*combine_counts(counts, alert_model), as_quarter(quarter))
     if alert_model.palliative_at_trust_rate:
-        enc = encode_spells(spells, alert_model.outcome, alert_model.spec.period_date)
         alert_model.set_palliative_counts(_palliative_counts(enc, alert_model, end))
     return alert_model
 

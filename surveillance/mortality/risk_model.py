@@ -203,7 +203,8 @@ class RiskModel:
         del digits
         self.__dict__.pop("_fit_encoding", None)
         fitted = self._fit_arrays(enc.group[keep], enc.groups, pattern, enc.died[keep])
-        self.set_palliative_counts(palliative_counts(enc, keep))
+        if self.palliative_at_trust_rate:  # only such a model keeps the rates
+            self.set_palliative_counts(palliative_counts(enc, keep))
         if whole:  # what encode(spells) would compute: reuse it once (see encode)
             self._fit_encoding = (weakref.ref(spells), len(spells), enc, pattern)
         return fitted
@@ -401,10 +402,9 @@ class RiskModel:
 
     def set_palliative_counts(self, counts: pd.DataFrame) -> None:
         """Phase I palliative-coding rates (``palliative_rates_``) from per-chunk counts
-        (:func:`surveillance.mortality.palliative.palliative_counts`); only for a model whose
-        charts use them."""
-        if self.palliative_at_trust_rate:
-            self.palliative_rates_ = palliative_rates(counts)
+        (:func:`surveillance.mortality.palliative.palliative_counts`), for a model whose charts
+        use them (:attr:`palliative_at_trust_rate`)."""
+        self.palliative_rates_ = palliative_rates(counts)
 
     def chart_prediction(self, enc: EncodedSpells, pattern: np.ndarray) -> np.ndarray:
         """The alert charts' risks before the baseline shift: the prediction, or with

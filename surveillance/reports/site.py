@@ -52,6 +52,7 @@ from surveillance.reports.suppress import (
     safe_series,
     suppress_count,
 )
+from surveillance.reports.suppress import finite_float as _float
 
 DOMAINS = tuple((d, {"well_led": "Well-led"}.get(d, d.capitalize())) for d in DOMAIN_CODES)
 #: Indicator types whose ``observed`` is a count (of patients, or of events: which counts are of
@@ -188,14 +189,6 @@ def _ward_cell(column: str, value: Any, is_float: bool) -> str:
     if column in _WARD_PROPORTIONS:
         return _pct(value)
     return _num(value, 3) if is_float else _text(value)
-
-
-def _float(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _num(value: Any, digits: int = 2) -> str:

@@ -50,7 +50,8 @@ COMPLEMENT_TEXT = "hidden"
 _UNITS_FILE = Path(__file__).resolve().parents[2] / "models" / "reports" / "count_units.yaml"
 
 
-def _float(value: Any) -> float | None:
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float, else None (text, empty, NaN or inf)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -60,13 +61,13 @@ def _float(value: Any) -> float | None:
 
 def is_small_count(value: Any) -> bool:
     """True for a count of 1 to 4 (suppressed as "<5" wherever it is published)."""
-    v = _float(value)
+    v = finite_float(value)
     return v is not None and SMALL_COUNT_MIN <= v <= SMALL_COUNT_MAX
 
 
 def suppress_count(value: Any) -> str:
     """A published patient count: "<5" for 1 to 4, "" when missing, else the integer."""
-    v = _float(value)
+    v = finite_float(value)
     if v is None:
         return ""
     if SMALL_COUNT_MIN <= v <= SMALL_COUNT_MAX:
@@ -227,7 +228,7 @@ def complementary_suppression(observed: dict[str, Any], total_key: str = "ALL") 
     (primary suppression): the smallest remaining rows, until the hidden rows hold at least 5
     between them and are at least two. When that is impossible the total itself is hidden too.
     """
-    parts = {k: _float(v) for k, v in observed.items() if k != total_key}
+    parts = {k: finite_float(v) for k, v in observed.items() if k != total_key}
     small = {k for k, v in parts.items() if is_small_count(v)}
     if not small:
         return set()
